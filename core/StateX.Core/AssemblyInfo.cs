@@ -1,0 +1,4 @@
+using System.Runtime.CompilerServices;
+
+[assembly: InternalsVisibleTo("StateX.Tests")]
+[assembly: InternalsVisibleTo("StateX.Bench")]

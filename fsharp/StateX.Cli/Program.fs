@@ -1,0 +1,31 @@
+module StateX.Cli.Program
+
+open System
+open Argu
+open StateX.Cli.Commands
+
+[<RequireSubcommand>]
+type CliArgs =
+    | [<CliPrefix(CliPrefix.None)>] Info of ParseResults<Info.InfoArgs>
+    interface IArgParserTemplate with
+        member a.Usage =
+            match a with
+            | Info _ -> "versions, libtorch folder, compatibility patch, CUDA devices; --selftest measures matmul TFLOP/s."
+
+[<EntryPoint>]
+let main argv =
+    let parser = ArgumentParser.Create<CliArgs>(programName = "statex")
+    try
+        let results = parser.ParseCommandLine(argv, raiseOnUsage = true)
+        match results.GetSubCommand() with
+        | Info a -> Info.run a
+    with
+    | :? ArguParseException as e ->
+        eprintfn "%s" e.Message
+        if e.ErrorCode = ErrorCode.HelpText then 0 else 2
+    | e ->
+        let rec root (e: exn) = if isNull e.InnerException then e else root e.InnerException
+        let r = root e
+        eprintfn "statex: error: %s" r.Message
+        if Environment.GetEnvironmentVariable "STATEX_DEBUG" = "1" then eprintfn "%O" e
+        1
