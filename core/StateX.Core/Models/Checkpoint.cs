@@ -1,0 +1,34 @@
+using StateX.IO;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace StateX.Models;
+
+/// <summary>A checkpoint format one model family reads (fla GLA, HF Mamba2, mamba_ssm Mamba2, ...).</summary>
+public interface ICheckpointFamily
+{
+    string Name { get; }
+    /// <summary>True when this config.json is in this family's dialect.</summary>
+    bool Recognizes(ConfigJson config);
+    /// <summary>Builds the model from config.json and loads the weights of the checkpoint folder.</summary>
+    ICausalLanguageModel Load(string directory, ConfigJson config, Device? device, ScalarType? dtype, Action<string>? warn);
+}
+
+/// <summary>Loads any checkpoint folder StateX understands, choosing the family from its config.json.</summary>
+public static class Checkpoint
+{
+    /// <summary>Every family StateX reads. Order matters only if two could claim one config.</summary>
+    public static IReadOnlyList<ICheckpointFamily> Families { get; } = new ICheckpointFamily[]
+    {
+    };
+
+    public static ICausalLanguageModel Load(string directory, Device? device = null, ScalarType? dtype = null, Action<string>? warn = null)
+    {
+        NativeRuntime.EnsureInitialized();
+        if (!Directory.Exists(directory)) throw new DirectoryNotFoundException($"checkpoint folder not found: {directory}");
+        var config = ConfigJson.Load(Path.Combine(directory, "config.json"));
+        var family = Families.FirstOrDefault(f => f.Recognizes(config))
+            ?? throw new ConfigException($"{config.Path}: not a checkpoint StateX can read (model_type '{config.Root["model_type"]?.ToString() ?? "absent"}'; known: {string.Join(", ", Families.Select(f => f.Name))})");
+        return family.Load(directory, config, device, dtype, warn ?? (m => Console.Error.WriteLine(m)));
+    }
+}
