@@ -1,0 +1,156 @@
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using StateX.Tokenization;
+using static TorchSharp.torch;
+
+namespace StateX.Data;
+
+/// <summary>Shape and seed of the batches a loader makes.</summary>
+/// <param name="SeqLen">T: tokens the model sees per sequence.</param>
+/// <param name="BatchSize">B: sequences per batch.</param>
+/// <param name="Seed">the run's data seed: file order, shuffle buffers and mixture draws all derive from it.</param>
+/// <param name="WithTarget">true: rows of T+1 tokens (inputs and shifted labels from one row); false: rows of T.</param>
+/// <param name="EodId">end-of-document id put between documents; null takes the tokenizer's EOS.</param>
+public sealed record LoaderOptions(int SeqLen, int BatchSize, ulong Seed = 0, bool WithTarget = true, int? EodId = null)
+{
+    public int RowLength => SeqLen + (WithTarget ? 1 : 0);
+}
+
+/// <summary>A batch of packed token rows, row-major [B, L] with L = T+1 (or T).</summary>
+public sealed record Batch(long[] Tokens, int BatchSize, int RowLength)
+{
+    public long this[int b, int t] => Tokens[b * RowLength + t];
+
+    /// <summary>[B, L] int64 tensor.</summary>
+    public Tensor ToTensor(Device? device = null) => tensor(Tokens, [BatchSize, RowLength], ScalarType.Int64, device);
+}
+
+/// <summary>
+/// Streams a data spec as fixed-length rows: documents are concatenated with the end-of-document id after each,
+/// and cut into rows of L tokens without dropping or repeating any token (a document that does not fit continues
+/// in the next row). <see cref="Cursor"/> at any batch boundary restores exactly what comes next.
+/// </summary>
+public sealed class DataLoader : IDisposable
+{
+    readonly IDocumentStream _stream;
+    readonly int _eod;
+    // Tokens read but not yet placed in a row: the rest of the current chunk, EOD included.
+    int[] _carry = [];
+    int _carryPos;
+
+    public LoaderOptions Options { get; }
+    public string Spec { get; }
+    public ITokenizer Tokenizer { get; }
+    public long BatchesRead { get; private set; }
+
+    DataLoader(IDataSource source, ITokenizer tokenizer, LoaderOptions options, DataCursor? cursor)
+    {
+        if (options.SeqLen < 1 || options.BatchSize < 1) throw new DataException($"sequence length and batch size must be positive (got T={options.SeqLen}, B={options.BatchSize})");
+        Options = options; Tokenizer = tokenizer; Spec = source.Describe();
+        _eod = options.EodId ?? tokenizer.EosId
+            ?? throw new DataException($"tokenizer {tokenizer.Name} has no end-of-sequence token; give LoaderOptions.EodId");
+        if (cursor is not null)
+        {
+            cursor.Check(Spec, tokenizer, options);
+            _carry = cursor.Carry; _carryPos = 0;
+            BatchesRead = cursor.BatchesRead;
+        }
+        _stream = source.Open(new SourceContext(tokenizer, Rng.Derive(options.Seed, 0)), cursor?.SourceState);
+    }
+
+    /// <summary>Opens <paramref name="spec"/>; with a cursor, continues exactly where the cursor was taken.</summary>
+    public static DataLoader Open(DataSpec spec, ITokenizer tokenizer, LoaderOptions options, DataCursor? cursor = null, SyntheticRegistry? synthetic = null) =>
+        new(spec.Build(synthetic), tokenizer, options, cursor);
+
+    public static DataLoader Open(IDataSource source, ITokenizer tokenizer, LoaderOptions options, DataCursor? cursor = null) =>
+        new(source, tokenizer, options, cursor);
+
+    /// <summary>Fills one row; false when the data ran out first (the partial row is dropped).</summary>
+    bool FillRow(Span<long> row)
+    {
+        int filled = 0;
+        while (filled < row.Length)
+        {
+            if (_carryPos == _carry.Length)
+            {
+                if (!_stream.TryNext(out var chunk)) return false;
+                _carry = chunk.EndsDocument ? [.. chunk.Tokens, _eod] : chunk.Tokens;
+                _carryPos = 0;
+                continue;
+            }
+            int n = Math.Min(row.Length - filled, _carry.Length - _carryPos);
+            for (int i = 0; i < n; i++) row[filled + i] = _carry[_carryPos + i];
+            filled += n; _carryPos += n;
+        }
+        return true;
+    }
+
+    /// <summary>The next [B, L] batch, or null when a finite source has run out.</summary>
+    public Batch? Next()
+    {
+        int L = Options.RowLength;
+        var tokens = new long[Options.BatchSize * L];
+        for (int b = 0; b < Options.BatchSize; b++)
+            if (!FillRow(tokens.AsSpan(b * L, L))) return null;
+        BatchesRead++;
+        return new Batch(tokens, Options.BatchSize, L);
+    }
+
+    /// <summary>Where the loader stands now (take it right after a batch, save it with the checkpoint).</summary>
+    public DataCursor Cursor => new(Spec, Tokenizer.Name, Options.SeqLen, Options.BatchSize, Options.WithTarget, Options.Seed,
+        BatchesRead, _carry[_carryPos..], _stream.SaveState());
+
+    public void Dispose() => _stream.Dispose();
+}
+
+/// <summary>
+/// The data position saved with a checkpoint: spec, shape and seed it belongs to, batches read, tokens read but not
+/// yet used (packing carry-over), and each source's position and random state. JSON; written atomically.
+/// </summary>
+public sealed record DataCursor(string Spec, string Tokenizer, int SeqLen, int BatchSize, bool WithTarget, ulong Seed,
+    long BatchesRead, int[] Carry, JsonNode SourceState)
+{
+    const string Format = "statex-data-cursor/1";
+
+    public string ToJson() => new JsonObject
+    {
+        ["format"] = Format, ["spec"] = Spec, ["tokenizer"] = Tokenizer, ["seq_len"] = SeqLen, ["batch_size"] = BatchSize,
+        ["with_target"] = WithTarget, ["seed"] = Seed.ToString(), ["batches_read"] = BatchesRead,
+        ["carry"] = ChunkJson.Tokens(Carry), ["source"] = SourceState.DeepClone(),
+    }.ToJsonString(new JsonSerializerOptions { WriteIndented = true });
+
+    public static DataCursor Parse(string json, string origin = "data cursor")
+    {
+        try
+        {
+            var o = JsonNode.Parse(json) as JsonObject ?? throw new DataException($"{origin}: not a JSON object");
+            if (o["format"]?.GetValue<string>() != Format) throw new DataException($"{origin}: format is '{o["format"]}', expected '{Format}'");
+            return new DataCursor(o["spec"]!.GetValue<string>(), o["tokenizer"]!.GetValue<string>(), o["seq_len"]!.GetValue<int>(),
+                o["batch_size"]!.GetValue<int>(), o["with_target"]!.GetValue<bool>(), ulong.Parse(o["seed"]!.GetValue<string>()),
+                o["batches_read"]!.GetValue<long>(), ChunkJson.Tokens(o["carry"]!.GetValue<string>()),
+                o["source"] ?? throw new DataException($"{origin}: no source state"));
+        }
+        catch (Exception e) when (e is JsonException or NullReferenceException or InvalidOperationException or FormatException)
+        { throw new DataException($"{origin}: malformed data cursor ({e.Message})", e); }
+    }
+
+    public void Save(string path)
+    {
+        var tmp = path + ".tmp";
+        File.WriteAllText(tmp, ToJson());
+        File.Move(tmp, path, overwrite: true);
+    }
+
+    public static DataCursor Load(string path) =>
+        File.Exists(path) ? Parse(File.ReadAllText(path), path) : throw new DataException($"{path}: data cursor not found");
+
+    internal void Check(string spec, ITokenizer tok, LoaderOptions o)
+    {
+        void Must(bool ok, string what) { if (!ok) throw new DataException($"data cursor does not match this run: {what}"); }
+        Must(spec == Spec, $"it was saved for data '{Spec}', this run reads '{spec}'");
+        Must(tok.Name == Tokenizer, $"it was saved with tokenizer {Tokenizer}, this run uses {tok.Name}");
+        Must(o.SeqLen == SeqLen && o.BatchSize == BatchSize && o.WithTarget == WithTarget,
+            $"it was saved for T={SeqLen}, B={BatchSize}, with_target={WithTarget}; this run has T={o.SeqLen}, B={o.BatchSize}, with_target={o.WithTarget}");
+        Must(o.Seed == Seed, $"it was saved with seed {Seed}, this run has seed {o.Seed}");
+    }
+}

@@ -1,0 +1,43 @@
+using System.Text.Json.Nodes;
+
+namespace StateX.Tokenization;
+
+/// <summary>Finds and loads the tokenizer a folder holds.</summary>
+public static class Tokenizers
+{
+    /// <summary>
+    /// "byte" → <see cref="ByteTokenizer"/>; otherwise a folder (or a tokenizer.json / tokenizer.model path) holding
+    /// statex_tokenizer.json (byte), a byte-level BPE tokenizer.json (GPT-NeoX), or a SentencePiece BPE
+    /// tokenizer.model (Llama/Mistral; tokenizer.json beside it supplies added tokens and the template).
+    /// </summary>
+    public static ITokenizer Load(string folderOrName)
+    {
+        ArgumentException.ThrowIfNullOrWhiteSpace(folderOrName);
+        if (folderOrName == "byte") return new ByteTokenizer();
+        var folder = File.Exists(folderOrName) ? Path.GetDirectoryName(Path.GetFullPath(folderOrName))! : folderOrName;
+        if (!Directory.Exists(folder))
+            throw new TokenizerException($"tokenizer folder '{folderOrName}' not found (give a folder with tokenizer.json / tokenizer.model, or \"byte\")");
+
+        var marker = Path.Combine(folder, ByteTokenizer.MarkerFile);
+        if (File.Exists(marker))
+        {
+            var type = (JsonNode.Parse(File.ReadAllText(marker)) as JsonObject)?["type"]?.GetValue<string>();
+            return type == "byte" ? new ByteTokenizer()
+                : throw new TokenizerException($"{marker}: unknown tokenizer type '{type}' (expected \"byte\")");
+        }
+
+        var jsonPath = Path.Combine(folder, "tokenizer.json");
+        var modelPath = Path.Combine(folder, "tokenizer.model");
+        if (File.Exists(jsonPath))
+        {
+            var json = HfTokenizerJson.Read(jsonPath);
+            if (json.IsByteLevel) return new ByteLevelBpeTokenizer(json);
+            if (json.ModelType == "BPE" && json.ByteFallback)
+                return File.Exists(modelPath) ? SentencePieceBpeTokenizer.Load(modelPath, jsonPath)
+                    : throw new TokenizerException($"{jsonPath}: a SentencePiece-style BPE (byte fallback) needs tokenizer.model beside it; {modelPath} is missing");
+            throw new TokenizerException($"{jsonPath}: unsupported tokenizer (model {json.ModelType}, pre-tokenizer {json.PreTokenizer?["type"]}); supported: byte-level BPE (GPT-2/NeoX) and SentencePiece BPE with byte fallback (Llama/Mistral)");
+        }
+        if (File.Exists(modelPath)) return SentencePieceBpeTokenizer.Load(modelPath);
+        throw new TokenizerException($"no tokenizer in '{folder}': expected tokenizer.json, tokenizer.model or {ByteTokenizer.MarkerFile}");
+    }
+}
