@@ -20,6 +20,7 @@ public static class Checkpoint
     /// <summary>Every family StateX reads. Order matters only if two could claim one config.</summary>
     public static IReadOnlyList<ICheckpointFamily> Families { get; } = new ICheckpointFamily[]
     {
+        new Gla.GlaCheckpointFamily(),
     };
 
     public static ICausalLanguageModel Load(string directory, Device? device = null, ScalarType? dtype = null, Action<string>? warn = null)
