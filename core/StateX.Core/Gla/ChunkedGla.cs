@@ -16,7 +16,7 @@ namespace StateX.Gla;
 /// taken relative to the first position n of sub-chunk i, exp(G_t − G_n) and exp(G_n − G_s), each ≤ 1.
 /// Every exponent formed is ≤ 0, so no length or decay strength can overflow.
 ///
-/// All intra-chunk work is batched over chunks; only the chunk-to-chunk state recurrence loops on the host.
+/// All intra-chunk work is batched over chunks; only the state recurrence loops on the host, once per group of chunks.
 /// </summary>
 public static class ChunkedGla
 {
@@ -58,24 +58,67 @@ public static class ChunkedGla
         var a = IntraChunkScores(qc, kc, gc, ns, sc);                                          // [B, H, N, C, C]
         var oIntra = a.to_type(dtype).matmul(vc);                                              // [B, H, N, C, dv]
 
-        // Chunk-level recurrence: per-chunk contributions in one batched matmul, then a scan over chunks.
+        // Chunk-level recurrence: per-chunk contributions in one batched matmul, then the grouped scan.
         var gLast = gc[.., .., .., -1, ..];                                                    // [B, H, N, dk]
         var kDecayed = kc * (gLast.unsqueeze(3) - gc).exp();                                   // [B, H, N, C, dk], factors ≤ 1
         var u = kDecayed.to_type(dtype).transpose(3, 4).matmul(vc).to_type(ScalarType.Float32); // [B, H, N, dk, dv]
-        var chunkDecay = gLast.exp().unsqueeze(-1);                                            // [B, H, N, dk, 1]
-        var s = state?.to_type(ScalarType.Float32) ?? zeros(b, h, dk, dv, dtype: ScalarType.Float32, device: q.device);
-        var starts = new Tensor[n];
-        for (long i = 0; i < n; i++)
-        {
-            starts[i] = s;                                                                     // state entering chunk i
-            s = torch.addcmul(u[.., .., i], s, chunkDecay[.., .., i], 1);
-        }
-        var sStart = stack(starts, 2);                                                         // [B, H, N, dk, dv]
+        var s0 = state?.to_type(ScalarType.Float32) ?? zeros(b, h, dk, dv, dtype: ScalarType.Float32, device: q.device);
+        var (sStart, s) = ChunkStates(u, gLast, s0);                                          // [B, H, N, dk, dv], [B, H, dk, dv]
         var qDecayed = (qc * gc.exp()).to_type(dtype);                                         // [B, H, N, C, dk], factors ≤ 1
         var oInter = qDecayed.matmul(sStart.to_type(dtype));                                   // [B, H, N, C, dv]
 
         var o = (oIntra + oInter).reshape(b, h, n * c, dv)[.., .., ..(int)t].transpose(1, 2).to_type(dtype); // [B, T, H, dv]
         return (o.MoveToOuterDisposeScope(), s.MoveToOuterDisposeScope());
+    }
+
+    /// <summary>
+    /// The state entering every chunk, S_{n+1} = diag(exp(γ_n)) S_n + U_n, with γ_n the chunk's total log decay.
+    /// The same chunking trick one level up: chunks are grouped (<paramref name="groupSize"/>), states inside a
+    /// group are a masked decay-weighted sum of the group's U (exponents ≤ 0, batched over groups), and only the
+    /// group-to-group step loops on the host, N / groupSize times.
+    /// </summary>
+    /// <param name="u">[B, H, N, dk, dv] float32, each chunk's own contribution Σ_s (k_s ⊙ exp(G_C − G_s)) v_sᵀ</param>
+    /// <param name="gamma">[B, H, N, dk] each chunk's total log decay</param>
+    /// <param name="s0">[B, H, dk, dv] the state entering chunk 0</param>
+    /// <returns>the states entering each chunk [B, H, N, dk, dv] and the state after the last [B, H, dk, dv].</returns>
+    internal static (Tensor Starts, Tensor Final) ChunkStates(Tensor u, Tensor gamma, Tensor s0, int groupSize = 32)
+    {
+        long b = u.shape[0], h = u.shape[1], n = u.shape[2], dk = u.shape[3], dv = u.shape[4];
+        long gsz = Math.Min(n, groupSize), ng = (n + gsz - 1) / gsz, pad = ng * gsz - n;
+        if (pad > 0) { u = nn.functional.pad(u, [0, 0, 0, 0, 0, pad]); gamma = nn.functional.pad(gamma, [0, 0, 0, pad]); }
+        var ug = u.view(b, h, ng, gsz, dk, dv);                                               // [B, H, Ng, G, dk, dv]
+        var gam = gamma.view(b, h, ng, gsz, dk);                                              // [B, H, Ng, G, dk]
+        var excl = gam.cumsum(3) - gam;                                                        // decay before chunk n
+        var lastIncl = gam.sum(3);                                                             // [B, H, Ng, dk] decay over the group
+
+        // Decay between chunks as sums of only the chunks in between (masks @ γ), not differences of cumulative
+        // sums: those cancel catastrophically once a strong decay has made the cumulative sum large.
+        var idx = arange(gsz, device: u.device);
+        var between = (idx.view(gsz, 1, 1) > idx.view(1, 1, gsz)).logical_and(idx.view(1, 1, gsz) > idx.view(1, gsz, 1)) // [n, m, l]: m < l < n
+            .to_type(ScalarType.Float32);
+        var after = (idx.view(1, gsz) > idx.view(gsz, 1)).to_type(ScalarType.Float32);        // [m, l]: l > m
+
+        // Inside a group: Σ_{m<n} exp(Σ_{m<l<n} γ_l) ⊙ U_m, a batched matmul per key channel.
+        var later = ones(gsz, gsz, dtype: ScalarType.Bool, device: u.device).triu(0).unsqueeze(-1); // m ≥ n, [G, G, 1]
+        var wLog = between.view(gsz * gsz, gsz).matmul(gam).view(b, h, ng, gsz, gsz, dk);     // [B, H, Ng, G(n), G(m), dk]
+        var w = wLog.masked_fill(later, double.NegativeInfinity).exp();
+        var within = w.permute(0, 1, 2, 5, 3, 4).matmul(ug.permute(0, 1, 2, 4, 3, 5))          // [B, H, Ng, dk, G(n), dv]
+            .permute(0, 1, 2, 4, 3, 5);                                                        // [B, H, Ng, G, dk, dv]
+
+        // Group to group: what a whole group adds, then the host scan over groups.
+        var toEnd = after.matmul(gam);                                                         // [B, H, Ng, G, dk]: Σ_{l>m} γ_l
+        var groupAdd = (toEnd.exp().unsqueeze(-1) * ug).sum(3);                                // [B, H, Ng, dk, dv]
+        var groupDecay = lastIncl.exp().unsqueeze(-1);                                         // [B, H, Ng, dk, 1]
+        var s = s0;
+        var groupStarts = new Tensor[ng];
+        for (long i = 0; i < ng; i++)
+        {
+            groupStarts[i] = s;
+            s = torch.addcmul(groupAdd[.., .., i], s, groupDecay[.., .., i], 1);
+        }
+        var sg = stack(groupStarts, 2);                                                        // [B, H, Ng, dk, dv]
+        var starts = within + excl.exp().unsqueeze(-1) * sg.unsqueeze(3);                      // [B, H, Ng, G, dk, dv]
+        return (starts.reshape(b, h, ng * gsz, dk, dv)[.., .., ..(int)n], s);
     }
 
     /// <summary>
