@@ -21,11 +21,14 @@ public sealed class GlaBench : IBenchSuite
 
     const string Usage = """
         usage: gla [--preset cpu|cuda] [--device D] [--dtype float32|bf16|fp16] [--hidden N] [--heads H] [--dk N] [--dv N]
-                   [--T N] [--B N] [--chunk C] [--subchunk c] [--iters N] [--warmup N] [--no-layer] [--no-backward]
+                   [--T N] [--B N] [--chunk C] [--subchunk c] [--iters N] [--warmup N] [--part op|layer|both]
+                   [--no-backward] [--no-decode] [--in-process]
           --preset cpu   CPU, float32: hidden 256, 2 heads, dk 64, dv 128, T 2048, B 1 (plus a decode step)
           --preset cuda  CUDA, bf16: the 1.3B layer (hidden 2048, 4 heads, dk 256, dv 512) and its one-head merge
                          (dk 1024, dv 2048) at T = 2K, 8K, 32K with B = 1 and B·T = 16K, plus decode steps
           explicit shape flags override the preset's single shape.
+          Each (shape, part) runs in a child process so that the peak memory (CUDA caching allocator's high-water
+          mark, or the process's peak RSS on CPU) belongs to that run alone (--in-process turns this off).
         """;
 
     public int Run(string[] args)
@@ -38,7 +41,9 @@ public sealed class GlaBench : IBenchSuite
         var dtype = ParseDType(a.GetValueOrDefault("dtype", cuda ? "bf16" : "float32"));
         int chunk = Int(a, "chunk", ChunkedGla.DefaultChunkSize), sub = Int(a, "subchunk", ChunkedGla.DefaultSubChunkSize);
         int iters = Int(a, "iters", cuda ? 10 : 3), warmup = Int(a, "warmup", cuda ? 2 : 1);
-        bool layer = !a.ContainsKey("no-layer"), backward = !a.ContainsKey("no-backward");
+        string part = a.GetValueOrDefault("part", "both");
+        bool backward = !a.ContainsKey("no-backward"), header = !a.ContainsKey("no-header");
+        bool isolate = !a.ContainsKey("in-process") && !a.ContainsKey("child");
 
         var shapes = new List<Shape>();
         bool explicitShape = new[] { "hidden", "heads", "dk", "dv", "T", "B" }.Any(a.ContainsKey);
@@ -52,26 +57,51 @@ public sealed class GlaBench : IBenchSuite
         else
         {
             int heads = Int(a, "heads", 2), dk = Int(a, "dk", 64), dv = Int(a, "dv", 128);
-            shapes.Add(new Shape(preset == "cpu" && !explicitShape ? "cpu small" : "custom", Int(a, "hidden", 256), heads, dk, dv, Int(a, "T", 2048), Int(a, "B", 1)));
+            shapes.Add(new Shape(a.GetValueOrDefault("label", preset == "cpu" && !explicitShape ? "cpu small" : "custom"), Int(a, "hidden", 256), heads, dk, dv, Int(a, "T", 2048), Int(a, "B", 1)));
         }
 
-        Console.WriteLine($"gla bench: device {device} ({DeviceName(device)}), dtype {dtype}, chunk {chunk}/{sub}, {iters} iterations after {warmup} warm-up, threads {get_num_threads()}");
-        Console.WriteLine(cuda
-            ? "peak memory: growth of device memory in use (cuMemGetInfo) over the run: the caching allocator's reserved peak, an upper bound on tensors live at once"
-            : "peak memory: the process's peak resident set (grows monotonically over the whole run; includes runtime and model)");
-        Console.WriteLine($"{"shape",-14} {"B",3} {"T",6} {"H",2} {"dk",5} {"dv",5} | {"part",-5} {"fwd tok/s",12} {"fwd+bwd tok/s",14} {"peak fwd",10} {"peak f+b",10}");
+        if (header)
+        {
+            Console.WriteLine($"gla bench: device {device} ({DeviceName(device)}), dtype {dtype}, chunk {chunk}/{sub}, {iters} iterations after {warmup} warm-up, threads {get_num_threads()}");
+            Console.WriteLine(cuda
+                ? "peak memory: growth of device memory in use (cuMemGetInfo, TorchSharp exposes no allocator statistics) from the run's start: the caching allocator's reserved high-water mark, an upper bound on tensors live at once"
+                : "peak memory: the process's peak resident set (includes the .NET runtime and libtorch)");
+            if (isolate) Console.WriteLine("each (shape, part) runs in its own process, so each peak is that run's alone; f+b includes the forward-only runs before it");
+            Console.WriteLine($"{"shape",-14} {"B",3} {"T",6} {"H",2} {"dk",5} {"dv",5} | {"part",-5} {"fwd tok/s",12} {"fwd+bwd tok/s",14} {"peak fwd",10} {"peak f+b",10}");
+        }
         foreach (var s in shapes)
         {
-            try
+            foreach (var which in part == "both" ? new[] { "op", "layer" } : new[] { part })
             {
-                RunShape(s, "op", device, dtype, chunk, sub, iters, warmup, backward);
-                if (layer) RunShape(s, "layer", device, dtype, chunk, sub, iters, warmup, backward);
+                try
+                {
+                    if (isolate) RunChild(s, which, device, dtype, chunk, sub, iters, warmup, backward);
+                    else RunShape(s, which, device, dtype, chunk, sub, iters, warmup, backward);
+                }
+                catch (Exception e) { Console.WriteLine($"{s.Label,-14} {s.B,3} {s.T,6}: failed: {e.Message.Split('\n')[0]}"); }
             }
-            catch (Exception e) { Console.WriteLine($"{s.Label,-14} {s.B,3} {s.T,6}: failed: {e.Message.Split('\n')[0]}"); }
         }
-        foreach (var s in shapes.DistinctBy(s => (s.Heads, s.Dk, s.Dv, s.Hidden)))
-            DecodeStep(s, device, dtype, cuda ? 200 : 50);
+        if (!a.ContainsKey("no-decode"))
+            foreach (var s in shapes.DistinctBy(s => (s.Heads, s.Dk, s.Dv, s.Hidden)))
+                DecodeStep(s, device, dtype, cuda ? 200 : 50);
         return 0;
+    }
+
+    /// <summary>Runs one (shape, part) in a fresh process: a fresh caching allocator, so its peak is this run's.</summary>
+    static void RunChild(Shape s, string part, Device device, ScalarType dtype, int chunk, int sub, int iters, int warmup, bool backward)
+    {
+        var host = Environment.ProcessPath!;
+        var psi = new ProcessStartInfo(host) { RedirectStandardOutput = true, UseShellExecute = false };
+        if (Path.GetFileNameWithoutExtension(host) == "dotnet") psi.ArgumentList.Add(typeof(GlaBench).Assembly.Location);
+        foreach (var x in new[] { "gla", "--child", "1", "--no-header", "--no-decode", "--device", device.ToString(), "--dtype", dtype.ToString(),
+                     "--hidden", $"{s.Hidden}", "--heads", $"{s.Heads}", "--dk", $"{s.Dk}", "--dv", $"{s.Dv}", "--T", $"{s.T}", "--B", $"{s.B}",
+                     "--chunk", $"{chunk}", "--subchunk", $"{sub}", "--iters", $"{iters}", "--warmup", $"{warmup}", "--part", part, "--label", s.Label })
+            psi.ArgumentList.Add(x);
+        if (!backward) psi.ArgumentList.Add("--no-backward");
+        using var p = Process.Start(psi)!;
+        Console.Write(p.StandardOutput.ReadToEnd());
+        p.WaitForExit();
+        if (p.ExitCode != 0) Console.WriteLine($"{s.Label,-14} {s.B,3} {s.T,6}: {part} run exited with code {p.ExitCode}");
     }
 
     void RunShape(Shape s, string part, Device device, ScalarType dtype, int chunk, int sub, int iters, int warmup, bool backward)
@@ -197,7 +227,7 @@ public sealed class GlaBench : IBenchSuite
         {
             if (!args[i].StartsWith("--")) throw new ArgumentException($"unexpected argument '{args[i]}'\n{Usage}");
             var key = args[i][2..];
-            if (key is "help" or "no-layer" or "no-backward") { d[key] = "1"; continue; }
+            if (key is "help" or "no-backward" or "no-decode" or "no-header" or "in-process") { d[key] = "1"; continue; }
             if (i + 1 >= args.Length) throw new ArgumentException($"--{key} needs a value");
             d[key] = args[++i];
         }

@@ -80,6 +80,7 @@ public static class ChunkedGla
     /// <param name="u">[B, H, N, dk, dv] float32, each chunk's own contribution Σ_s (k_s ⊙ exp(G_C − G_s)) v_sᵀ</param>
     /// <param name="gamma">[B, H, N, dk] each chunk's total log decay</param>
     /// <param name="s0">[B, H, dk, dv] the state entering chunk 0</param>
+    /// <param name="groupSize">chunks per group of the two-level scan</param>
     /// <returns>the states entering each chunk [B, H, N, dk, dv] and the state after the last [B, H, dk, dv].</returns>
     internal static (Tensor Starts, Tensor Final) ChunkStates(Tensor u, Tensor gamma, Tensor s0, int groupSize = 32)
     {
