@@ -119,6 +119,16 @@ let tests =
                     Expect.isTrue (allFinite a) (name + " gradient finite")
                     expectClose a b 1e-4 (name + " gradient")
             }
+            test "bfloat16 inputs: chunked stays within bfloat16 round-off of the float32 recurrence" {
+                let q, k, v, g = inputs 16L 1L 90L 2L 16L 8L 1.0
+                let bf = torch.ScalarType.BFloat16
+                let struct (ob, sb) = ChunkedGla.Forward(q.to_type bf, k.to_type bf, v.to_type bf, g, null, 0.25, 32, 16)
+                let struct (orr, sr) = RecurrentGla.Forward(q, k, v, g, null, 0.25)
+                Expect.equal ob.dtype bf "output keeps the input dtype"
+                Expect.equal sb.dtype f32 "state stays float32"
+                let scale = orr.abs().max().item<float32>() |> float
+                expectClose ob orr (0.03 * scale) "outputs"
+            }
             test "strong decay at T=2048 stays finite and matches the recurrence" {
                 // Per-step log decays down to about −300 (logsigmoid of very negative logits) in some channels,
                 // near 0 in others: exp of a cumulative log decay would overflow float32 within a chunk.
