@@ -39,6 +39,9 @@ public static class ChunkedGla
             throw new ArgumentException($"chunk size {chunkSize} must be a positive multiple of the sub-chunk size {subChunkSize}");
         using var scope = NewDisposeScope();
         long b = q.shape[0], t = q.shape[1], h = q.shape[2], dk = q.shape[3], dv = v.shape[3];
+        if (t == 0)
+            return (empty(b, 0, h, dv, dtype: v.dtype, device: v.device).MoveToOuterDisposeScope(),
+                    (state?.to_type(ScalarType.Float32).clone() ?? zeros(b, h, dk, dv, dtype: ScalarType.Float32, device: q.device)).MoveToOuterDisposeScope());
         var dtype = v.dtype;
         long c = chunkSize, sc = subChunkSize, ns = c / sc;
         long n = (t + c - 1) / c, pad = n * c - t;

@@ -21,6 +21,9 @@ public static class RecurrentGla
     {
         using var scope = NewDisposeScope();
         long b = q.shape[0], t = q.shape[1], h = q.shape[2], dk = q.shape[3], dv = v.shape[3];
+        if (t == 0)
+            return (empty(b, 0, h, dv, dtype: v.dtype, device: v.device).MoveToOuterDisposeScope(),
+                    (state?.to_type(ScalarType.Float32).clone() ?? zeros(b, h, dk, dv, dtype: ScalarType.Float32, device: q.device)).MoveToOuterDisposeScope());
         var s = state?.to_type(ScalarType.Float32) ?? zeros(b, h, dk, dv, dtype: ScalarType.Float32, device: q.device); // [B, H, dk, dv]
         var qf = q.to_type(ScalarType.Float32) * scale;
         var kf = k.to_type(ScalarType.Float32);
