@@ -7,10 +7,12 @@ open StateX.Cli.Commands
 [<RequireSubcommand>]
 type CliArgs =
     | [<CliPrefix(CliPrefix.None)>] Info of ParseResults<Info.InfoArgs>
+    | [<CliPrefix(CliPrefix.None)>] Check_Logits of ParseResults<CheckLogits.CheckLogitsArgs>
     interface IArgParserTemplate with
         member a.Usage =
             match a with
             | Info _ -> "versions, libtorch folder, compatibility patch, CUDA devices; --selftest measures matmul TFLOP/s."
+            | Check_Logits _ -> "run a checkpoint on the input_ids of an io.safetensors file and compare with its logits."
 
 [<EntryPoint>]
 let main argv =
@@ -19,6 +21,7 @@ let main argv =
         let results = parser.ParseCommandLine(argv, raiseOnUsage = true)
         match results.GetSubCommand() with
         | Info a -> Info.run a
+        | Check_Logits a -> CheckLogits.run a
     with
     | :? ArguParseException as e ->
         eprintfn "%s" e.Message

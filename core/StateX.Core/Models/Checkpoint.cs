@@ -21,6 +21,7 @@ public static class Checkpoint
     public static IReadOnlyList<ICheckpointFamily> Families { get; } = new ICheckpointFamily[]
     {
         new Mamba2.Mamba2HuggingFaceFamily(), new Mamba2.Mamba2MambaSsmFamily(),
+        new Gla.GlaCheckpointFamily(),
     };
 
     public static ICausalLanguageModel Load(string directory, Device? device = null, ScalarType? dtype = null, Action<string>? warn = null)

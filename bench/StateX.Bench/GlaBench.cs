@@ -1,0 +1,236 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Runtime.InteropServices;
+using StateX.Gla;
+using StateX.Models;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace StateX.Bench;
+
+/// <summary>
+/// GLA throughput: the chunked op alone (what fla's chunk_gla kernel does) and the whole layer (projections,
+/// gates, norm), forward and forward+backward, plus one recurrent decode step.
+/// </summary>
+public sealed class GlaBench : IBenchSuite
+{
+    public string Name => "gla";
+    public string Description => "GLA op/layer forward and forward+backward tokens/s, peak memory, decode-step latency (--preset cpu|cuda or explicit shape)";
+
+    sealed record Shape(string Label, int Hidden, int Heads, int Dk, int Dv, int T, int B);
+
+    const string Usage = """
+        usage: gla [--preset cpu|cuda] [--device D] [--dtype float32|bf16|fp16] [--hidden N] [--heads H] [--dk N] [--dv N]
+                   [--T N] [--B N] [--chunk C] [--subchunk c] [--iters N] [--warmup N] [--part op|layer|both]
+                   [--no-backward] [--no-decode] [--in-process]
+          --preset cpu   CPU, float32: hidden 256, 2 heads, dk 64, dv 128, T 2048, B 1 (plus a decode step)
+          --preset cuda  CUDA, bf16: the 1.3B layer (hidden 2048, 4 heads, dk 256, dv 512) and its one-head merge
+                         (dk 1024, dv 2048) at T = 2K, 8K, 32K with B = 1 and B·T = 16K, plus decode steps
+          explicit shape flags override the preset's single shape.
+          Each (shape, part) runs in a child process so that the peak memory (CUDA caching allocator's high-water
+          mark, or the process's peak RSS on CPU) belongs to that run alone (--in-process turns this off).
+        """;
+
+    public int Run(string[] args)
+    {
+        var a = ParseArgs(args);
+        if (a.ContainsKey("help")) { Console.WriteLine(Usage); return 0; }
+        string preset = a.GetValueOrDefault("preset", "");
+        var device = DeviceSpec.Parse(a.GetValueOrDefault("device", preset == "cuda" ? "cuda" : preset == "cpu" ? "cpu" : "auto")).Resolve();
+        bool cuda = device.type == DeviceType.CUDA;
+        var dtype = ParseDType(a.GetValueOrDefault("dtype", cuda ? "bf16" : "float32"));
+        int chunk = Int(a, "chunk", ChunkedGla.DefaultChunkSize), sub = Int(a, "subchunk", ChunkedGla.DefaultSubChunkSize);
+        int iters = Int(a, "iters", cuda ? 10 : 3), warmup = Int(a, "warmup", cuda ? 2 : 1);
+        string part = a.GetValueOrDefault("part", "both");
+        bool backward = !a.ContainsKey("no-backward"), header = !a.ContainsKey("no-header");
+        bool isolate = !a.ContainsKey("in-process") && !a.ContainsKey("child");
+
+        var shapes = new List<Shape>();
+        bool explicitShape = new[] { "hidden", "heads", "dk", "dv", "T", "B" }.Any(a.ContainsKey);
+        if (preset == "cuda" && !explicitShape)
+        {
+            foreach (var (label, heads, dk, dv) in new[] { ("4-head 1.3B", 4, 256, 512), ("1-head merged", 1, 1024, 2048) })
+                foreach (var t in new[] { 2048, 8192, 32768 })
+                    foreach (var b in new[] { 1, 16384 / t }.Where(b => b >= 1).Distinct())
+                        shapes.Add(new Shape(label, 2048, heads, dk, dv, t, b));
+        }
+        else
+        {
+            int heads = Int(a, "heads", 2), dk = Int(a, "dk", 64), dv = Int(a, "dv", 128);
+            shapes.Add(new Shape(a.GetValueOrDefault("label", preset == "cpu" && !explicitShape ? "cpu small" : "custom"), Int(a, "hidden", 256), heads, dk, dv, Int(a, "T", 2048), Int(a, "B", 1)));
+        }
+
+        if (header)
+        {
+            Console.WriteLine($"gla bench: device {device} ({DeviceName(device)}), dtype {dtype}, chunk {chunk}/{sub}, {iters} iterations after {warmup} warm-up, threads {get_num_threads()}");
+            Console.WriteLine(cuda
+                ? "peak memory: growth of device memory in use (cuMemGetInfo, TorchSharp exposes no allocator statistics) from the run's start: the caching allocator's reserved high-water mark, an upper bound on tensors live at once"
+                : "peak memory: the process's peak resident set (includes the .NET runtime and libtorch)");
+            if (isolate) Console.WriteLine("each (shape, part) runs in its own process, so each peak is that run's alone; f+b includes the forward-only runs before it");
+            Console.WriteLine($"{"shape",-14} {"B",3} {"T",6} {"H",2} {"dk",5} {"dv",5} | {"part",-5} {"fwd tok/s",12} {"fwd+bwd tok/s",14} {"peak fwd",10} {"peak f+b",10}");
+        }
+        foreach (var s in shapes)
+        {
+            foreach (var which in part == "both" ? new[] { "op", "layer" } : new[] { part })
+            {
+                try
+                {
+                    if (isolate) RunChild(s, which, device, dtype, chunk, sub, iters, warmup, backward);
+                    else RunShape(s, which, device, dtype, chunk, sub, iters, warmup, backward);
+                }
+                catch (Exception e) { Console.WriteLine($"{s.Label,-14} {s.B,3} {s.T,6}: failed: {e.Message.Split('\n')[0]}"); }
+            }
+        }
+        if (!a.ContainsKey("no-decode"))
+            foreach (var s in shapes.DistinctBy(s => (s.Heads, s.Dk, s.Dv, s.Hidden)))
+                DecodeStep(s, device, dtype, cuda ? 200 : 50);
+        return 0;
+    }
+
+    /// <summary>Runs one (shape, part) in a fresh process: a fresh caching allocator, so its peak is this run's.</summary>
+    static void RunChild(Shape s, string part, Device device, ScalarType dtype, int chunk, int sub, int iters, int warmup, bool backward)
+    {
+        var host = Environment.ProcessPath!;
+        var psi = new ProcessStartInfo(host) { RedirectStandardOutput = true, UseShellExecute = false };
+        if (Path.GetFileNameWithoutExtension(host) == "dotnet") psi.ArgumentList.Add(typeof(GlaBench).Assembly.Location);
+        foreach (var x in new[] { "gla", "--child", "1", "--no-header", "--no-decode", "--device", device.ToString(), "--dtype", dtype.ToString(),
+                     "--hidden", $"{s.Hidden}", "--heads", $"{s.Heads}", "--dk", $"{s.Dk}", "--dv", $"{s.Dv}", "--T", $"{s.T}", "--B", $"{s.B}",
+                     "--chunk", $"{chunk}", "--subchunk", $"{sub}", "--iters", $"{iters}", "--warmup", $"{warmup}", "--part", part, "--label", s.Label })
+            psi.ArgumentList.Add(x);
+        if (!backward) psi.ArgumentList.Add("--no-backward");
+        using var p = Process.Start(psi)!;
+        Console.Write(p.StandardOutput.ReadToEnd());
+        p.WaitForExit();
+        if (p.ExitCode != 0) Console.WriteLine($"{s.Label,-14} {s.B,3} {s.T,6}: {part} run exited with code {p.ExitCode}");
+    }
+
+    void RunShape(Shape s, string part, Device device, ScalarType dtype, int chunk, int sub, int iters, int warmup, bool backward)
+    {
+        using var scope = NewDisposeScope();
+        manual_seed(0);
+        long tokens = (long)s.B * s.T;
+        GatedLinearAttention? attn = part == "layer" ? MakeLayer(s, device, dtype, chunk, sub) : null;
+        var x = randn(s.B, s.T, s.Hidden, dtype: dtype, device: device);
+        var q = randn(s.B, s.T, s.Heads, s.Dk, dtype: dtype, device: device);
+        var k = randn(s.B, s.T, s.Heads, s.Dk, dtype: dtype, device: device) * 0.1;
+        var v = randn(s.B, s.T, s.Heads, s.Dv, dtype: dtype, device: device);
+        var g = nn.functional.logsigmoid(randn(s.B, s.T, s.Heads, s.Dk, device: device)) / 16;
+        double scale = Math.Pow(s.Dk, -0.5);
+
+        Tensor Forward(bool grad)
+        {
+            if (attn is not null) return attn.Forward(grad ? x.detach().requires_grad_(true) : x, null, ForwardMode.Chunked).Y;
+            var qq = grad ? q.detach().requires_grad_(true) : q;
+            var kk = grad ? k.detach().requires_grad_(true) : k;
+            var vv = grad ? v.detach().requires_grad_(true) : v;
+            var gg = grad ? g.detach().requires_grad_(true) : g;
+            return ChunkedGla.Forward(qq, kk, vv, gg, null, scale, chunk, sub).O;
+        }
+
+        long baseline = MemoryInUse(device);
+        double fwd;
+        using (no_grad()) fwd = Time(device, iters, warmup, () => { using var it = NewDisposeScope(); Forward(false); });
+        long peakFwd = MemoryInUse(device) - (device.type == DeviceType.CUDA ? baseline : 0);
+        double fb = double.NaN;
+        long peakFb = -1;
+        if (backward)
+        {
+            fb = Time(device, iters, warmup, () =>
+            {
+                using var it = NewDisposeScope();
+                var y = Forward(true);
+                (y.to_type(ScalarType.Float32).square().mean()).backward();
+                if (attn is not null) attn.zero_grad();
+            });
+            peakFb = MemoryInUse(device) - (device.type == DeviceType.CUDA ? baseline : 0);
+        }
+        Console.WriteLine($"{s.Label,-14} {s.B,3} {s.T,6} {s.Heads,2} {s.Dk,5} {s.Dv,5} | {part,-5} {Rate(tokens, fwd),12} {Rate(tokens, fb),14} {Bytes(peakFwd),10} {Bytes(peakFb),10}");
+        attn?.Dispose();
+    }
+
+    /// <summary>One token through the layer in recurrent form with a carried state (B = 1).</summary>
+    void DecodeStep(Shape s, Device device, ScalarType dtype, int steps)
+    {
+        using var scope = NewDisposeScope();
+        var attn = MakeLayer(s, device, dtype, ChunkedGla.DefaultChunkSize, ChunkedGla.DefaultSubChunkSize);
+        var x = randn(1, 1, s.Hidden, dtype: dtype, device: device);
+        using var _ = no_grad();
+        GlaLayerState state = attn.InitialState(1, device, dtype);
+        double sec = Time(device, steps, 5, () =>
+        {
+            var (y, next) = attn.Forward(x, state, ForwardMode.Recurrent);
+            y.Dispose();
+            state.Dispose();
+            state = next;
+        });
+        Console.WriteLine($"decode step  {s.Label,-14} hidden {s.Hidden}, {s.Heads} heads × {s.Dk} × {s.Dv}, B=1: {sec * 1e3:F3} ms/token (layer, recurrent form)");
+        attn.Dispose();
+    }
+
+    static GatedLinearAttention MakeLayer(Shape s, Device device, ScalarType dtype, int chunk, int sub)
+    {
+        var cfg = new GlaConfig
+        {
+            HiddenSize = s.Hidden, NumHeads = s.Heads, NumHiddenLayers = 1, VocabSize = 2,
+            ExpandK = (double)s.Heads * s.Dk / s.Hidden, ExpandV = (double)s.Heads * s.Dv / s.Hidden,
+        };
+        var attn = new GatedLinearAttention(cfg, s.Heads) { ChunkSize = chunk, SubChunkSize = sub };
+        if (attn.HeadKDim != s.Dk || attn.HeadVDim != s.Dv)
+            throw new ArgumentException($"hidden {s.Hidden} with {s.Heads} heads cannot give dk {s.Dk}, dv {s.Dv}");
+        attn.to(dtype).to(device);
+        return attn;
+    }
+
+    /// <summary>Mean seconds per call after warm-up, synchronising the device around the timed loop.</summary>
+    static double Time(Device device, int iters, int warmup, Action body)
+    {
+        for (int i = 0; i < warmup; i++) body();
+        Sync(device);
+        var sw = Stopwatch.StartNew();
+        for (int i = 0; i < iters; i++) body();
+        Sync(device);
+        return sw.Elapsed.TotalSeconds / iters;
+    }
+
+    static void Sync(Device device) { if (device.type == DeviceType.CUDA) cuda.synchronize(device); }
+
+    static string Rate(long tokens, double seconds) => double.IsNaN(seconds) ? "-" : tokens / seconds >= 1e6 ? $"{tokens / seconds / 1e6:F2} M" : $"{tokens / seconds / 1e3:F1} K";
+    static string Bytes(long b) => b < 0 ? "n/a" : b >= 1L << 30 ? $"{b / (double)(1L << 30):F2} GiB" : $"{b / (double)(1L << 20):F0} MiB";
+
+    [DllImport("libcuda.so.1", EntryPoint = "cuMemGetInfo_v2")] static extern int cuMemGetInfo(out nuint free, out nuint total);
+
+    static long MemoryInUse(Device device)
+    {
+        if (device.type != DeviceType.CUDA) { using var p = Process.GetCurrentProcess(); p.Refresh(); return p.PeakWorkingSet64; }
+        try { return cuMemGetInfo(out var free, out var total) == 0 ? (long)(total - free) : -1; }
+        catch (Exception e) when (e is DllNotFoundException or EntryPointNotFoundException) { return -1; }
+    }
+
+    static string DeviceName(Device d) =>
+        d.type == DeviceType.CUDA ? StateX.Native.CudaDevices.List().ElementAtOrDefault(d.index < 0 ? 0 : d.index)?.Name ?? "cuda" : $"{Environment.ProcessorCount} cores";
+
+    static ScalarType ParseDType(string s) => s.ToLowerInvariant() switch
+    {
+        "float32" or "fp32" or "f32" => ScalarType.Float32,
+        "bf16" or "bfloat16" => ScalarType.BFloat16,
+        "fp16" or "float16" or "f16" => ScalarType.Float16,
+        _ => throw new ArgumentException($"unknown dtype '{s}': float32, bf16 or fp16"),
+    };
+
+    static int Int(Dictionary<string, string> a, string key, int fallback) =>
+        a.TryGetValue(key, out var v) ? int.Parse(v.EndsWith('K') || v.EndsWith('k') ? (int.Parse(v[..^1]) * 1024).ToString() : v, CultureInfo.InvariantCulture) : fallback;
+
+    static Dictionary<string, string> ParseArgs(string[] args)
+    {
+        var d = new Dictionary<string, string>(StringComparer.Ordinal);
+        for (int i = 0; i < args.Length; i++)
+        {
+            if (!args[i].StartsWith("--")) throw new ArgumentException($"unexpected argument '{args[i]}'\n{Usage}");
+            var key = args[i][2..];
+            if (key is "help" or "no-backward" or "no-decode" or "no-header" or "in-process") { d[key] = "1"; continue; }
+            if (i + 1 >= args.Length) throw new ArgumentException($"--{key} needs a value");
+            d[key] = args[++i];
+        }
+        return d;
+    }
+}
