@@ -31,6 +31,7 @@ public static class StateExpansion
     /// <summary>Every family's expander.</summary>
     public static IReadOnlyList<IStateExpander> Expanders { get; } = new IStateExpander[]
     {
+        new GlaHeadMerge(), new Mamba2StateWidening(),
     };
 
     public static ExpansionResult Apply(ICausalLanguageModel model, ExpansionRequest request)
