@@ -8,11 +8,13 @@ open StateX.Cli.Commands
 type CliArgs =
     | [<CliPrefix(CliPrefix.None)>] Info of ParseResults<Info.InfoArgs>
     | [<CliPrefix(CliPrefix.None)>] Check_Logits of ParseResults<CheckLogits.CheckLogitsArgs>
+    | [<CliPrefix(CliPrefix.None)>] Expand of ParseResults<Expand.ExpandArgs>
     interface IArgParserTemplate with
         member a.Usage =
             match a with
             | Info _ -> "versions, libtorch folder, compatibility patch, CUDA devices; --selftest measures matmul TFLOP/s."
             | Check_Logits _ -> "run a checkpoint on the input_ids of an io.safetensors file and compare with its logits."
+            | Expand _ -> "StateX: enlarge the recurrent state of chosen layers (merge GLA heads, widen Mamba2 d_state); prints the accounting."
 
 [<EntryPoint>]
 let main argv =
@@ -22,6 +24,7 @@ let main argv =
         match results.GetSubCommand() with
         | Info a -> Info.run a
         | Check_Logits a -> CheckLogits.run a
+        | Expand a -> Expand.run a
     with
     | :? ArguParseException as e ->
         eprintfn "%s" e.Message

@@ -14,6 +14,7 @@ public sealed class GlaCheckpointFamily : ICheckpointFamily
     public bool Recognizes(ConfigJson config) => config.Root["model_type"]?.ToString() == "gla";
     public ICausalLanguageModel Load(string directory, ConfigJson config, Device? device, ScalarType? dtype, Action<string>? warn) =>
         GlaCheckpoint.Load(directory, config, device, dtype, warn);
+    public ICausalLanguageModel Create(ConfigJson config, Action<string>? warn) => new GlaForCausalLM(GlaConfig.FromJson(config, warn));
 }
 
 public static class GlaCheckpoint

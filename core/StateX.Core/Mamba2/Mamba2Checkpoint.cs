@@ -18,6 +18,13 @@ public sealed class Mamba2HuggingFaceFamily : ICheckpointFamily
         if (config.UnknownKeysWarning() is { } w) warn?.Invoke(w);
         return Mamba2Weights.Load(directory, cfg, name => name, device, dtype, warn);
     }
+
+    public ICausalLanguageModel Create(ConfigJson config, Action<string>? warn)
+    {
+        var cfg = Mamba2Config.FromHuggingFace(config);
+        if (config.UnknownKeysWarning() is { } w) warn?.Invoke(w);
+        return new Mamba2ForCausalLM(cfg);
+    }
 }
 
 /// <summary>
@@ -28,6 +35,13 @@ public sealed class Mamba2MambaSsmFamily : ICheckpointFamily
 {
     public string Name => "mamba2 (mamba_ssm)";
     public bool Recognizes(ConfigJson config) => config.Root.ContainsKey("d_model") && config.Root.ContainsKey("n_layer");
+
+    public ICausalLanguageModel Create(ConfigJson config, Action<string>? warn)
+    {
+        var cfg = Mamba2Config.FromMambaSsm(config, warn);
+        if (config.UnknownKeysWarning() is { } w) warn?.Invoke(w);
+        return new Mamba2ForCausalLM(cfg);
+    }
 
     public ICausalLanguageModel Load(string directory, ConfigJson config, Device? device, ScalarType? dtype, Action<string>? warn)
     {

@@ -12,6 +12,8 @@ public interface ICheckpointFamily
     bool Recognizes(ConfigJson config);
     /// <summary>Builds the model from config.json and loads the weights of the checkpoint folder.</summary>
     ICausalLanguageModel Load(string directory, ConfigJson config, Device? device, ScalarType? dtype, Action<string>? warn);
+    /// <summary>Builds the model from a config alone, with the family's fresh random initialisation.</summary>
+    ICausalLanguageModel Create(ConfigJson config, Action<string>? warn);
 }
 
 /// <summary>Loads any checkpoint folder StateX understands, choosing the family from its config.json.</summary>
@@ -23,6 +25,16 @@ public static class Checkpoint
         new Mamba2.Mamba2HuggingFaceFamily(), new Mamba2.Mamba2MambaSsmFamily(),
         new Gla.GlaCheckpointFamily(),
     };
+
+    /// <summary>A model with random weights from a config.json (any family's dialect): for sizing and accounting without a download.</summary>
+    public static ICausalLanguageModel FromConfig(string configPath, Action<string>? warn = null)
+    {
+        NativeRuntime.EnsureInitialized();
+        var config = ConfigJson.Load(configPath);
+        var family = Families.FirstOrDefault(f => f.Recognizes(config))
+            ?? throw new ConfigException($"{config.Path}: not a config StateX can read (known: {string.Join(", ", Families.Select(f => f.Name))})");
+        return family.Create(config, warn ?? (m => Console.Error.WriteLine(m)));
+    }
 
     public static ICausalLanguageModel Load(string directory, Device? device = null, ScalarType? dtype = null, Action<string>? warn = null)
     {
