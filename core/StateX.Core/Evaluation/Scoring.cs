@@ -26,8 +26,12 @@ public static class Scoring
     /// Scores every position of every sequence. Sequences are batched by length (longest first) and run in
     /// segments of <see cref="EvalOptions.SegmentLength"/>.
     /// </summary>
-    public static TokenScores[] ScoreTokens(ICausalLanguageModel model, IReadOnlyList<int[]> sequences, EvalOptions? options = null, string task = "score")
+    /// <param name="ranges">Per sequence, the prediction positions [From, To) worth scoring (others stay 0/false);
+    /// skipping the rest saves the log-softmax over segments that matter not (a passkey answer at the end of 128K tokens).</param>
+    public static TokenScores[] ScoreTokens(ICausalLanguageModel model, IReadOnlyList<int[]> sequences, EvalOptions? options = null, string task = "score",
+        IReadOnlyList<(int From, int To)>? ranges = null)
     {
+        if (ranges is not null && ranges.Count != sequences.Count) throw new ArgumentException($"{ranges.Count} ranges for {sequences.Count} sequences");
         var o = options ?? new EvalOptions();
         o.Validate();
         var device = o.ResolveDevice(model);
@@ -46,9 +50,15 @@ public static class Scoring
             var rows = idx.Select(i => sequences[i]).ToArray();
             var lp = rows.Select(r => new float[r.Length - 1]).ToArray();
             var gr = rows.Select(r => new bool[r.Length - 1]).ToArray();
-            SegmentedForward.Run(model, rows, o.SegmentLength, device, (off, logits) =>
+            var want = idx.Select(i => ranges is null ? (0, sequences[i].Length - 1) : (Math.Max(0, ranges[i].From), Math.Min(sequences[i].Length - 1, ranges[i].To))).ToArray();
+            SegmentedForward.Run(model, rows, o.SegmentLength, device, (segOff, segLogits) =>
             {
-                int b = rows.Length, s = (int)logits.shape[1];
+                // Only the part of the segment some row wants: [lo, hi) in absolute positions.
+                int lo = Math.Max(segOff, want.Min(w => w.Item1)), hi = (int)Math.Min(segOff + segLogits.shape[1], want.Max(w => w.Item2));
+                if (lo >= hi) return;
+                var logits = segLogits[.., (lo - segOff)..(hi - segOff), ..];
+                int off = lo;
+                int b = rows.Length, s = hi - lo;
                 var targets = new long[b * s];
                 for (int r = 0; r < b; r++)
                     for (int j = 0; j < s; j++)
@@ -60,6 +70,7 @@ public static class Scoring
                 for (int r = 0; r < b; r++)
                     for (int j = 0; j < s && off + j + 1 < rows[r].Length; j++)
                     {
+                        if (off + j < want[r].Item1 || off + j >= want[r].Item2) continue;
                         lp[r][off + j] = picked[r * s + j];
                         gr[r][off + j] = best[r * s + j];
                     }
@@ -78,7 +89,8 @@ public static class Scoring
             if (requests[i].Context.Length == 0) throw new ArgumentException($"request {i}: the context is empty (prepend a beginning-of-sequence id)");
             if (requests[i].Continuation.Length == 0) throw new ArgumentException($"request {i}: the continuation is empty");
         }
-        var scores = ScoreTokens(model, requests.Select(r => r.Context.Concat(r.Continuation).ToArray()).ToArray(), options, task);
+        var scores = ScoreTokens(model, requests.Select(r => r.Context.Concat(r.Continuation).ToArray()).ToArray(), options, task,
+            requests.Select(r => (r.Context.Length - 1, r.Context.Length - 1 + r.Continuation.Length)).ToArray());
         return requests.Select((r, i) =>
         {
             int from = r.Context.Length - 1, n = r.Continuation.Length;
