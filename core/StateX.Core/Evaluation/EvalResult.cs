@@ -27,6 +27,7 @@ public sealed record EvalProgress(string Task, long Step, long Total, TimeSpan E
 /// How evaluations run a model. <c>SegmentLength</c> bounds memory: every context runs in segments of that many
 /// tokens carrying the recurrent state, so a 256K-token context costs the memory of one segment.
 /// </summary>
+/// <param name="SegmentLength">Tokens per forward pass of a long context.</param>
 /// <param name="Device">Where inputs go; default: the device of the model's first parameter (CPU when it has none).</param>
 /// <param name="BatchSize">Sequences per forward pass (sequences of unequal length are right-padded, which a causal model ignores).</param>
 /// <param name="ModelName">Goes into every <see cref="EvalResult"/>.</param>

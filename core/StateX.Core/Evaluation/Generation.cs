@@ -7,6 +7,7 @@ namespace StateX.Evaluation;
 
 /// <summary>What to generate.</summary>
 /// <param name="MaxNewTokens">At most this many tokens per prompt.</param>
+/// <param name="Sampling">Greedy when null.</param>
 /// <param name="StopTokens">A sequence ends when it produces one of these (not included in its tokens).</param>
 public sealed record GenerationOptions(int MaxNewTokens = 64, SamplingOptions? Sampling = null, IReadOnlyCollection<int>? StopTokens = null)
 {

@@ -16,6 +16,7 @@ public sealed record TokenScores(float[] LogProbs, bool[] Greedy)
 
 /// <summary>Log-likelihood of a continuation given a context (as lm-evaluation-harness's loglikelihood).</summary>
 /// <param name="LogProb">Sum over the continuation's tokens.</param>
+/// <param name="Tokens">Number of continuation tokens.</param>
 /// <param name="IsGreedy">Whether greedy decoding from the context would produce exactly the continuation.</param>
 public sealed record ContinuationScore(double LogProb, bool IsGreedy, int Tokens);
 
@@ -26,6 +27,10 @@ public static class Scoring
     /// Scores every position of every sequence. Sequences are batched by length (longest first) and run in
     /// segments of <see cref="EvalOptions.SegmentLength"/>.
     /// </summary>
+    /// <param name="model">Any causal language model.</param>
+    /// <param name="sequences">Token ids, any lengths ≥ 1.</param>
+    /// <param name="options">Segment length, batch size, device, progress.</param>
+    /// <param name="task">Name for progress reports.</param>
     /// <param name="ranges">Per sequence, the prediction positions [From, To) worth scoring (others stay 0/false);
     /// skipping the rest saves the log-softmax over segments that matter not (a passkey answer at the end of 128K tokens).</param>
     public static TokenScores[] ScoreTokens(ICausalLanguageModel model, IReadOnlyList<int[]> sequences, EvalOptions? options = null, string task = "score",
