@@ -1,0 +1,102 @@
+using System.Globalization;
+using StateX.Data;
+using StateX.Models;
+using StateX.Tokenization;
+
+namespace StateX.Evaluation.Tasks;
+
+/// <summary>The texts of a passkey prompt; <c>{key}</c> is replaced by the 5-digit key.</summary>
+public sealed record PasskeyTemplate(
+    string Intro = "There is an important info hidden inside a lot of irrelevant text. Find it and memorize it. I will quiz you about the important information there.",
+    string Filler = TextParts.Filler,
+    string Needle = " The pass key is {key}. Remember it. {key} is the pass key.",
+    string Question = " What is the pass key? The pass key is",
+    string Answer = " {key}");
+
+/// <summary>
+/// One passkey prompt of exactly <c>Length</c> tokens (intro with the tokenizer's BOS, filler, needle, filler,
+/// question); the answer follows it. <c>Depth</c> is where the needle actually starts, as a fraction of the filler
+/// before it (the requested depth snapped to a whole filler sentence); <c>NeedlePosition</c> its first token.
+/// </summary>
+public sealed record PasskeyExample(int[] Prompt, int[] Answer, string Key, double Depth, int NeedlePosition, int NeedleLength);
+
+/// <summary>
+/// Passkey retrieval ("Landmark Attention", "Stuffed Mamba", StateX). Scoring: greedy exact match, computed
+/// teacher-forced — correct when the model's argmax at every answer position is the answer token, which is exactly
+/// when greedy decoding after the prompt would produce the answer tokens; the mean answer NLL comes for free.
+/// </summary>
+public static class Passkey
+{
+    public static PasskeyExample Build(ITokenizer tok, int length, double depth, ulong seed, long index, PasskeyTemplate? template = null)
+    {
+        var t = template ?? new PasskeyTemplate();
+        if (!(depth >= 0 && depth <= 1)) throw new ArgumentException($"passkey depth must be in [0, 1] (got {depth})");
+        var rng = new Rng(Rng.Derive(seed, index, length, (long)Math.Round(depth * 1e6)));
+        var key = (10000 + rng.NextInt(90000)).ToString(CultureInfo.InvariantCulture);
+        string lastFiller = t.Filler.TrimStart();
+        var intro = tok.Encode(t.Intro, addSpecialTokens: true);
+        var unit = TextParts.After(tok, lastFiller, t.Filler);
+        var needle = TextParts.After(tok, lastFiller, t.Needle.Replace("{key}", key));
+        var question = TextParts.After(tok, lastFiller, t.Question);
+        var answer = TextParts.After(tok, t.Question, t.Answer.Replace("{key}", key));
+        int filler = length - intro.Length - needle.Length - question.Length;
+        if (filler < 0) throw new ArgumentException($"passkey length {length} is shorter than the prompt without filler ({length - filler} tokens)");
+        int before = Math.Min(filler / unit.Length, (int)Math.Round(depth * filler / unit.Length)) * unit.Length;
+        var prompt = new List<int>(length);
+        prompt.AddRange(intro);
+        prompt.AddRange(TextParts.Cycle(unit, before));
+        int needleAt = prompt.Count;
+        prompt.AddRange(needle);
+        prompt.AddRange(TextParts.Cycle(unit, filler - before));
+        prompt.AddRange(question);
+        return new PasskeyExample(prompt.ToArray(), answer, key, filler == 0 ? 0 : (double)before / filler, needleAt, needle.Length);
+    }
+
+    /// <summary>
+    /// The grid length × depth, <paramref name="trials"/> keys per cell. Results per cell: "accuracy" (N = trials)
+    /// and "answer_nll" (mean per-token negative log-likelihood of the answer).
+    /// </summary>
+    public static List<EvalResult> Evaluate(ICausalLanguageModel model, ITokenizer tok, IReadOnlyList<int> lengths, IReadOnlyList<double> depths,
+        int trials = 5, ulong seed = 0, EvalOptions? options = null, PasskeyTemplate? template = null)
+    {
+        var o = options ?? new EvalOptions();
+        var results = new List<EvalResult>();
+        var progress = new ProgressReporter("passkey", (long)lengths.Sum(l => (long)l) * depths.Count * trials, o.Progress);
+        var quiet = o with { Progress = null };
+        foreach (var len in lengths)
+            foreach (var depth in depths)
+            {
+                var ex = Enumerable.Range(0, trials).Select(i => Build(tok, len, depth, seed, i, template)).ToArray();
+                var s = Scoring.LogLikelihood(model, ex.Select(e => (e.Prompt, e.Answer)).ToArray(), quiet, "passkey");
+                var setting = EvalResult.SettingOf(("length", len), ("depth", depth));
+                results.Add(new EvalResult(o.ModelName, "passkey", setting, "accuracy", s.Count(x => x.IsGreedy) / (double)trials, trials));
+                results.Add(new EvalResult(o.ModelName, "passkey", setting, "answer_nll", s.Average(x => -x.LogProb / x.Tokens), trials));
+                progress.Advance((long)len * trials);
+            }
+        return results;
+    }
+}
+
+/// <summary>Passkey prompts (with their answers) as a training source: <c>synth:passkey:len=1024</c> (+ <c>depth=PERCENT</c>; random by default).</summary>
+public sealed class PasskeyGenerator(int length, int? depthPercent) : ISyntheticGenerator
+{
+    public string Name => "passkey";
+
+    public SyntheticDocument Generate(ulong seed, long index, ITokenizer tokenizer)
+    {
+        double depth = depthPercent is int p ? p / 100.0 : new Rng(Rng.Derive(seed, index, 1)).NextDouble();
+        try
+        {
+            var e = Passkey.Build(tokenizer, length, depth, seed, index);
+            return new SyntheticDocument(Tokens: [.. e.Prompt, .. e.Answer]);
+        }
+        catch (ArgumentException ex) { throw new DataException($"synth:passkey: {ex.Message}", ex); }
+    }
+
+    public static PasskeyGenerator FromOptions(IReadOnlyDictionary<string, string> o)
+    {
+        int? depth = SpecOptions.IntOrNull(o, "depth", "synth:passkey");
+        if (depth > 100) throw new DataException($"synth:passkey: depth={depth} is a percentage (0..100)");
+        return new PasskeyGenerator(SpecOptions.Int(o, "len", 1024, "synth:passkey"), depth);
+    }
+}
