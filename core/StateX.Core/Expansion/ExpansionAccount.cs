@@ -84,7 +84,7 @@ public sealed record ExpansionAccount(IReadOnlyList<LayerAccount> Layers, long T
             sb.AppendLine(string.Join("  ", rows[r].Select((c, i) => i == 0 || i == 1 ? c.PadRight(widths[i]) : c.PadLeft(widths[i]))).TrimEnd());
             if (r == 0) sb.AppendLine(string.Join("  ", widths.Select(w => new string('-', w))));
         }
-        sb.AppendLine($"state per sequence: {Count(StateBefore)} → {Count(StateAfter)} elements; parameters: {Count(TotalParamsBefore)} → {Count(TotalParamsAfter)} ({Signed(ParamsDelta)}, {(TotalParamsBefore == 0 ? 0 : 100.0 * ParamsDelta / TotalParamsBefore).ToString("+0.###;-0.###;0", CultureInfo.InvariantCulture)}%)");
+        sb.AppendLine($"state per sequence: {Count(StateBefore)} → {Count(StateAfter)} elements; parameters: {Count(TotalParamsBefore)} → {Count(TotalParamsAfter)} ({Signed(ParamsDelta)}, {(TotalParamsBefore == 0 ? 0 : 100.0 * ParamsDelta / TotalParamsBefore).ToString("+0.######;-0.######;0", CultureInfo.InvariantCulture)}%)");
         return sb.ToString();
     }
 
