@@ -39,6 +39,13 @@ public sealed record ExpansionAccount(IReadOnlyList<LayerAccount> Layers, long T
 
     static readonly Regex LayerIndex = new(@"(?:^|\.)layers\.(\d+)\.", RegexOptions.Compiled);
 
+    /// <summary>The layer index in a parameter name (<c>...layers.{i}....</c>), or −1 outside the layers.</summary>
+    public static int LayerOf(string name)
+    {
+        var m = LayerIndex.Match(name);
+        return m.Success ? int.Parse(m.Groups[1].Value, CultureInfo.InvariantCulture) : -1;
+    }
+
     /// <summary>Parameter count per layer index (from names containing <c>layers.{i}.</c>), and the model total.</summary>
     public static Dictionary<int, long> ParamsPerLayer(ICausalLanguageModel model, out long total)
     {
@@ -48,8 +55,7 @@ public sealed record ExpansionAccount(IReadOnlyList<LayerAccount> Layers, long T
         {
             long n = p.numel();
             total += n;
-            var m = LayerIndex.Match(name);
-            if (m.Success) { int i = int.Parse(m.Groups[1].Value, CultureInfo.InvariantCulture); d[i] = d.GetValueOrDefault(i) + n; }
+            if (LayerOf(name) is var i and >= 0) d[i] = d.GetValueOrDefault(i) + n;
         }
         return d;
     }

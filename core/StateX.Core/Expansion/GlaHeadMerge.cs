@@ -60,7 +60,7 @@ public sealed class GlaHeadMerge : IStateExpander
         foreach (var (name, p) in dst.named_parameters())
         {
             var s = srcParams[name];
-            int layer = LayerOf(name);
+            int layer = ExpansionAccount.LayerOf(name);
             bool expanded = layer >= 0 && selected.Contains(layer);
             bool fresh = expanded && init == ExpansionInit.Reinit && (name.Contains(".attn.") || name.Contains(".attn_norm."));
             if (fresh)
@@ -75,13 +75,5 @@ public sealed class GlaHeadMerge : IStateExpander
             else throw new InvalidOperationException($"parameter {name} changed shape [{string.Join(", ", s.shape)}] → [{string.Join(", ", p.shape)}] unexpectedly");
         }
         return dst;
-    }
-
-    static int LayerOf(string name)
-    {
-        const string pre = "model.layers.";
-        if (!name.StartsWith(pre, StringComparison.Ordinal)) return -1;
-        int end = name.IndexOf('.', pre.Length);
-        return int.Parse(name.AsSpan(pre.Length, end - pre.Length));
     }
 }

@@ -53,7 +53,7 @@ public sealed class Mamba2StateWidening : IStateExpander
         foreach (var (name, p) in dst.named_parameters())
         {
             var s = srcParams[name];
-            int layer = LayerOf(name);
+            int layer = ExpansionAccount.LayerOf(name);
             if (layer < 0 || !selected.Contains(layer)) { p.copy_(s); continue; }
             var mixer = src.backbone.layers[layer].mixer;
             long inner = mixer.Inner, gn = mixer.Groups * mixer.DState;
@@ -102,13 +102,5 @@ public sealed class Mamba2StateWidening : IStateExpander
                 : cat([old, zeros([groups, (r - 1) * n, .. rest], old.dtype, old.device)], 1);        // old rows, then zeros
             newBlock.copy_(widened.reshape(newBlock.shape));
         }
-    }
-
-    static int LayerOf(string name)
-    {
-        const string pre = "backbone.layers.";
-        if (!name.StartsWith(pre, StringComparison.Ordinal)) return -1;
-        int end = name.IndexOf('.', pre.Length);
-        return int.Parse(name.AsSpan(pre.Length, end - pre.Length));
     }
 }
