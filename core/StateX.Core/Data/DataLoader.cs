@@ -1,3 +1,4 @@
+using StateX.IO;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using StateX.Tokenization;
@@ -134,12 +135,7 @@ public sealed record DataCursor(string Spec, string Tokenizer, int SeqLen, int B
         { throw new DataException($"{origin}: malformed data cursor ({e.Message})", e); }
     }
 
-    public void Save(string path)
-    {
-        var tmp = path + ".tmp";
-        File.WriteAllText(tmp, ToJson());
-        File.Move(tmp, path, overwrite: true);
-    }
+    public void Save(string path) => AtomicFile.WriteAllText(path, ToJson());
 
     public static DataCursor Load(string path) =>
         File.Exists(path) ? Parse(File.ReadAllText(path), path) : throw new DataException($"{path}: data cursor not found");

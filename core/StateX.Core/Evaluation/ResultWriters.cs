@@ -1,3 +1,4 @@
+using StateX.IO;
 using System.Globalization;
 using System.Text;
 using System.Text.Json;
@@ -91,12 +92,5 @@ public static class ResultWriters
     static string Csv(string s) =>
         s.IndexOfAny([',', '"', '\n', '\r']) >= 0 ? "\"" + s.Replace("\"", "\"\"") + "\"" : s;
 
-    static void Atomic(string path, string text)
-    {
-        var full = Path.GetFullPath(path);
-        Directory.CreateDirectory(Path.GetDirectoryName(full)!);
-        var tmp = full + ".tmp-" + Environment.ProcessId;
-        File.WriteAllText(tmp, text, new UTF8Encoding(false));
-        File.Move(tmp, full, overwrite: true);
-    }
+    static void Atomic(string path, string text) => AtomicFile.WriteAllText(path, text);
 }

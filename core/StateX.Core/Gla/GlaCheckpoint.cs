@@ -19,8 +19,8 @@ public sealed class GlaCheckpointFamily : ICheckpointFamily
 
 public static class GlaCheckpoint
 {
-    public const string WeightsFile = "model.safetensors";
-    public const string IndexFile = "model.safetensors.index.json";
+    public const string WeightsFile = CheckpointWeights.WeightsFile;
+    public const string IndexFile = CheckpointWeights.IndexFile;
 
     public static GlaForCausalLM Load(string directory, Device? device = null, ScalarType? dtype = null, Action<string>? warn = null)
     {
@@ -35,7 +35,7 @@ public static class GlaCheckpoint
     public static GlaForCausalLM Load(string directory, ConfigJson config, Device? device, ScalarType? dtype, Action<string>? warn)
     {
         var cfg = GlaConfig.FromJson(config, warn);
-        using var weights = ShardedWeights.Open(directory);
+        using var weights = CheckpointWeights.Open(directory);
         const string embName = "model.embeddings.weight";
         var type = dtype ?? (weights.Info(embName) is { } e ? SafeTensorsReader.DTypes[e.DType].Type : ScalarType.Float32);
         var lm = new GlaForCausalLM(cfg);
@@ -80,70 +80,4 @@ public static class GlaCheckpoint
         ScalarType.Float64 => "float64",
         _ => t.ToString().ToLowerInvariant(),
     };
-}
-
-/// <summary>The tensors of a checkpoint folder, from one file or from the shards an index lists.</summary>
-sealed class ShardedWeights : IDisposable
-{
-    readonly Dictionary<string, SafeTensorsReader> _readers = new(StringComparer.Ordinal);
-    readonly Dictionary<string, SafeTensorsReader> _byTensor = new(StringComparer.Ordinal);
-    readonly string _describe;
-
-    public IEnumerable<string> Names => _byTensor.Keys;
-
-    ShardedWeights(string describe) { _describe = describe; }
-
-    public static ShardedWeights Open(string directory)
-    {
-        var single = Path.Combine(directory, GlaCheckpoint.WeightsFile);
-        var index = Path.Combine(directory, GlaCheckpoint.IndexFile);
-        if (File.Exists(single))
-        {
-            var w = new ShardedWeights(single);
-            var r = new SafeTensorsReader(single);
-            w._readers[single] = r;
-            foreach (var n in r.Tensors.Keys) w._byTensor[n] = r;
-            return w;
-        }
-        if (!File.Exists(index))
-            throw new FileNotFoundException($"{directory}: no weights: neither {GlaCheckpoint.WeightsFile} nor {GlaCheckpoint.IndexFile} is there", single);
-        JsonObject map;
-        try
-        {
-            map = (JsonNode.Parse(File.ReadAllText(index)) as JsonObject)?["weight_map"] as JsonObject
-                ?? throw new SafeTensorsException($"{index}: no \"weight_map\" object");
-        }
-        catch (JsonException e) { throw new SafeTensorsException($"{index}: not valid JSON: {e.Message}"); }
-        var sharded = new ShardedWeights(index);
-        try
-        {
-            foreach (var (name, fileNode) in map)
-            {
-                var file = fileNode?.ToString() ?? throw new SafeTensorsException($"{index}: tensor '{name}' has no file");
-                var path = Path.Combine(directory, file);
-                if (!sharded._readers.TryGetValue(path, out var r))
-                {
-                    if (!File.Exists(path)) throw new FileNotFoundException($"{index}: shard '{file}' (listed for tensor '{name}') not found", path);
-                    sharded._readers[path] = r = new SafeTensorsReader(path);
-                }
-                if (!r.Contains(name)) throw new SafeTensorsException($"{path}: tensor '{name}' listed in {IndexFileName(index)} is not in the shard");
-                sharded._byTensor[name] = r;
-            }
-        }
-        catch { sharded.Dispose(); throw; }
-        return sharded;
-    }
-
-    static string IndexFileName(string p) => Path.GetFileName(p);
-
-    public SafeTensorInfo? Info(string name) => _byTensor.TryGetValue(name, out var r) ? r.Tensors[name] : null;
-
-    public Tensor Load(string name, long[] shape, ScalarType dtype)
-    {
-        if (!_byTensor.TryGetValue(name, out var r))
-            throw new SafeTensorsException($"{_describe}: tensor '{name}' is missing (the config asks for a parameter of shape [{string.Join(", ", shape)}])");
-        return r.Load(name, shape, dtype);
-    }
-
-    public void Dispose() { foreach (var r in _readers.Values) r.Dispose(); }
 }

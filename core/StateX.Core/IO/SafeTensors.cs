@@ -148,7 +148,7 @@ public sealed class SafeTensorsReader : IDisposable
     }
 }
 
-/// <summary>Writes safetensors atomically (temporary name, then rename), streaming each tensor's bytes.</summary>
+/// <summary>Writes safetensors atomically (<see cref="AtomicFile"/>), streaming each tensor's bytes.</summary>
 public static class SafeTensorsWriter
 {
     public static void Write(string path, IEnumerable<KeyValuePair<string, Tensor>> tensors, IReadOnlyDictionary<string, string>? metadata = null)
@@ -175,31 +175,18 @@ public static class SafeTensorsWriter
         }
         var json = Encoding.UTF8.GetBytes(header.ToJsonString());
         int pad = (8 - json.Length % 8) % 8;   // the format aligns the data section to 8 bytes with spaces
-        var dir = System.IO.Path.GetDirectoryName(System.IO.Path.GetFullPath(path))!;
-        Directory.CreateDirectory(dir);
-        var tmp = System.IO.Path.Combine(dir, $".{System.IO.Path.GetFileName(path)}.{Environment.ProcessId}.tmp");
-        try
+        AtomicFile.Write(path, fs =>
         {
-            using (var fs = new FileStream(tmp, FileMode.Create, FileAccess.Write, FileShare.None, 1 << 20))
+            Span<byte> len = stackalloc byte[8];
+            BinaryPrimitives.WriteUInt64LittleEndian(len, (ulong)(json.Length + pad));
+            fs.Write(len);
+            fs.Write(json);
+            for (int i = 0; i < pad; i++) fs.WriteByte((byte)' ');
+            foreach (var (_, t) in list)
             {
-                Span<byte> len = stackalloc byte[8];
-                BinaryPrimitives.WriteUInt64LittleEndian(len, (ulong)(json.Length + pad));
-                fs.Write(len);
-                fs.Write(json);
-                for (int i = 0; i < pad; i++) fs.WriteByte((byte)' ');
-                foreach (var (_, t) in list)
-                {
-                    using var c = t.device_type == DeviceType.CPU ? t.detach().contiguous() : t.detach().cpu().contiguous();
-                    c.WriteBytesToStream(fs, 1 << 20);
-                }
-                fs.Flush(flushToDisk: true);
+                using var c = t.device_type == DeviceType.CPU ? t.detach().contiguous() : t.detach().cpu().contiguous();
+                c.WriteBytesToStream(fs, 1 << 20);
             }
-            File.Move(tmp, path, overwrite: true);
-        }
-        catch
-        {
-            try { File.Delete(tmp); } catch (IOException) { }
-            throw;
-        }
+        });
     }
 }

@@ -59,7 +59,7 @@ static class Mamba2Weights
 {
     public static Mamba2ForCausalLM Load(string directory, Mamba2Config cfg, Func<string, string> stored, Device? device, ScalarType? dtype, Action<string>? warn)
     {
-        using var files = WeightFiles.Open(directory);
+        using var files = CheckpointWeights.Open(directory);
         var model = new Mamba2ForCausalLM(cfg);
         var used = new HashSet<string>(StringComparer.Ordinal);
         using (no_grad())
@@ -67,9 +67,8 @@ static class Mamba2Weights
             foreach (var (name, p) in model.named_parameters())
             {
                 var key = stored(name);
-                var reader = files.Find(key)
-                    ?? throw new SafeTensorsException($"{directory}: weight '{key}' is missing from the checkpoint ({cfg})");
-                using var t = reader.Load(key, p.shape, p.dtype);
+                if (!files.Contains(key)) throw new SafeTensorsException($"{directory}: weight '{key}' is missing from the checkpoint ({cfg})");
+                using var t = files.Load(key, p.shape, p.dtype);
                 p.copy_(t);
                 used.Add(key);
             }
@@ -82,43 +81,5 @@ static class Mamba2Weights
         if (device is not null) model.to(device);
         model.eval();
         return model;
-    }
-
-    sealed class WeightFiles : IDisposable
-    {
-        readonly Dictionary<string, SafeTensorsReader> _byName = new(StringComparer.Ordinal);
-        readonly List<SafeTensorsReader> _readers = [];
-
-        public IEnumerable<string> Names => _byName.Keys;
-        public SafeTensorsReader? Find(string name) => _byName.GetValueOrDefault(name);
-
-        public static WeightFiles Open(string directory)
-        {
-            var files = new WeightFiles();
-            var single = Path.Combine(directory, "model.safetensors");
-            var index = Path.Combine(directory, "model.safetensors.index.json");
-            if (File.Exists(single)) files.Add(single, null);
-            else if (File.Exists(index))
-            {
-                var map = (JsonNode.Parse(File.ReadAllText(index)) as JsonObject)?["weight_map"] as JsonObject
-                    ?? throw new SafeTensorsException($"{index}: no 'weight_map' object");
-                foreach (var shard in map.GroupBy(kv => kv.Value!.ToString()))
-                    files.Add(Path.Combine(directory, shard.Key), shard.Select(kv => kv.Key).ToHashSet());
-            }
-            else if (File.Exists(Path.Combine(directory, "pytorch_model.bin")))
-                throw new SafeTensorsException($"{directory}: only pytorch_model.bin found; StateX reads safetensors (convert with safetensors.torch.save_file)");
-            else throw new SafeTensorsException($"{directory}: no model.safetensors or model.safetensors.index.json");
-            return files;
-        }
-
-        void Add(string path, HashSet<string>? listed)
-        {
-            var r = new SafeTensorsReader(path);
-            _readers.Add(r);
-            foreach (var name in r.Tensors.Keys)
-                if (listed is null || listed.Contains(name)) _byName[name] = r;
-        }
-
-        public void Dispose() { foreach (var r in _readers) r.Dispose(); }
     }
 }

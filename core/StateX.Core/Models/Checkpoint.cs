@@ -31,9 +31,7 @@ public static class Checkpoint
     {
         NativeRuntime.EnsureInitialized();
         var config = ConfigJson.Load(configPath);
-        var family = Families.FirstOrDefault(f => f.Recognizes(config))
-            ?? throw new ConfigException($"{config.Path}: not a config StateX can read (known: {string.Join(", ", Families.Select(f => f.Name))})");
-        return family.Create(config, warn ?? (m => Console.Error.WriteLine(m)));
+        return FamilyOf(config).Create(config, warn ?? (m => Console.Error.WriteLine(m)));
     }
 
     public static ICausalLanguageModel Load(string directory, Device? device = null, ScalarType? dtype = null, Action<string>? warn = null)
@@ -41,8 +39,10 @@ public static class Checkpoint
         NativeRuntime.EnsureInitialized();
         if (!Directory.Exists(directory)) throw new DirectoryNotFoundException($"checkpoint folder not found: {directory}");
         var config = ConfigJson.Load(Path.Combine(directory, "config.json"));
-        var family = Families.FirstOrDefault(f => f.Recognizes(config))
-            ?? throw new ConfigException($"{config.Path}: not a checkpoint StateX can read (model_type '{config.Root["model_type"]?.ToString() ?? "absent"}'; known: {string.Join(", ", Families.Select(f => f.Name))})");
-        return family.Load(directory, config, device, dtype, warn ?? (m => Console.Error.WriteLine(m)));
+        return FamilyOf(config).Load(directory, config, device, dtype, warn ?? (m => Console.Error.WriteLine(m)));
     }
+
+    static ICheckpointFamily FamilyOf(ConfigJson config) =>
+        Families.FirstOrDefault(f => f.Recognizes(config))
+        ?? throw new ConfigException($"{config.Path}: not a checkpoint StateX can read (model_type '{config.Root["model_type"]?.ToString() ?? "absent"}'; known: {string.Join(", ", Families.Select(f => f.Name))})");
 }

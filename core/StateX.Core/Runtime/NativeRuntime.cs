@@ -2,6 +2,7 @@ using System.Reflection;
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using System.Security.Cryptography;
+using StateX.IO;
 using StateX.Native;
 using TorchSharp;
 
@@ -242,21 +243,14 @@ public static class NativeRuntime
         try
         {
             Directory.CreateDirectory(dir);
-            if (!File.Exists(patched)) WriteAtomically(patched, LibStdCxxCompat.Patch(original, bytes, decision.MissingVersions.ToArray()));
-            if (!File.Exists(shim)) WriteAtomically(shim, IosInitShim.Build());
+            if (!File.Exists(patched)) AtomicFile.WriteAllBytes(patched, LibStdCxxCompat.Patch(original, bytes, decision.MissingVersions.ToArray()));
+            if (!File.Exists(shim)) AtomicFile.WriteAllBytes(shim, IosInitShim.Build());
         }
         catch (UnauthorizedAccessException e)
         {
             throw new InvalidOperationException($"cannot write StateX's patched native files to {dir}: {e.Message}. Set {CacheEnvironmentVariable} to a writable folder.", e);
         }
         return (patched, shim);
-    }
-
-    internal static void WriteAtomically(string path, byte[] content)
-    {
-        var tmp = $"{path}.{Environment.ProcessId}.{Guid.NewGuid():N}.tmp";
-        File.WriteAllBytes(tmp, content);
-        File.Move(tmp, path, overwrite: true);
     }
 
     static string LibTorchVersion(string dir)

@@ -1,0 +1,82 @@
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using static TorchSharp.torch;
+
+namespace StateX.IO;
+
+/// <summary>
+/// The tensors of a checkpoint folder, from one <c>model.safetensors</c> or from the shards that
+/// <c>model.safetensors.index.json</c> lists; every family's loader reads weights through it.
+/// </summary>
+public sealed class CheckpointWeights : IDisposable
+{
+    public const string WeightsFile = "model.safetensors";
+    public const string IndexFile = "model.safetensors.index.json";
+
+    readonly Dictionary<string, SafeTensorsReader> _readers = new(StringComparer.Ordinal);
+    readonly Dictionary<string, SafeTensorsReader> _byTensor = new(StringComparer.Ordinal);
+    readonly string _describe;
+
+    public IEnumerable<string> Names => _byTensor.Keys;
+
+    CheckpointWeights(string describe) { _describe = describe; }
+
+    public static CheckpointWeights Open(string directory)
+    {
+        var single = Path.Combine(directory, WeightsFile);
+        var index = Path.Combine(directory, IndexFile);
+        if (File.Exists(single))
+        {
+            var w = new CheckpointWeights(single);
+            var r = new SafeTensorsReader(single);
+            w._readers[single] = r;
+            foreach (var n in r.Tensors.Keys) w._byTensor[n] = r;
+            return w;
+        }
+        if (!File.Exists(index))
+        {
+            if (File.Exists(Path.Combine(directory, "pytorch_model.bin")))
+                throw new FileNotFoundException($"{directory}: only pytorch_model.bin found; StateX reads safetensors (convert with safetensors.torch.save_file)", single);
+            throw new FileNotFoundException($"{directory}: no weights: neither {WeightsFile} nor {IndexFile} is there", single);
+        }
+        JsonObject map;
+        try
+        {
+            map = (JsonNode.Parse(File.ReadAllText(index)) as JsonObject)?["weight_map"] as JsonObject
+                ?? throw new SafeTensorsException($"{index}: no \"weight_map\" object");
+        }
+        catch (JsonException e) { throw new SafeTensorsException($"{index}: not valid JSON: {e.Message}"); }
+        var sharded = new CheckpointWeights(index);
+        try
+        {
+            foreach (var (name, fileNode) in map)
+            {
+                var file = fileNode?.ToString() ?? throw new SafeTensorsException($"{index}: tensor '{name}' has no file");
+                var path = Path.Combine(directory, file);
+                if (!sharded._readers.TryGetValue(path, out var r))
+                {
+                    if (!File.Exists(path)) throw new FileNotFoundException($"{index}: shard '{file}' (listed for tensor '{name}') not found", path);
+                    sharded._readers[path] = r = new SafeTensorsReader(path);
+                }
+                if (!r.Contains(name)) throw new SafeTensorsException($"{path}: tensor '{name}' listed in {IndexFile} is not in the shard");
+                sharded._byTensor[name] = r;
+            }
+        }
+        catch { sharded.Dispose(); throw; }
+        return sharded;
+    }
+
+    public bool Contains(string name) => _byTensor.ContainsKey(name);
+
+    public SafeTensorInfo? Info(string name) => _byTensor.TryGetValue(name, out var r) ? r.Tensors[name] : null;
+
+    /// <summary>Loads one tensor, checking its shape; a missing tensor is an error naming it and the expected shape.</summary>
+    public Tensor Load(string name, long[] shape, ScalarType dtype)
+    {
+        if (!_byTensor.TryGetValue(name, out var r))
+            throw new SafeTensorsException($"{_describe}: tensor '{name}' is missing (the config asks for a parameter of shape [{string.Join(", ", shape)}])");
+        return r.Load(name, shape, dtype);
+    }
+
+    public void Dispose() { foreach (var r in _readers.Values) r.Dispose(); }
+}
