@@ -126,7 +126,7 @@ public sealed class GatedLinearAttention : nn.Module<Tensor, Tensor>
         var normed = (g_norm_swish_gate ?? g_norm)!.Forward(o, gate).reshape(b, t, ValueDim); // [B, T, value_dim]
         var y = o_proj.call(normed);                                                 // [B, T, hidden]
         var next = new GlaLayerState(s, cq, ck, cv);
-        foreach (var st in next.Tensors) st.MoveToOuterDisposeScope();
+        next.MoveToOuterDisposeScope();
         return (y.MoveToOuterDisposeScope(), next);
     }
 

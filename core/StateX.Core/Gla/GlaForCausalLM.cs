@@ -34,7 +34,7 @@ public sealed class GlaBlock : nn.Module<Tensor, Tensor>
         var (a, s) = attn.Forward(attn_norm.call(x), state, mode);
         var h = x + a;
         var y = h + mlp.call(mlp_norm.call(h));
-        foreach (var t in s.Tensors) t.MoveToOuterDisposeScope();
+        s.MoveToOuterDisposeScope();
         return (y.MoveToOuterDisposeScope(), s);
     }
 }
@@ -126,7 +126,7 @@ public sealed class GlaForCausalLM : nn.Module<Tensor, Tensor>, ICausalLanguageM
         ModelState? outState = null;
         if (returnState)
         {
-            foreach (var s in states) foreach (var t in s.Tensors) t.MoveToOuterDisposeScope();
+            foreach (var s in states) s.MoveToOuterDisposeScope();
             outState = new ModelState(states);
         }
         return new LmOutput(logits.MoveToOuterDisposeScope(), loss?.MoveToOuterDisposeScope(), outState);

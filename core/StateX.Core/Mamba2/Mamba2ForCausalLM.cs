@@ -107,7 +107,7 @@ public sealed class Mamba2ForCausalLM : nn.Module, ICausalLanguageModel
         ModelState? outState = null;
         if (returnState)
         {
-            foreach (var s in states) foreach (var t in s.Tensors) t.MoveToOuterDisposeScope();
+            foreach (var s in states) s.MoveToOuterDisposeScope();
             outState = new ModelState(states);
         }
         return new LmOutput(logits.MoveToOuterDisposeScope(), loss?.MoveToOuterDisposeScope(), outState);

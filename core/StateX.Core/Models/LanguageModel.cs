@@ -21,6 +21,16 @@ public interface ILayerState : IDisposable
     ILayerState Detach();
 }
 
+public static class LayerStateExtensions
+{
+    /// <summary>Moves the state's tensors out of the current dispose scope, so it outlives the forward pass that made it.</summary>
+    public static TState MoveToOuterDisposeScope<TState>(this TState state) where TState : ILayerState
+    {
+        foreach (var t in state.Tensors) t.MoveToOuterDisposeScope();
+        return state;
+    }
+}
+
 /// <summary>Per-layer states of a whole model; index = layer.</summary>
 public sealed class ModelState(IReadOnlyList<ILayerState> layers) : IDisposable
 {
