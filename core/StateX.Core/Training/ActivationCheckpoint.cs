@@ -39,7 +39,8 @@ public static class ActivationCheckpoint
             var xr = x.detach().requires_grad_(x.requires_grad);
             var y = f(xr);
             autograd.backward([y], [gradOutputs[0]]);
-            return [xr.requires_grad ? xr.grad!.MoveToOuterDisposeScope() : null!];
+            // One gradient per argument of apply: none for the function, then x's.
+            return [null!, xr.requires_grad ? xr.grad!.MoveToOuterDisposeScope() : null!];
         }
     }
 }

@@ -25,7 +25,10 @@ public static class TrainingLoss
         {
             long e = Math.Min(T, s + lossChunk);
             var slice = h.narrow(1, s, e - s);                                                   // [B, t, D]
-            var tgt = targets.narrow(1, s, e - s).reshape(-1);                                   // [B·t]
+            var tgt = targets.narrow(1, s, e - s).reshape(-1);                         // [B·t]
+            // The checkpointed loss re-reads its targets in the backward pass, after this scope has ended: they
+            // must live in the caller's scope (the training step's), which ends after backward.
+            if (checkpoint) tgt.MoveToOuterDisposeScope();
             Tensor SumOfLosses(Tensor x)
             {
                 var logits = stack.Head(stack.Norm(x));                               // [B, t, V]

@@ -138,14 +138,17 @@ let run (args: ParseResults<TrainArgs>) =
     let options = optionsOf args
     let expansion = expansionRequest args options.Seed
     if recipe = "lpt" && expansion.IsSome then raise (ArgumentException "--expand-* options belong to --recipe statex")
+    let describe = Text.Json.Nodes.JsonObject()
     let create () =
         let model =
             match modelDir, configFile with
             | Some dir, _ -> Checkpoint.Load dir
             | _, Some file -> Checkpoint.FromConfig file
             | _ -> raise (ArgumentException(sprintf "%s holds no checkpoint to resume; give --model or --config to start it" out))
-        (TrainRecipes.Prepare(recipe, model, Option.toObj expansion, args.Contains Freeze_Unexpanded)).Model
-    let describe = Text.Json.Nodes.JsonObject()
+        let p = TrainRecipes.Prepare(recipe, model, Option.toObj expansion, args.Contains Freeze_Unexpanded)
+        // The trainer writes the run's config after creating the model, so what the recipe did is recorded too.
+        for kv in p.Describe |> Seq.toArray do describe[kv.Key] <- kv.Value.DeepClone()
+        p.Model
     describe["model"] <- Text.Json.Nodes.JsonValue.Create(defaultArg modelDir (defaultArg configFile ""))
     let tokenizer = args.GetResult(Tokenizer, defaultTokenizer modelDir)
     let job = TrainJob(Func<_>(create), data, tokenizer, options, out, args.Contains Resume, recipe, Describe = describe)
