@@ -20,6 +20,7 @@ type private TensorState(t: T) =
     interface ILayerState with
         member _.Tensors = [| t |] :> IReadOnlyList<T>
         member _.Detach() = new TensorState(t.detach()) :> ILayerState
+        member _.Clone() = new TensorState(t.clone()) :> ILayerState
         member _.Dispose() = t.Dispose()
 
 let private stateOf (s: ModelState) = (s.Layers.[0] :?> TensorState).Tensor
