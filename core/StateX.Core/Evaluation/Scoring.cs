@@ -48,7 +48,8 @@ public static class Scoring
         }
         var result = new TokenScores[sequences.Count];
         var order = Enumerable.Range(0, sequences.Count).OrderByDescending(i => sequences[i].Length).ToArray();
-        var progress = new ProgressReporter(task, sequences.Count, o.Progress);
+        // Progress in tokens fed: a single 256K-token sequence reports every segment.
+        var progress = new ProgressReporter(task, sequences.Sum(q => (long)q.Length), o.Progress);
         for (int start = 0; start < order.Length; start += o.BatchSize)
         {
             var idx = order.Skip(start).Take(o.BatchSize).ToArray();
@@ -58,6 +59,7 @@ public static class Scoring
             var want = idx.Select(i => ranges is null ? (0, sequences[i].Length - 1) : (Math.Max(0, ranges[i].From), Math.Min(sequences[i].Length - 1, ranges[i].To))).ToArray();
             SegmentedForward.Run(model, rows, o.SegmentLength, device, (segOff, segLogits) =>
             {
+                progress.Advance(rows.Sum(r => (long)Math.Clamp(r.Length - segOff, 0, segLogits.shape[1])));
                 // Only the part of the segment some row wants: [lo, hi) in absolute positions.
                 int lo = Math.Max(segOff, want.Min(w => w.Item1)), hi = (int)Math.Min(segOff + segLogits.shape[1], want.Max(w => w.Item2));
                 if (lo >= hi) return;
@@ -78,7 +80,6 @@ public static class Scoring
                     }
             });
             for (int k = 0; k < idx.Length; k++) result[idx[k]] = new TokenScores(lp[k], gr[k]);
-            progress.Advance(idx.Length);
         }
         return result;
     }
