@@ -9,12 +9,16 @@ type CliArgs =
     | [<CliPrefix(CliPrefix.None)>] Info of ParseResults<Info.InfoArgs>
     | [<CliPrefix(CliPrefix.None)>] Check_Logits of ParseResults<CheckLogits.CheckLogitsArgs>
     | [<CliPrefix(CliPrefix.None)>] Expand of ParseResults<Expand.ExpandArgs>
+    | [<CliPrefix(CliPrefix.None)>] Eval of ParseResults<Eval.EvalArgs>
+    | [<CliPrefix(CliPrefix.None)>] Generate of ParseResults<Generate.GenerateArgs>
     interface IArgParserTemplate with
         member a.Usage =
             match a with
             | Info _ -> "versions, libtorch folder, compatibility patch, CUDA devices; --selftest measures matmul TFLOP/s."
             | Check_Logits _ -> "run a checkpoint on the input_ids of an io.safetensors file and compare with its logits."
             | Expand _ -> "StateX: enlarge the recurrent state of chosen layers (merge GLA heads, widen Mamba2 d_state); prints the accounting."
+            | Eval _ -> "evaluate a checkpoint: mqar, passkey, haystack, icl, qa, mc, loss-position; results as a table, CSV or JSON Lines."
+            | Generate _ -> "continue a prompt (greedy or sampled) and print the text."
 
 [<EntryPoint>]
 let main argv =
@@ -25,6 +29,8 @@ let main argv =
         | Info a -> Info.run a
         | Check_Logits a -> CheckLogits.run a
         | Expand a -> Expand.run a
+        | Eval a -> Eval.run a
+        | Generate a -> Generate.run a
     with
     | :? ArguParseException as e ->
         eprintfn "%s" e.Message
