@@ -53,7 +53,7 @@ let run (args: ParseResults<GenerateArgs>) =
     let prompt = tok.Encode(args.GetResult Prompt, addSpecialTokens = true)
     if prompt.Length = 0 then bad "prompt" "encodes to no tokens (this tokenizer adds no BOS): give some text"
     let stops = match tok.EosId with | eos when eos.HasValue -> [| eos.Value |] | _ -> [||]
-    let gen = GenerationOptions(maxNew, sampling, stops)
+    let gen = GenerationOptions(maxNew, sampling, stops, min tok.VocabSize model.VocabSize)
     let clock = Stopwatch.StartNew()
     let out = (Generation.Generate(model, [| prompt |], gen, EvalOptions(SegmentLength = segment, BatchSize = 1, Device = device))).[0]
     let seconds = clock.Elapsed.TotalSeconds
