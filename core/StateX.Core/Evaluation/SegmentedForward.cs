@@ -41,6 +41,8 @@ internal static class SegmentedForward
             }
             memory?.AfterStep();
         }
+        // The next run measures its own baseline: start it from a trimmed heap, or baselines ratchet up run after run.
+        if (memory is not null) HostMemory.Trim();
         if (keepState) return state;
         state?.Dispose();
         return null;

@@ -40,7 +40,8 @@ public static partial class HostMemory
 /// <summary>
 /// Keeps the resident memory of a long CPU run near what it was after its first step: once it has grown by more than
 /// a quarter (and 64 MiB), free heap pages go back to the system. Trimming costs page faults on the next step, so
-/// it happens only when the heap has actually grown, not after every step.
+/// it happens only when the heap has actually grown, not after every step. One guard per run: the run should
+/// trim at its end, so that the next run's baseline is not the grown heap of this one.
 /// </summary>
 public sealed class HostMemoryGuard
 {
