@@ -139,6 +139,7 @@ let tests =
             fails [ "eval"; "--model"; dir; "--task"; "passkey"; "--lengths"; "1k,2q" ] [ "--lengths"; "'2q'" ]
             fails [ "eval"; "--model"; dir; "--task"; "passkey"; "--depths"; "120" ] [ "--depths"; "120"; "0..100" ]
             fails [ "eval"; "--model"; dir; "--task"; "mqar"; "--out"; "r.txt" ] [ "--out"; "r.txt"; ".csv" ]
+            fails [ "eval"; "--model"; dir; "--task"; "mqar"; "--device"; "tpu" ] [ "--device"; "'tpu'" ]
             fails [ "eval"; "--model"; dir; "--task"; "mqar"; "--vocab"; "1000" ] [ "--vocab"; "1000"; "300" ]
             let bad = Path.Combine(Fixtures.tempDir (), "bad.jsonl")
             File.WriteAllLines(bad, [ """{"prompt": "a", "answer": "b"}"""; """{"prompt": 3, "answer": "b"}""" ])

@@ -212,7 +212,7 @@ let run (args: ParseResults<EvalArgs>) =
     let trials dflt = positive "trials" (args.GetResult(Trials, dflt))
     let limit = args.TryGetResult Limit |> Option.map (positive "limit") |> Option.toNullable
     let dtype = parseDtype (args.TryGetResult Dtype)
-    let device = DeviceSpec.Parse(args.GetResult(Device, "auto")).Resolve()
+    let device = parseDevice (args.GetResult(Device, "auto"))
 
     let dir = args.GetResult Model
     let model = loadModel dir device dtype

@@ -46,7 +46,7 @@ let run (args: ParseResults<GenerateArgs>) =
     if maxNew < 0 then bad "max-new" "must be ≥ 0 (got %d)" maxNew
     let segment = positive "segment" (args.GetResult(Segment, 2048))
     let dtype = parseDtype (args.TryGetResult Dtype)
-    let device = DeviceSpec.Parse(args.GetResult(Device, "auto")).Resolve()
+    let device = parseDevice (args.GetResult(Device, "auto"))
     let dir = args.GetResult Model
     let model = loadModel dir device dtype
     let tok = resolveTokenizer dir (args.TryGetResult Tokenizer) model

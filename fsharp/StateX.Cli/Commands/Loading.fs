@@ -22,6 +22,11 @@ let parseDtype (text: string option) =
     | Some ("fp16" | "float16") -> Some torch.ScalarType.Float16
     | Some t -> bad "dtype" "unknown '%s': expected auto, fp32, bf16 or fp16" t
 
+/// auto | cpu | cuda | cuda:N, resolved (CUDA must be there when asked for).
+let parseDevice (text: string) =
+    try DeviceSpec.Parse(text).Resolve()
+    with :? ArgumentException | :? InvalidOperationException as e -> bad "device" "%s" e.Message
+
 /// A checkpoint folder's model, on a device, in evaluation mode.
 let loadModel (dir: string) (device: torch.Device) dtype =
     if not (Directory.Exists dir) then bad "model" "checkpoint folder '%s' not found" dir
