@@ -11,6 +11,8 @@ type CliArgs =
     | [<CliPrefix(CliPrefix.None)>] Expand of ParseResults<Expand.ExpandArgs>
     | [<CliPrefix(CliPrefix.None)>] Train of ParseResults<Train.TrainArgs>
     | [<CliPrefix(CliPrefix.None)>] Demo of ParseResults<Demo.DemoArgs>
+    | [<CliPrefix(CliPrefix.None)>] Eval of ParseResults<Eval.EvalArgs>
+    | [<CliPrefix(CliPrefix.None)>] Generate of ParseResults<Generate.GenerateArgs>
     interface IArgParserTemplate with
         member a.Usage =
             match a with
@@ -19,6 +21,8 @@ type CliArgs =
             | Expand _ -> "StateX: enlarge the recurrent state of chosen layers (merge GLA heads, widen Mamba2 d_state); prints the accounting."
             | Demo _ -> "the StateX study in miniature: pretrain GLA and Mamba2, post-train with LPT and StateX, evaluate, report (--preset cpu|gpu)."
             | Train _ -> "post-train (recipes lpt, statex) or train from scratch; run folder with metrics, checkpoints, resumable."
+            | Eval _ -> "evaluate a checkpoint: mqar, passkey, haystack, icl, qa, mc, loss-position; results as a table, CSV or JSON Lines."
+            | Generate _ -> "continue a prompt (greedy or sampled) and print the text."
 
 [<EntryPoint>]
 let main argv =
@@ -31,6 +35,8 @@ let main argv =
         | Expand a -> Expand.run a
         | Train a -> Train.run a
         | Demo a -> Demo.run a
+        | Eval a -> Eval.run a
+        | Generate a -> Generate.run a
     with
     | :? ArguParseException as e ->
         eprintfn "%s" e.Message

@@ -108,7 +108,7 @@ let gpu =
       PostTrain = { Steps = 200; SeqLen = 2048; Batch = 8; Lr = 5e-4 }
       PretrainData = mix 512
       PostTrainData = mix 2048
-      MqarPairs = [ 8; 16; 32; 64; 128; 256 ]
+      MqarPairs = [ 8; 16; 32; 64; 96; 120 ]
       MqarLength = 1024
       MqarExamples = 128
       PasskeyLengths = [ 1024; 2048; 4096; 8192; 16384 ]

@@ -74,16 +74,16 @@ public static class Passkey
         var o = options ?? new EvalOptions();
         var results = new List<EvalResult>();
         var progress = new ProgressReporter("passkey", (long)lengths.Sum(l => (long)l) * depths.Count * trials, o.Progress);
-        var quiet = o with { Progress = null };
+        long done = 0;   // steps are prompt tokens fed
         foreach (var len in lengths)
             foreach (var depth in depths)
             {
                 var ex = Enumerable.Range(0, trials).Select(i => Build(tok, len, depth, seed, i, template)).ToArray();
-                var s = Scoring.LogLikelihood(model, ex.Select(e => (e.Prompt, e.Answer)).ToArray(), quiet, "passkey");
+                var s = Scoring.LogLikelihood(model, ex.Select(e => (e.Prompt, e.Answer)).ToArray(), o with { Progress = progress.Part(done, (long)len * trials) }, "passkey");
                 var setting = EvalResult.SettingOf(("length", len), ("depth", depth));
                 results.Add(new EvalResult(o.ModelName, "passkey", setting, "accuracy", s.Count(x => x.IsGreedy) / (double)trials, trials));
                 results.Add(new EvalResult(o.ModelName, "passkey", setting, "answer_nll", s.Average(x => -x.LogProb / x.Tokens), trials));
-                progress.Advance((long)len * trials);
+                progress.ReportAt(done += (long)len * trials);
             }
         return results;
     }
