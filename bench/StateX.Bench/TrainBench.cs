@@ -16,10 +16,11 @@ namespace StateX.Bench;
 public sealed class TrainBench : IBenchSuite
 {
     public string Name => "train";
-    public string Description => "training step tokens/s and peak memory for a config (--config FILE --T 8192 --B 1 [--ckpt] [--device] [--precision])";
+    public string Description => "training step tokens/s and peak memory for a config (--config FILE --T 8192 --B 1 [--ckpt [--segment N]] [--device] [--precision])";
 
     const string Usage = """
-        train --config FILE [--T 8192] [--B 1] [--accum 1] [--steps 3] [--ckpt] [--device auto|cpu|cuda[:N]] [--precision auto|fp32|bf16] [--loss-chunk 8192]
+        train --config FILE [--T 8192] [--B 1] [--accum 1] [--steps 3] [--ckpt [--segment N]] [--device auto|cpu|cuda[:N]] [--precision auto|fp32|bf16] [--loss-chunk 8192]
+        --segment N: with --ckpt, recompute each block N tokens at a time, carrying its state (segmented checkpointing).
         Times --steps optimiser steps after one warm-up step, on random tokens, with random weights.
         Peak memory: CUDA — device memory in use at its highest (cuMemGetInfo; includes libtorch's cache), minus that
         before the model was built; CPU — the process's peak resident set.
@@ -30,8 +31,10 @@ public sealed class TrainBench : IBenchSuite
         var o = ParseArgs(args);
         if (o.ContainsKey("help") || !o.ContainsKey("config")) { Console.WriteLine(Usage); return o.ContainsKey("help") ? 0 : 2; }
         int I(string k, int d) => int.Parse(o.GetValueOrDefault(k, d.ToString(CultureInfo.InvariantCulture)), CultureInfo.InvariantCulture);
-        int T = I("T", 8192), B = I("B", 1), accum = I("accum", 1), steps = I("steps", 3), lossChunk = I("loss-chunk", 8192);
+        int T = I("T", 8192), B = I("B", 1), accum = I("accum", 1), steps = I("steps", 3), lossChunk = I("loss-chunk", 8192), segment = I("segment", 0);
         bool ckpt = o.ContainsKey("ckpt");
+        if (segment > 0 && !ckpt) throw new ArgumentException("--segment needs --ckpt (it segments the checkpointed recomputation)");
+        string ckptText = ckpt ? segment > 0 ? $"on, segments of {segment}" : "on" : "off";
         var device = DeviceSpec.Parse(o.GetValueOrDefault("device", "auto")).Resolve();
         bool cuda = device.type == DeviceType.CUDA;
         var dtype = o.GetValueOrDefault("precision", "auto") switch
@@ -58,7 +61,7 @@ public sealed class TrainBench : IBenchSuite
             {
                 using var scope = NewDisposeScope();
                 var ids = randint(0, model.VocabSize, [B, T + 1], device: device);              // [B, T+1]
-                var l = TrainingLoss.Compute(net, ids[.., ..^1], ids[.., 1..], ckpt, lossChunk);
+                var l = TrainingLoss.Compute(net, ids[.., ..^1], ids[.., 1..], ckpt, lossChunk, segment);
                 (l / accum).backward();
                 Sample();
                 loss += l.item<float>();
@@ -76,7 +79,7 @@ public sealed class TrainBench : IBenchSuite
             return loss / accum;
         }
 
-        Console.WriteLine($"train bench: {Path.GetFileName(o["config"])} ({model.Family}, {parameters / 1e6:F2}M parameters) on {device} ({dtype}), T={T}, B={B}, accum={accum}, activation checkpointing {(ckpt ? "on" : "off")}");
+        Console.WriteLine($"train bench: {Path.GetFileName(o["config"])} ({model.Family}, {parameters / 1e6:F2}M parameters) on {device} ({dtype}), T={T}, B={B}, accum={accum}, activation checkpointing {ckptText}");
         try
         {
             Step();
@@ -88,11 +91,11 @@ public sealed class TrainBench : IBenchSuite
             double secs = clock.Elapsed.TotalSeconds;
             long tokens = (long)steps * B * T * accum;
             if (!cuda) peak = Process.GetCurrentProcess().PeakWorkingSet64;
-            Console.WriteLine($"RESULT family={model.Family} params={parameters / 1e6:F2}M T={T} B={B} ckpt={(ckpt ? "on" : "off")} dtype={dtype} tokens/s={tokens / secs:F0} step_s={secs / steps:F3} peak_MiB={peak / 1048576.0:F0} loss={loss:F3}");
+            Console.WriteLine($"RESULT family={model.Family} params={parameters / 1e6:F2}M T={T} B={B} ckpt={(ckpt ? "on" : "off")} segment={segment} dtype={dtype} tokens/s={tokens / secs:F0} step_s={secs / steps:F3} peak_MiB={peak / 1048576.0:F0} loss={loss:F3}");
         }
         catch (Exception e) when (e.Message.Contains("out of memory", StringComparison.OrdinalIgnoreCase))
         {
-            Console.WriteLine($"RESULT family={model.Family} T={T} B={B} ckpt={(ckpt ? "on" : "off")}: out of memory (peak seen {peak / 1048576.0:F0} MiB)");
+            Console.WriteLine($"RESULT family={model.Family} T={T} B={B} ckpt={(ckpt ? "on" : "off")} segment={segment}: out of memory (peak seen {peak / 1048576.0:F0} MiB)");
         }
         return 0;
     }

@@ -149,5 +149,8 @@ public sealed class GlaForCausalLM : nn.Module<Tensor, Tensor>, ICausalLanguageM
             return y;
         })).ToArray(),
         h => model.norm.call(h),
-        h => lm_head is null ? nn.functional.linear(h, model.embeddings.weight!) : lm_head.call(h));
+        h => lm_head is null ? nn.functional.linear(h, model.embeddings.weight!) : lm_head.call(h),
+        model.layers.Select(l => new Training.SegmentBlock(
+            (x, s) => l.Forward(x, (GlaLayerState?)s, ForwardMode.Chunked),
+            GlaLayerState.FromTensors)).ToArray());
 }

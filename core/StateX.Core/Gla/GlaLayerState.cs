@@ -20,6 +20,14 @@ public sealed class GlaLayerState(Tensor recurrent, Tensor? convQ = null, Tensor
 
     public IReadOnlyList<Tensor> Tensors => new[] { Recurrent, ConvQ, ConvK, ConvV }.OfType<Tensor>().ToArray();
 
+    /// <summary>The state whose <see cref="Tensors"/> are these: the recurrent state alone, or it and the three conv windows.</summary>
+    public static GlaLayerState FromTensors(IReadOnlyList<Tensor> tensors) => tensors.Count switch
+    {
+        1 => new GlaLayerState(tensors[0]),
+        4 => new GlaLayerState(tensors[0], tensors[1], tensors[2], tensors[3]),
+        var n => throw new ArgumentException($"a GLA layer state is 1 tensor (recurrent) or 4 (with short convolutions), not {n}"),
+    };
+
     public ILayerState Detach() => new GlaLayerState(Recurrent.detach(), ConvQ?.detach(), ConvK?.detach(), ConvV?.detach());
 
     public ILayerState Clone() => new GlaLayerState(Recurrent.clone(), ConvQ?.clone(), ConvK?.clone(), ConvV?.clone());

@@ -147,5 +147,8 @@ public sealed class Mamba2ForCausalLM : nn.Module, ICausalLanguageModel, Trainin
             return y;
         })).ToArray(),
         u => backbone.norm_f.forward(u.to_type(backbone.norm_f.weight.dtype)),
-        h => nn.functional.linear(h.to_type(HeadWeight.dtype), HeadWeight));
+        h => nn.functional.linear(h.to_type(HeadWeight.dtype), HeadWeight),
+        backbone.layers.Select(l => new Training.SegmentBlock(
+            (u, s) => l.Forward(u, (Mamba2LayerState?)s, ForwardMode.Chunked),
+            Mamba2LayerState.FromTensors)).ToArray());
 }

@@ -9,6 +9,10 @@ namespace StateX.Mamba2;
 public sealed record Mamba2LayerState(Tensor Conv, Tensor Ssm) : ILayerState
 {
     public IReadOnlyList<Tensor> Tensors => [Conv, Ssm];
+    /// <summary>The state whose <see cref="Tensors"/> are these.</summary>
+    public static Mamba2LayerState FromTensors(IReadOnlyList<Tensor> tensors) => tensors.Count == 2
+        ? new Mamba2LayerState(tensors[0], tensors[1])
+        : throw new ArgumentException($"a Mamba2 layer state is 2 tensors (conv, ssm), not {tensors.Count}");
     public ILayerState Detach() => new Mamba2LayerState(Conv.detach(), Ssm.detach());
     /// <summary>Deep copy (explicit: a record may not declare a member named Clone).</summary>
     ILayerState ILayerState.Clone() => new Mamba2LayerState(Conv.clone(), Ssm.clone());

@@ -5,7 +5,7 @@ namespace StateX.Training;
 
 /// <summary>
 /// Activation checkpointing (Chen et al. 2016), the reentrant form torch.utils.checkpoint uses: the forward pass runs
-/// without recording a graph and keeps only its input; the backward pass runs the function again with a graph and
+/// without recording a graph and keeps only its inputs; the backward pass runs the function again with a graph and
 /// back-propagates through it, which also accumulates the gradients of the parameters the function closes over.
 /// The function must be deterministic (our blocks have no dropout), or the recomputation would differ.
 /// </summary>
@@ -14,7 +14,24 @@ public static class ActivationCheckpoint
     /// <summary>y = f(x) with f's activations dropped after the forward pass and recomputed for the backward pass.</summary>
     /// <param name="f">a pure function of x and of parameters it closes over</param>
     /// <param name="x">input; must be part of the graph (requires_grad) for gradients to flow back through it</param>
-    public static Tensor Apply(Func<Tensor, Tensor> f, Tensor x) => Recompute.apply(f, x)[0];
+    public static Tensor Apply(Func<Tensor, Tensor> f, Tensor x) => Apply(xs => [f(xs[0])], [x])[0];
+
+    /// <summary>
+    /// outputs = f(inputs) for several tensors in and out (a block's input and carried state in, its output and new
+    /// state out), with f's activations dropped after the forward pass and recomputed for the backward pass.
+    /// An output nobody uses (the state after the last segment) contributes nothing to the backward pass.
+    /// </summary>
+    /// <param name="f">a pure function of its inputs and of parameters it closes over; returns at least one tensor</param>
+    /// <param name="inputs">at least one tensor; gradients flow back to those that require them</param>
+    public static IReadOnlyList<Tensor> Apply(Func<IReadOnlyList<Tensor>, IReadOnlyList<Tensor>> f, IReadOnlyList<Tensor> inputs)
+    {
+        if (inputs.Count == 0) throw new ArgumentException("a checkpointed function needs at least one input tensor");
+        // apply registers only arguments that are tensors themselves (not lists of them) as inputs of the graph node.
+        var args = new object[inputs.Count + 1];
+        args[0] = f;
+        for (int i = 0; i < inputs.Count; i++) args[i + 1] = inputs[i];
+        return Recompute.apply(args);
+    }
 
     sealed class Recompute : autograd.MultiTensorFunction<Recompute>
     {
@@ -22,25 +39,38 @@ public static class ActivationCheckpoint
 
         public override List<Tensor> forward(autograd.AutogradContext ctx, params object[] vars)
         {
-            var f = (Func<Tensor, Tensor>)vars[0];
-            var x = (Tensor)vars[1];
-            ctx.save_for_backward([x]);
+            var f = (Func<IReadOnlyList<Tensor>, IReadOnlyList<Tensor>>)vars[0];
+            var inputs = vars.Skip(1).Cast<Tensor>().ToArray();
+            ctx.save_for_backward([.. inputs]);
             ctx.save_data("f", f);
+            // Leave the grads of unused outputs undefined: TorchSharp would otherwise fill them from its cache of the
+            // outputs, which lives in the caller's dispose scope and is gone by the time the backward pass runs.
+            ctx.set_materialize_grads(false);
             using var _ = no_grad();
-            return [f(x)];
+            var outputs = f(inputs);
+            if (outputs.Count == 0) throw new InvalidOperationException("a checkpointed function returned no tensor");
+            return [.. outputs];
         }
 
         public override List<Tensor> backward(autograd.AutogradContext ctx, List<Tensor> gradOutputs)
         {
-            var f = (Func<Tensor, Tensor>)ctx.get_data("f");
-            var x = ctx.get_saved_variables()[0];
+            var f = (Func<IReadOnlyList<Tensor>, IReadOnlyList<Tensor>>)ctx.get_data("f");
+            var saved = ctx.get_saved_variables();
             using var grad = enable_grad();
             using var scope = NewDisposeScope();
-            var xr = x.detach().requires_grad_(x.requires_grad);
-            var y = f(xr);
-            autograd.backward([y], [gradOutputs[0]]);
-            // One gradient per argument of apply: none for the function, then x's.
-            return [null!, xr.requires_grad ? xr.grad!.MoveToOuterDisposeScope() : null!];
+            var inputs = saved.Select(x => x.detach().requires_grad_(x.requires_grad)).ToArray();
+            var outputs = f(inputs);
+            // Unused outputs (the state after the last segment) have undefined grads; an output the recomputation left
+            // outside the graph (no input or parameter reaches it) has nowhere to send one.
+            var live = outputs.Zip(gradOutputs)
+                .Where(p => p.First.requires_grad && p.Second is { IsInvalid: false })
+                .ToArray();
+            if (live.Length > 0) autograd.backward(live.Select(p => p.First).ToList(), live.Select(p => p.Second).ToList());
+            // One gradient per argument of apply: none for the function, then each input's (null when it has none).
+            var grads = new List<Tensor> { null! };
+            foreach (var x in inputs)
+                grads.Add(x.requires_grad && x.grad is { } g ? g.MoveToOuterDisposeScope() : null!);
+            return grads;
         }
     }
 }

@@ -40,6 +40,10 @@ public sealed record TrainOptions
     public string Precision { get; init; } = "auto";
     /// <summary>Recompute each block in the backward pass instead of storing its activations.</summary>
     public bool ActivationCheckpointing { get; init; }
+    /// <summary>With activation checkpointing: run each block over the sequence in segments of this many tokens,
+    /// carrying its state, each segment checkpointed, so recomputing a block needs memory for this many tokens
+    /// rather than the whole sequence; null = whole sequences.</summary>
+    public int? CheckpointSegment { get; init; }
     /// <summary>Tokens of a sequence whose logits are materialised at once when computing the loss.</summary>
     public int LossChunk { get; init; } = 8192;
     /// <summary>Checkpoint every this many steps; null = 10 checkpoints per run. The last step is always saved.</summary>
@@ -60,6 +64,8 @@ public sealed record TrainOptions
         Must(WeightDecay >= 0, $"weight decay must be non-negative (got {WeightDecay})");
         Must(Beta1 is >= 0 and < 1 && Beta2 is >= 0 and < 1, $"betas must be in [0, 1) (got {Beta1}, {Beta2})");
         Must(ClipNorm >= 0, $"clip norm must be non-negative (got {ClipNorm})");
+        Must(CheckpointSegment is null or >= 1, $"checkpoint segment must be at least 1 token (got {CheckpointSegment})");
+        Must(CheckpointSegment is null || ActivationCheckpointing, "a checkpoint segment length needs activation checkpointing");
         Must(LossChunk >= 1, $"loss chunk must be at least 1 token (got {LossChunk})");
         Must(CheckpointEvery is null or >= 1, $"checkpoint interval must be at least 1 step (got {CheckpointEvery})");
         Must(KeepLast >= 1, $"keep-last must be at least 1 (got {KeepLast})");
@@ -76,7 +82,7 @@ public sealed record TrainOptions
         ["lr"] = LearningRate, ["schedule"] = Schedule, ["warmup_steps"] = Warmup, ["floor_ratio"] = FloorRatio,
         ["weight_decay"] = WeightDecay, ["beta1"] = Beta1, ["beta2"] = Beta2, ["eps"] = Eps, ["clip_norm"] = ClipNorm,
         ["seed"] = Seed.ToString(CultureInfo.InvariantCulture), ["device"] = Device, ["precision"] = Precision,
-        ["activation_checkpointing"] = ActivationCheckpointing, ["loss_chunk"] = LossChunk,
+        ["activation_checkpointing"] = ActivationCheckpointing, ["checkpoint_segment"] = CheckpointSegment, ["loss_chunk"] = LossChunk,
         ["checkpoint_every"] = CheckpointInterval, ["keep_last"] = KeepLast,
     };
 
@@ -95,6 +101,8 @@ public sealed record TrainOptions
             Beta2 = Get<double>("beta2"), Eps = Get<double>("eps"), ClipNorm = Get<double>("clip_norm"),
             Seed = ulong.Parse(Get<string>("seed"), CultureInfo.InvariantCulture), Device = Get<string>("device"),
             Precision = Get<string>("precision"), ActivationCheckpointing = Get<bool>("activation_checkpointing"),
+            // Absent from runs started before segmented checkpointing existed: those ran whole sequences.
+            CheckpointSegment = o["checkpoint_segment"]?.GetValue<int>(),
             LossChunk = Get<int>("loss_chunk"), CheckpointEvery = Get<int>("checkpoint_every"), KeepLast = Get<int>("keep_last"),
         };
     }

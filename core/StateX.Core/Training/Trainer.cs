@@ -108,7 +108,7 @@ public static class Trainer
                 var rows = batch.ToTensor(device);                                          // [B, T+1]
                 var inputs = rows[.., ..^1];                                                 // [B, T]
                 var targets = rows[.., 1..];                                                 // [B, T]
-                var loss = TrainingLoss.Compute(stack, inputs, targets, o.ActivationCheckpointing, o.LossChunk);
+                var loss = TrainingLoss.Compute(stack, inputs, targets, o.ActivationCheckpointing, o.LossChunk, o.CheckpointSegment ?? 0);
                 double value = loss.item<float>();
                 if (!double.IsFinite(value))
                 {

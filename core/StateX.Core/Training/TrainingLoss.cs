@@ -10,16 +10,25 @@ public static class TrainingLoss
     /// <param name="targets">[B, T] int64: targets[b, t] is the token after inputs[b, t]</param>
     /// <param name="checkpoint">recompute blocks and logits in the backward pass</param>
     /// <param name="lossChunk">tokens per sequence whose logits exist at once</param>
-    public static Tensor Compute(TrainingStack stack, Tensor inputs, Tensor targets, bool checkpoint, int lossChunk)
+    /// <param name="segment">with <paramref name="checkpoint"/>: run each block over the sequence in segments of this
+    /// many tokens, carrying its state, each (block, segment) checkpointed (<see cref="SegmentedCheckpoint"/>);
+    /// 0 = whole sequences</param>
+    public static Tensor Compute(TrainingStack stack, Tensor inputs, Tensor targets, bool checkpoint, int lossChunk, int segment = 0)
     {
+        if (segment < 0) throw new ArgumentException($"checkpoint segment must be positive or 0 for whole sequences (got {segment})");
+        if (segment > 0 && !checkpoint) throw new ArgumentException("a checkpoint segment length needs activation checkpointing");
+        if (segment > 0 && stack.SegmentBlocks is null) throw new ArgumentException("this model's training stack has no stateful blocks to run in segments");
         using var scope = NewDisposeScope();
         var h = stack.Embed(inputs);                                                   // [B, T, D]
         // A checkpointed block only passes gradients on when its input is in the graph; with frozen embeddings it
         // would not be, and the blocks' own parameters would get no gradient.
         if (checkpoint && !h.requires_grad && is_grad_enabled()) h = h.detach().requires_grad_(true);
-        foreach (var block in stack.Blocks)
-            h = checkpoint ? ActivationCheckpoint.Apply(block, h) : block(h);              // [B, T, D]
         long T = h.shape[1];
+        if (segment > 0 && segment < T)
+            h = SegmentedCheckpoint.Run(stack.SegmentBlocks!, h, segment);                 // [B, T, D]
+        else
+            foreach (var block in stack.Blocks)
+                h = checkpoint ? ActivationCheckpoint.Apply(block, h) : block(h);          // [B, T, D]
         var total = zeros(1, dtype: ScalarType.Float32, device: h.device).squeeze();
         for (long s = 0; s < T; s += lossChunk)
         {

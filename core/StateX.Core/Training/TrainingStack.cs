@@ -1,3 +1,4 @@
+using StateX.Models;
 using static TorchSharp.torch;
 
 namespace StateX.Training;
@@ -12,11 +13,39 @@ namespace StateX.Training;
 /// <param name="Blocks">residual blocks, [B, T, D] → [B, T, D]</param>
 /// <param name="Norm">final norm, [B, T, D] → [B, T, D]</param>
 /// <param name="Head">LM head, [B, T, D] → logits [B, T, V]</param>
+/// <param name="SegmentBlocks">the same blocks in their stateful form (one per block, in order), for running each
+/// over the sequence a segment at a time; null when the model has none</param>
 public sealed record TrainingStack(
     Func<Tensor, Tensor> Embed,
     IReadOnlyList<Func<Tensor, Tensor>> Blocks,
     Func<Tensor, Tensor> Norm,
-    Func<Tensor, Tensor> Head);
+    Func<Tensor, Tensor> Head,
+    IReadOnlyList<SegmentBlock>? SegmentBlocks = null)
+{
+    public IReadOnlyList<SegmentBlock>? SegmentBlocks { get; init; } =
+        SegmentBlocks is null || SegmentBlocks.Count == Blocks.Count ? SegmentBlocks
+        : throw new ArgumentException($"{SegmentBlocks.Count} segment blocks for {Blocks.Count} blocks");
+}
+
+/// <summary>
+/// A residual block that runs on one segment of the sequence and continues from the state the previous segment
+/// left: running it over consecutive segments, carrying the state, is running it over their concatenation.
+/// </summary>
+/// <param name="Forward">(x [B, S, D], state before the segment or null for a zero state) → (y [B, S, D], state after its last token)</param>
+/// <param name="StateFromTensors">the layer state whose <see cref="ILayerState.Tensors"/> are the given tensors, in that
+/// order (how a checkpointed segment, which sees only tensors, hands the state back to the block)</param>
+public sealed record SegmentBlock(
+    Func<Tensor, ILayerState?, (Tensor Y, ILayerState State)> Forward,
+    Func<IReadOnlyList<Tensor>, ILayerState> StateFromTensors)
+{
+    /// <summary>The block on tensors alone: [x, state tensors...] → [y, new state tensors...] (x alone: a zero state).</summary>
+    public IReadOnlyList<Tensor> OnTensors(IReadOnlyList<Tensor> inputs)
+    {
+        var state = inputs.Count > 1 ? StateFromTensors(inputs.Skip(1).ToArray()) : null;
+        var (y, next) = Forward(inputs[0], state);
+        return [y, .. next.Tensors];
+    }
+}
 
 /// <summary>A model the trainer can take apart into a <see cref="TrainingStack"/> (GLA and Mamba2 both can).</summary>
 public interface ITrainableModel

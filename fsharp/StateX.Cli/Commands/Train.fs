@@ -32,6 +32,7 @@ type TrainArgs =
     | Device of string
     | Precision of string
     | Activation_Checkpointing
+    | Checkpoint_Segment of tokens: int
     | Checkpoint_Every of int
     | Keep_Last of int
     | Out of dir: string
@@ -62,6 +63,7 @@ type TrainArgs =
             | Device _ -> "auto | cpu | cuda | cuda:N (default auto)."
             | Precision _ -> "auto | fp32 | bf16 (default auto: bf16 with fp32 master weights on CUDA, fp32 on CPU)."
             | Activation_Checkpointing -> "recompute blocks in the backward pass (long contexts)."
+            | Checkpoint_Segment _ -> "with --activation-checkpointing: recompute each block over this many tokens at a time, carrying its state (bounds memory at very long contexts; default: the whole sequence)."
             | Checkpoint_Every _ -> "steps between checkpoints (default: 10 per run)."
             | Keep_Last _ -> "checkpoints kept (default 2)."
             | Out _ -> "run folder (config, metrics.jsonl, log.txt, checkpoints/, model/); required."
@@ -122,6 +124,7 @@ let optionsOf (args: ParseResults<TrainArgs>) =
         Device = args.GetResult(Device, d.Device),
         Precision = args.GetResult(Precision, d.Precision),
         ActivationCheckpointing = args.Contains Activation_Checkpointing,
+        CheckpointSegment = (match args.TryGetResult Checkpoint_Segment with Some n -> Nullable n | None -> Nullable()),
         CheckpointEvery = (match args.TryGetResult Checkpoint_Every with Some c -> Nullable c | None -> Nullable()),
         KeepLast = args.GetResult(Keep_Last, d.KeepLast))
 
