@@ -30,7 +30,14 @@ public static class ActivationCheckpoint
         var args = new object[inputs.Count + 1];
         args[0] = f;
         for (int i = 0; i < inputs.Count; i++) args[i + 1] = inputs[i];
-        return Recompute.apply(args);
+        // apply also makes an uninitialised copy of every output (TorchSharp's cache for filling in undefined grads,
+        // which this function does not use, see forward): on CUDA, memory as large as the outputs. Made in a scope of
+        // its own, the copies go as soon as apply returns, instead of living until the caller's scope ends, which
+        // for a checkpointed stack is after the forward pass, when the copies of all blocks' outputs exist at once.
+        using var scope = NewDisposeScope();
+        var outputs = Recompute.apply(args);
+        foreach (var o in outputs) o.MoveToOuterDisposeScope();
+        return outputs;
     }
 
     sealed class Recompute : autograd.MultiTensorFunction<Recompute>
