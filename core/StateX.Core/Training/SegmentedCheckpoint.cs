@@ -19,15 +19,16 @@ static class SegmentedCheckpoint
     /// <returns>[B, T, D] the output of the last block</returns>
     public static Tensor Run(IReadOnlyList<SegmentBlock> blocks, Tensor h, long segment)
     {
-        long T = h.shape[1];
         // Segment by segment through all blocks: a block's output piece feeds the next block directly, so only the
         // last block's pieces are ever concatenated.
         var states = new IReadOnlyList<Tensor>[blocks.Count];
         for (int i = 0; i < blocks.Count; i++) states[i] = [];
         var pieces = new List<Tensor>();
-        for (long s = 0; s < T; s += segment)
+        // split, not narrow: its backward pass assembles the input's gradient once, where each narrow would add a
+        // zero-padded [B, T, D] gradient of its own.
+        foreach (var segmentInput in h.split(segment, 1))
         {
-            var x = h.narrow(1, s, Math.Min(segment, T - s));                                  // [B, S, D]
+            var x = segmentInput;                                                               // [B, S, D]
             for (int i = 0; i < blocks.Count; i++)
             {
                 var outputs = ActivationCheckpoint.Apply(blocks[i].OnTensors, [x, .. states[i]]); // [y [B, S, D], state...]
