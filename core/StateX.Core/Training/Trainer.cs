@@ -107,7 +107,7 @@ public static class Trainer
                 using var scope = NewDisposeScope();
                 var rows = batch.ToTensor(device);                                          // [B, T+1]
                 var inputs = rows[.., ..^1];                                                 // [B, T]
-                var targets = rows[.., 1..];                                                 // [B, T]
+                var targets = batch.LabelsTensor(device)[.., 1..];                          // [B, T], -100 where not a target
                 var loss = TrainingLoss.Compute(stack, inputs, targets, o.ActivationCheckpointing, o.LossChunk);
                 double value = loss.item<float>();
                 if (!double.IsFinite(value))
