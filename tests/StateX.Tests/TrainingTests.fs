@@ -216,6 +216,19 @@ let tests =
             Expect.isTrue (Array.forall2 (fun (l: int64) t -> (l = -100L) = not t) labels second.Targets) "labels are -100 exactly where not a target"
         }
 
+        test "whole-document packing starts every document that fits at a row start and pads with non-targets" {
+            let tok = StateX.Tokenization.Tokenizers.Load "byte"
+            let spec = StateX.Data.DataSpec.Parse "synth:mqar:pairs=4:len=32:vocab=64"
+            use loader = StateX.Data.DataLoader.Open(spec, tok, StateX.Data.LoaderOptions(40, 3, WholeDocuments = true))
+            let b = loader.Next()
+            let docs = [| for i in 0 .. 2 -> StateX.Evaluation.Tasks.Mqar.Generate(StateX.Evaluation.Tasks.MqarConfig(4, 32, 64), StateX.Data.Rng.Derive(0UL, 0L), int64 i).Tokens |]
+            for r in 0 .. 2 do
+                Expect.equal [| for t in 0 .. 31 -> int b.[r, t] |] docs[r] (sprintf "row %d starts with document %d" r r)
+                for t in 32 .. 40 do
+                    Expect.equal (int b.[r, t]) (tok.EosId.Value) "EOD then padding"
+                    if t > 32 then Expect.isFalse b.Targets[r * 41 + t] "padding is not a target"
+        }
+
         testList "cli" [
             test "statex train runs both recipes end to end and writes a run folder" {
                 let cfg = configFile glaConfig

@@ -12,7 +12,10 @@ namespace StateX.Data;
 /// <param name="Seed">the run's data seed: file order, shuffle buffers and mixture draws all derive from it.</param>
 /// <param name="WithTarget">true: rows of T+1 tokens (inputs and shifted labels from one row); false: rows of T.</param>
 /// <param name="EodId">end-of-document id put between documents; null takes the tokenizer's EOS.</param>
-public sealed record LoaderOptions(int SeqLen, int BatchSize, ulong Seed = 0, bool WithTarget = true, int? EodId = null)
+/// <param name="WholeDocuments">a document that fits in a row but not in what is left of the current one starts the
+/// next row instead (the rest is padded with end-of-document ids that are not targets): no such document is cut in two.
+/// Tasks whose answer depends on the start of the document (MQAR, passkey) need this when rows are not document-sized.</param>
+public sealed record LoaderOptions(int SeqLen, int BatchSize, ulong Seed = 0, bool WithTarget = true, int? EodId = null, bool WholeDocuments = false)
 {
     public int RowLength => SeqLen + (WithTarget ? 1 : 0);
 }
@@ -99,7 +102,14 @@ public sealed class DataLoader : IDisposable
                 _carryPos = 0;
                 continue;
             }
-            int n = Math.Min(row.Length - filled, _carry.Length - _carryPos);
+            int left = _carry.Length - _carryPos, room = row.Length - filled;
+            if (Options.WholeDocuments && _carryPos == 0 && filled > 0 && left > room && left <= row.Length)
+            {
+                for (int i = filled; i < row.Length; i++) { row[i] = _eod; targets[i] = false; }
+                _anyTargets = true;
+                return true;
+            }
+            int n = Math.Min(room, left);
             for (int i = 0; i < n; i++)
             {
                 row[filled + i] = _carry[_carryPos + i];

@@ -85,7 +85,7 @@ public static class Trainer
             using var reader = new SafeTensorsReader(Path.Combine(from.Directory, "optimizer.safetensors"));
             opt.LoadState(name => reader.Contains(name) ? reader.Load(name, device: device) : null, startStep);
         }
-        using var loader = DataLoader.Open(spec, tokenizer, new LoaderOptions(o.SeqLen, o.BatchSize, o.Seed), cursor);
+        using var loader = DataLoader.Open(spec, tokenizer, new LoaderOptions(o.SeqLen, o.BatchSize, o.Seed, WholeDocuments: o.WholeDocuments), cursor);
         var schedule = o.BuildSchedule();
         model.Module.train();
 
