@@ -192,6 +192,43 @@ let tests =
             Expect.throwsC (fun () -> TrainRecipes.Prepare("lora", create glaConfig 0L ()) |> ignore) (fun e -> Expect.stringContains e.Message "lora" "unknown recipe")
         }
 
+        test "mqar with loss=queries marks exactly the queried values as targets, and a cursor restores the flags" {
+            let tok = StateX.Tokenization.Tokenizers.Load "byte"
+            let spec = StateX.Data.DataSpec.Parse "synth:mqar:pairs=4:len=32:vocab=64:loss=queries"
+            let opts = StateX.Data.LoaderOptions(40, 2)   // rows of 41 tokens straddle the 33-token documents
+            use loader = StateX.Data.DataLoader.Open(spec, tok, opts)
+            let first = loader.Next()
+            let cursor = loader.Cursor
+            let second = loader.Next()
+            Expect.isNotNull first.Targets "batches carry target flags"
+            // Re-derive the expected flags from the generator: documents 0, 1, ... each followed by EOD (not a target).
+            let expected =
+                Seq.initInfinite (fun i -> StateX.Evaluation.Tasks.Mqar.Generate(StateX.Evaluation.Tasks.MqarConfig(4, 32, 64), StateX.Data.Rng.Derive(0UL, 0L), int64 i))
+                |> Seq.collect (fun e -> Seq.append (Seq.init 32 (fun p -> e.QueryPositions |> Array.exists (fun q -> q + 1 = p))) [ false ])
+                |> Seq.take (4 * 41) |> Array.ofSeq
+            Expect.equal (Array.append first.Targets second.Targets) expected "targets = the token after each query key"
+            Expect.equal (Array.sum (first.Targets |> Array.map (fun b -> if b then 1 else 0))) (expected[.. 81] |> Array.filter id |> Array.length) "count"
+            use resumed = StateX.Data.DataLoader.Open(spec, tok, opts, StateX.Data.DataCursor.Parse(cursor.ToJson()))
+            let again = resumed.Next()
+            Expect.equal again.Tokens second.Tokens "same tokens after the cursor"
+            Expect.equal again.Targets second.Targets "same target flags after the cursor"
+            let labels = second.LabelsTensor().data<int64>().ToArray()
+            Expect.isTrue (Array.forall2 (fun (l: int64) t -> (l = -100L) = not t) labels second.Targets) "labels are -100 exactly where not a target"
+        }
+
+        test "whole-document packing starts every document that fits at a row start and pads with non-targets" {
+            let tok = StateX.Tokenization.Tokenizers.Load "byte"
+            let spec = StateX.Data.DataSpec.Parse "synth:mqar:pairs=4:len=32:vocab=64"
+            use loader = StateX.Data.DataLoader.Open(spec, tok, StateX.Data.LoaderOptions(40, 3, WholeDocuments = true))
+            let b = loader.Next()
+            let docs = [| for i in 0 .. 2 -> StateX.Evaluation.Tasks.Mqar.Generate(StateX.Evaluation.Tasks.MqarConfig(4, 32, 64), StateX.Data.Rng.Derive(0UL, 0L), int64 i).Tokens |]
+            for r in 0 .. 2 do
+                Expect.equal [| for t in 0 .. 31 -> int b.[r, t] |] docs[r] (sprintf "row %d starts with document %d" r r)
+                for t in 32 .. 40 do
+                    Expect.equal (int b.[r, t]) (tok.EosId.Value) "EOD then padding"
+                    if t > 32 then Expect.isFalse b.Targets[r * 41 + t] "padding is not a target"
+        }
+
         testList "cli" [
             test "statex train runs both recipes end to end and writes a run folder" {
                 let cfg = configFile glaConfig

@@ -7,9 +7,11 @@ namespace StateX.Data;
 /// A run of tokens read from a source. <paramref name="EndsDocument"/>: an end-of-document token follows it when
 /// packed. <paramref name="Continues"/>: the next chunk of the same source continues this same document, so
 /// mixtures and shuffle buffers keep them together (long text files are read in pieces). Windows of pre-tokenised
-/// files have neither flag: they are taken as they are and may be interleaved.
+/// files have neither flag: they are taken as they are and may be interleaved. <paramref name="Targets"/>: which
+/// tokens are training targets (predicted from what precedes them and scored by the loss); null means all of them.
+/// Synthetic tasks use it to train only on what is predictable, as Zoology trains MQAR on the queried values only.
 /// </summary>
-public readonly record struct DocumentChunk(int[] Tokens, bool EndsDocument, bool Continues = false);
+public readonly record struct DocumentChunk(int[] Tokens, bool EndsDocument, bool Continues = false, bool[]? Targets = null);
 
 /// <summary>What a source needs to produce tokens: the tokenizer, the run's seed for this source, and epochs.</summary>
 public sealed record SourceContext(ITokenizer Tokenizer, ulong Seed);

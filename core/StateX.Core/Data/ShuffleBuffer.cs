@@ -83,9 +83,18 @@ internal static class ChunkJson
     public static int[] Tokens(string b64) =>
         System.Runtime.InteropServices.MemoryMarshal.Cast<byte, int>(Convert.FromBase64String(b64)).ToArray();
 
-    public static JsonNode Write(DocumentChunk c) =>
-        new JsonObject { ["ids"] = Tokens(c.Tokens), ["ends"] = c.EndsDocument, ["cont"] = c.Continues };
+    public static string Flags(bool[] flags) => new(flags.Select(f => f ? '1' : '0').ToArray());
+
+    public static bool[] Flags(string text) => text.Select(c => c == '1').ToArray();
+
+    public static JsonNode Write(DocumentChunk c)
+    {
+        var o = new JsonObject { ["ids"] = Tokens(c.Tokens), ["ends"] = c.EndsDocument, ["cont"] = c.Continues };
+        if (c.Targets is { } t) o["targets"] = Flags(t);
+        return o;
+    }
 
     public static DocumentChunk Read(JsonNode? n) =>
-        new(Tokens(n!["ids"]!.GetValue<string>()), n["ends"]!.GetValue<bool>(), n["cont"]!.GetValue<bool>());
+        new(Tokens(n!["ids"]!.GetValue<string>()), n["ends"]!.GetValue<bool>(), n["cont"]!.GetValue<bool>(),
+            n["targets"] is { } t ? Flags(t.GetValue<string>()) : null);
 }

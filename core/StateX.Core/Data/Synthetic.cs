@@ -3,8 +3,9 @@ using StateX.Tokenization;
 
 namespace StateX.Data;
 
-/// <summary>A generated document: text (tokenised by the run's tokenizer) or token ids directly.</summary>
-public sealed record SyntheticDocument(string? Text = null, int[]? Tokens = null);
+/// <summary>A generated document: text (tokenised by the run's tokenizer) or token ids directly; with ids, optionally
+/// which of them are training targets (null: all).</summary>
+public sealed record SyntheticDocument(string? Text = null, int[]? Tokens = null, bool[]? Targets = null);
 
 /// <summary>
 /// A task generator usable as a training source (MQAR, passkey, ...). Document <c>index</c> of the stream seeded by
@@ -74,7 +75,9 @@ public sealed class SyntheticSource(string spec, ISyntheticGenerator generator, 
             if (count is long c && index >= c) { chunk = default; return false; }
             var doc = gen.Generate(ctx.Seed, index++, ctx.Tokenizer);
             var ids = doc.Tokens ?? ctx.Tokenizer.Encode(doc.Text ?? throw new DataException($"synthetic generator '{gen.Name}' returned neither text nor tokens for document {index - 1}"));
-            chunk = new DocumentChunk(ids, true);
+            if (doc.Targets is { } t && t.Length != ids.Length)
+                throw new DataException($"synthetic generator '{gen.Name}': document {index - 1} has {ids.Length} tokens but {t.Length} target flags");
+            chunk = new DocumentChunk(ids, true, false, doc.Tokens is null ? null : doc.Targets);
             return true;
         }
 

@@ -49,6 +49,8 @@ public sealed record TrainOptions
     /// <summary>Checkpoint every this many steps; null = 10 checkpoints per run. The last step is always saved.</summary>
     public int? CheckpointEvery { get; init; }
     public int KeepLast { get; init; } = 2;
+    /// <summary>Never cut a document that fits in a sequence: start it in the next one (see <see cref="Data.LoaderOptions.WholeDocuments"/>).</summary>
+    public bool WholeDocuments { get; init; }
 
     public int Warmup => WarmupSteps ?? Steps / 20;
     public int CheckpointInterval => CheckpointEvery ?? Math.Max(1, Steps / 10);
@@ -83,7 +85,7 @@ public sealed record TrainOptions
         ["weight_decay"] = WeightDecay, ["beta1"] = Beta1, ["beta2"] = Beta2, ["eps"] = Eps, ["clip_norm"] = ClipNorm,
         ["seed"] = Seed.ToString(CultureInfo.InvariantCulture), ["device"] = Device, ["precision"] = Precision,
         ["activation_checkpointing"] = ActivationCheckpointing, ["checkpoint_segment"] = CheckpointSegment, ["loss_chunk"] = LossChunk,
-        ["checkpoint_every"] = CheckpointInterval, ["keep_last"] = KeepLast,
+        ["checkpoint_every"] = CheckpointInterval, ["keep_last"] = KeepLast, ["whole_documents"] = WholeDocuments,
     };
 
     /// <summary>Reads what <see cref="ToJson"/> wrote; an unknown or missing key is an error naming it.</summary>
@@ -104,6 +106,7 @@ public sealed record TrainOptions
             // Absent from runs started before segmented checkpointing existed: those ran whole sequences.
             CheckpointSegment = o["checkpoint_segment"]?.GetValue<int>(),
             LossChunk = Get<int>("loss_chunk"), CheckpointEvery = Get<int>("checkpoint_every"), KeepLast = Get<int>("keep_last"),
+            WholeDocuments = o["whole_documents"]?.GetValue<bool>() ?? false,
         };
     }
 

@@ -85,7 +85,7 @@ public static class Trainer
             using var reader = new SafeTensorsReader(Path.Combine(from.Directory, "optimizer.safetensors"));
             opt.LoadState(name => reader.Contains(name) ? reader.Load(name, device: device) : null, startStep);
         }
-        using var loader = DataLoader.Open(spec, tokenizer, new LoaderOptions(o.SeqLen, o.BatchSize, o.Seed), cursor);
+        using var loader = DataLoader.Open(spec, tokenizer, new LoaderOptions(o.SeqLen, o.BatchSize, o.Seed, WholeDocuments: o.WholeDocuments), cursor);
         var schedule = o.BuildSchedule();
         model.Module.train();
 
@@ -107,7 +107,7 @@ public static class Trainer
                 using var scope = NewDisposeScope();
                 var rows = batch.ToTensor(device);                                          // [B, T+1]
                 var inputs = rows[.., ..^1];                                                 // [B, T]
-                var targets = rows[.., 1..];                                                 // [B, T]
+                var targets = batch.LabelsTensor(device)[.., 1..];                          // [B, T], -100 where not a target
                 var loss = TrainingLoss.Compute(stack, inputs, targets, o.ActivationCheckpointing, o.LossChunk, o.CheckpointSegment ?? 0);
                 double value = loss.item<float>();
                 if (!double.IsFinite(value))

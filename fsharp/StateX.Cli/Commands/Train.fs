@@ -35,6 +35,7 @@ type TrainArgs =
     | Checkpoint_Segment of tokens: int
     | Checkpoint_Every of int
     | Keep_Last of int
+    | Whole_Documents
     | Out of dir: string
     | Resume
     interface IArgParserTemplate with
@@ -67,6 +68,7 @@ type TrainArgs =
             | Checkpoint_Every _ -> "steps between checkpoints (default: 10 per run)."
             | Keep_Last _ -> "checkpoints kept (default 2)."
             | Out _ -> "run folder (config, metrics.jsonl, log.txt, checkpoints/, model/); required."
+            | Whole_Documents -> "never cut a document that fits in a sequence; start it in the next one (MQAR, passkey data)."
             | Resume -> "continue the run in --out from its newest intact checkpoint."
 
 /// A one-line progress display: rewritten in place on a terminal, a line every few seconds otherwise.
@@ -126,7 +128,8 @@ let optionsOf (args: ParseResults<TrainArgs>) =
         ActivationCheckpointing = args.Contains Activation_Checkpointing,
         CheckpointSegment = (match args.TryGetResult Checkpoint_Segment with Some n -> Nullable n | None -> Nullable()),
         CheckpointEvery = (match args.TryGetResult Checkpoint_Every with Some c -> Nullable c | None -> Nullable()),
-        KeepLast = args.GetResult(Keep_Last, d.KeepLast))
+        KeepLast = args.GetResult(Keep_Last, d.KeepLast),
+        WholeDocuments = args.Contains Whole_Documents)
 
 let run (args: ParseResults<TrainArgs>) =
     let out = match args.TryGetResult Out with Some o -> o | None -> raise (ArgumentException "--out DIR is required: the run folder")

@@ -46,7 +46,7 @@ let mqarVocab = 256
 let private mix (seqLen: int) =
     // MQAR with more pairs than the base state holds, passkey documents at the training length, and generated
     // English-like text (Data/GrammarText.cs) so the models also learn language-like structure.
-    let mq pairs w = sprintf "%g*synth:mqar:pairs=%d:len=%d:vocab=%d" w pairs seqLen mqarVocab
+    let mq pairs w = sprintf "%g*synth:mqar:pairs=%d:len=%d:vocab=%d:loss=queries" w pairs seqLen mqarVocab
     let pairsMax = seqLen / 4
     String.concat "," [
         mq (min 8 pairsMax) 0.15

@@ -60,7 +60,7 @@ let private trainStage (report: Reporter) (dir: string) (label: string) (create:
         report.Stage(sprintf "%s: %d steps × %d×%d tokens" label b.Steps b.Batch b.SeqLen)
         let o = TrainOptions(Steps = b.Steps, SeqLen = b.SeqLen, BatchSize = b.Batch, LearningRate = b.Lr,
                              Seed = uint64 seed, Device = device, WarmupSteps = Nullable(max 1 (b.Steps / 10)),
-                             CheckpointEvery = Nullable(max 1 (b.Steps / 4)), KeepLast = 1)
+                             CheckpointEvery = Nullable(max 1 (b.Steps / 4)), KeepLast = 1, WholeDocuments = true)
         let job = TrainJob(Func<_>(create), data, "byte", o, dir, true, recipe)
         Trainer.Run(job, TrainHooks(Progress = Action<_>(report.Progress))) |> ignore
         markDone dir

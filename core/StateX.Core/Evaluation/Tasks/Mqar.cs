@@ -98,7 +98,7 @@ public static class Mqar
 }
 
 /// <summary>MQAR as a training source: <c>synth:mqar:pairs=8:len=256:vocab=8192</c>.</summary>
-public sealed class MqarGenerator(MqarConfig config) : ISyntheticGenerator
+public sealed class MqarGenerator(MqarConfig config, bool queriesOnly = false) : ISyntheticGenerator
 {
     public string Name => "mqar";
 
@@ -106,14 +106,23 @@ public sealed class MqarGenerator(MqarConfig config) : ISyntheticGenerator
     {
         if (config.VocabSize > tokenizer.VocabSize)
             throw new DataException($"synth:mqar: vocab={config.VocabSize} exceeds the tokenizer's {tokenizer.VocabSize} ids");
-        return new SyntheticDocument(Tokens: Mqar.Generate(config, seed, index).Tokens);
+        var ex = Mqar.Generate(config, seed, index);
+        if (!queriesOnly) return new SyntheticDocument(Tokens: ex.Tokens);
+        // Zoology's training signal: only the value after each queried key is predicted; the random keys and values
+        // of the context (unpredictable) and the padding add nothing but noise.
+        var targets = new bool[ex.Tokens.Length];
+        foreach (var p in ex.QueryPositions) targets[p + 1] = true;
+        return new SyntheticDocument(Tokens: ex.Tokens, Targets: targets);
     }
 
+    /// <summary><c>synth:mqar:pairs=8:len=256:vocab=8192[:loss=all|queries]</c>.</summary>
     public static MqarGenerator FromOptions(IReadOnlyDictionary<string, string> o)
     {
         var c = new MqarConfig(SpecOptions.Int(o, "pairs", 8, "synth:mqar"), SpecOptions.Int(o, "len", 256, "synth:mqar"),
             SpecOptions.Int(o, "vocab", 8192, "synth:mqar"));
         try { c.Validate(); } catch (ArgumentException e) { throw new DataException($"synth:mqar: {e.Message}", e); }
-        return new MqarGenerator(c);
+        var loss = o.TryGetValue("loss", out var l) ? l : "all";
+        if (loss is not ("all" or "queries")) throw new DataException($"synth:mqar: loss={loss}: expected all or queries");
+        return new MqarGenerator(c, loss == "queries");
     }
 }
