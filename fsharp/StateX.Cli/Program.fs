@@ -9,12 +9,14 @@ type CliArgs =
     | [<CliPrefix(CliPrefix.None)>] Info of ParseResults<Info.InfoArgs>
     | [<CliPrefix(CliPrefix.None)>] Check_Logits of ParseResults<CheckLogits.CheckLogitsArgs>
     | [<CliPrefix(CliPrefix.None)>] Expand of ParseResults<Expand.ExpandArgs>
+    | [<CliPrefix(CliPrefix.None)>] Train of ParseResults<Train.TrainArgs>
     interface IArgParserTemplate with
         member a.Usage =
             match a with
             | Info _ -> "versions, libtorch folder, compatibility patch, CUDA devices; --selftest measures matmul TFLOP/s."
             | Check_Logits _ -> "run a checkpoint on the input_ids of an io.safetensors file and compare with its logits."
             | Expand _ -> "StateX: enlarge the recurrent state of chosen layers (merge GLA heads, widen Mamba2 d_state); prints the accounting."
+            | Train _ -> "post-train (recipes lpt, statex) or train from scratch; run folder with metrics, checkpoints, resumable."
 
 [<EntryPoint>]
 let main argv =
@@ -25,6 +27,7 @@ let main argv =
         | Info a -> Info.run a
         | Check_Logits a -> CheckLogits.run a
         | Expand a -> Expand.run a
+        | Train a -> Train.run a
     with
     | :? ArguParseException as e ->
         eprintfn "%s" e.Message

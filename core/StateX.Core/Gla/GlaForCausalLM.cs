@@ -61,7 +61,7 @@ public sealed class GlaModel : nn.Module<Tensor, Tensor>
 /// fla's GLAForCausalLM: parameter names <c>model.embeddings.weight</c>, <c>model.layers.{i}.attn.q_proj.weight</c>,
 /// ..., <c>lm_head.weight</c> (absent when tied to the embeddings).
 /// </summary>
-public sealed class GlaForCausalLM : nn.Module<Tensor, Tensor>, ICausalLanguageModel
+public sealed class GlaForCausalLM : nn.Module<Tensor, Tensor>, ICausalLanguageModel, Training.ITrainableModel
 {
     public readonly GlaModel model;
     public readonly Linear? lm_head;
@@ -139,4 +139,15 @@ public sealed class GlaForCausalLM : nn.Module<Tensor, Tensor>, ICausalLanguageM
         new(Attentions.Select((a, i) => { var (e, s) = a.StateElements(); return new LayerStateSize(i, "gla", e, s); }).ToArray());
 
     public void Save(string directory) => GlaCheckpoint.Save(this, directory);
+
+    public Training.TrainingStack TrainingStack() => new(
+        ids => model.embeddings.call(ids),
+        model.layers.Select(l => (Func<Tensor, Tensor>)(x =>
+        {
+            var (y, s) = l.Forward(x, null, ForwardMode.Chunked);
+            s.Dispose();
+            return y;
+        })).ToArray(),
+        h => model.norm.call(h),
+        h => lm_head is null ? nn.functional.linear(h, model.embeddings.weight!) : lm_head.call(h));
 }

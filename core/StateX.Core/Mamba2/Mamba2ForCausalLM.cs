@@ -60,7 +60,7 @@ public sealed class Mamba2Backbone : nn.Module<Tensor, Tensor>
 /// The Mamba2 language model (transformers' <c>Mamba2ForCausalLM</c>): embeddings → N blocks → norm_f → LM head,
 /// the head tied to the embeddings unless <c>tie_word_embeddings</c> is false.
 /// </summary>
-public sealed class Mamba2ForCausalLM : nn.Module, ICausalLanguageModel
+public sealed class Mamba2ForCausalLM : nn.Module, ICausalLanguageModel, Training.ITrainableModel
 {
     public readonly Mamba2Backbone backbone;
     public readonly Linear? lm_head;
@@ -137,4 +137,15 @@ public sealed class Mamba2ForCausalLM : nn.Module, ICausalLanguageModel
         SafeTensorsWriter.Write(Path.Combine(directory, "model.safetensors"), tensors, new Dictionary<string, string> { ["format"] = "pt" });
         foreach (var (_, t) in tensors) t.Dispose();
     }
+
+    public Training.TrainingStack TrainingStack() => new(
+        ids => backbone.embeddings.forward(ids),
+        backbone.layers.Select(l => (Func<Tensor, Tensor>)(u =>
+        {
+            var (y, s) = l.Forward(u, null, ForwardMode.Chunked);
+            s.Dispose();
+            return y;
+        })).ToArray(),
+        u => backbone.norm_f.forward(u.to_type(backbone.norm_f.weight.dtype)),
+        h => nn.functional.linear(h.to_type(HeadWeight.dtype), HeadWeight));
 }

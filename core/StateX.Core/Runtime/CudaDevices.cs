@@ -18,6 +18,19 @@ public static partial class CudaDevices
     [LibraryImport("libcuda.so.1")] private static unsafe partial int cuDeviceGetName(byte* name, int len, int device);
     [LibraryImport("libcuda.so.1", EntryPoint = "cuDeviceTotalMem_v2")] private static partial int cuDeviceTotalMem(out nuint bytes, int device);
 
+    [LibraryImport("libcuda.so.1", EntryPoint = "cuMemGetInfo_v2")] private static partial int cuMemGetInfo(out nuint free, out nuint total);
+
+    /// <summary>
+    /// Device memory in use on the current thread's CUDA context (every process's allocations, and libtorch's cached
+    /// blocks): an upper bound on what this process's tensors occupy. -1 when it cannot be read.
+    /// </summary>
+    public static long MemoryInUse()
+    {
+        try { return cuMemGetInfo(out var free, out var total) == 0 ? (long)(total - free) : -1; }
+        catch (DllNotFoundException) { return -1; }
+        catch (EntryPointNotFoundException) { return -1; }
+    }
+
     public static unsafe IReadOnlyList<CudaDeviceInfo> List()
     {
         try

@@ -1,0 +1,43 @@
+using static TorchSharp.torch;
+
+namespace StateX.Training;
+
+/// <summary>Next-token cross-entropy through a <see cref="TrainingStack"/>, with optional activation checkpointing.</summary>
+public static class TrainingLoss
+{
+    /// <summary>Mean cross-entropy of predicting <paramref name="targets"/> from <paramref name="inputs"/> (targets -100 are ignored).</summary>
+    /// <param name="inputs">[B, T] int64</param>
+    /// <param name="targets">[B, T] int64: targets[b, t] is the token after inputs[b, t]</param>
+    /// <param name="checkpoint">recompute blocks and logits in the backward pass</param>
+    /// <param name="lossChunk">tokens per sequence whose logits exist at once</param>
+    public static Tensor Compute(TrainingStack stack, Tensor inputs, Tensor targets, bool checkpoint, int lossChunk)
+    {
+        using var scope = NewDisposeScope();
+        var h = stack.Embed(inputs);                                                   // [B, T, D]
+        // A checkpointed block only passes gradients on when its input is in the graph; with frozen embeddings it
+        // would not be, and the blocks' own parameters would get no gradient.
+        if (checkpoint && !h.requires_grad && is_grad_enabled()) h = h.detach().requires_grad_(true);
+        foreach (var block in stack.Blocks)
+            h = checkpoint ? ActivationCheckpoint.Apply(block, h) : block(h);              // [B, T, D]
+        long T = h.shape[1];
+        var total = zeros(1, dtype: ScalarType.Float32, device: h.device).squeeze();
+        for (long s = 0; s < T; s += lossChunk)
+        {
+            long e = Math.Min(T, s + lossChunk);
+            var slice = h.narrow(1, s, e - s);                                                   // [B, t, D]
+            var tgt = targets.narrow(1, s, e - s).reshape(-1);                         // [B·t]
+            // The checkpointed loss re-reads its targets in the backward pass, after this scope has ended: they
+            // must live in the caller's scope (the training step's), which ends after backward.
+            if (checkpoint) tgt.MoveToOuterDisposeScope();
+            Tensor SumOfLosses(Tensor x)
+            {
+                var logits = stack.Head(stack.Norm(x));                               // [B, t, V]
+                return nn.functional.cross_entropy(logits.reshape(-1, logits.shape[^1]).to_type(ScalarType.Float32), tgt,
+                    ignore_index: -100, reduction: nn.Reduction.Sum);
+            }
+            total = total + (checkpoint ? ActivationCheckpoint.Apply(SumOfLosses, slice) : SumOfLosses(slice));
+        }
+        var count = targets.ne(-100).sum().to_type(ScalarType.Float32).clamp_min(1);
+        return (total / count).MoveToOuterDisposeScope();
+    }
+}
