@@ -27,9 +27,9 @@ type Rewrite =
     /// GLA: all heads of a layer merged into one (the paper's recipe): the layer's state grows H-fold.
     | MergeHeads of Init
     /// GLA: the heads of a layer merged into `heads` heads: state grows H/heads-fold.
-    | MergeHeadsTo of heads: int * Init
+    | MergeHeadsTo of heads: int * init: Init
     /// Mamba2: d_state multiplied by `ratio` (state grows ratio-fold).
-    | State of ratio: int * Init
+    | State of ratio: int * init: Init
 
 /// Which layers an expansion touches (the core's LayerSelection).
 [<RequireQualifiedAccess>]

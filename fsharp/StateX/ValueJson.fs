@@ -47,7 +47,7 @@ module ValueJson =
         elif isNull v then
             if t = typeof<unit> then null
             else invalidArg "value" (sprintf "a null %s has no JSON form (use an option)" t.Name)
-        elif t = typeof<obj> then write (v.GetType()) v
+        elif t = typeof<obj> && v.GetType() <> typeof<obj> then write (v.GetType()) v
         elif t = typeof<string> then JsonValue.Create(v :?> string)
         elif t = typeof<bool> then JsonValue.Create(v :?> bool)
         elif t = typeof<int> then JsonValue.Create(v :?> int)
