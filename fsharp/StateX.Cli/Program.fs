@@ -10,6 +10,7 @@ type CliArgs =
     | [<CliPrefix(CliPrefix.None)>] Check_Logits of ParseResults<CheckLogits.CheckLogitsArgs>
     | [<CliPrefix(CliPrefix.None)>] Expand of ParseResults<Expand.ExpandArgs>
     | [<CliPrefix(CliPrefix.None)>] Train of ParseResults<Train.TrainArgs>
+    | [<CliPrefix(CliPrefix.None)>] Sweep of ParseResults<Sweep.SweepArgs>
     interface IArgParserTemplate with
         member a.Usage =
             match a with
@@ -17,6 +18,7 @@ type CliArgs =
             | Check_Logits _ -> "run a checkpoint on the input_ids of an io.safetensors file and compare with its logits."
             | Expand _ -> "StateX: enlarge the recurrent state of chosen layers (merge GLA heads, widen Mamba2 d_state); prints the accounting."
             | Train _ -> "post-train (recipes lpt, statex) or train from scratch; run folder with metrics, checkpoints, resumable."
+            | Sweep _ -> "run a sweep file (docs/sweeps.md): pipelines keyed by hash, resumable store, results.csv and charts."
 
 [<EntryPoint>]
 let main argv =
@@ -28,6 +30,7 @@ let main argv =
         | Check_Logits a -> CheckLogits.run a
         | Expand a -> Expand.run a
         | Train a -> Train.run a
+        | Sweep a -> Sweep.run a
     with
     | :? ArguParseException as e ->
         eprintfn "%s" e.Message

@@ -60,8 +60,19 @@ module Charts =
                     mode = StyleParam.Mode.Lines_Markers,
                     Name = (if name = "" then yTitle else name),
                     LineColor = color i 1.0, MarkerColor = color i 1.0, RangeColor = color i 0.2,
+                    GroupName = (if name = "" then yTitle else name),
                     UpperName = (if name = "" then "+1 std" else name + " +1 std"),
-                    LowerName = (if name = "" then "−1 std" else name + " −1 std")))
+                    LowerName = (if name = "" then "−1 std" else name + " −1 std"))
+                // The band's edges: no legend entries of their own (the group toggles with its line), no markers.
+                |> GenericChart.mapTrace (fun t ->
+                    t.RemoveProperty "legendgrouptitle" |> ignore
+                    match t.TryGetTypedPropertyValue<string> "name" with
+                    | Some n when n.EndsWith " std" ->
+                        t.SetProperty("showlegend", false)
+                        t.SetProperty("mode", "lines")
+                        t.SetProperty("line", Line.init (Width = 0.0))
+                    | _ -> ()
+                    t))
         let chart = Chart.combine traces |> titled title x yTitle
         if logX then chart |> Chart.withXAxis(LinearAxis.init (AxisType = StyleParam.AxisType.Log, Title = Title.init x)) else chart
 

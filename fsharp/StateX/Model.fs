@@ -33,7 +33,7 @@ type Rewrite =
 
 /// Which layers an expansion touches (the core's LayerSelection).
 [<RequireQualifiedAccess>]
-type Layers =
+type LayerSet =
     | All
     /// Layers 0, k, 2k, ... (the official code's drop_prop = k).
     | Every of int
@@ -45,7 +45,7 @@ type Layers =
 
 /// One StateX expansion step: a rewrite applied to some layers; Seed draws re-initialised parameters;
 /// FreezeOthers trains only the expanded layers afterwards.
-type Expansion = { Where: Layers; Rewrite: Rewrite; Seed: int64; FreezeOthers: bool }
+type Expansion = { Where: LayerSet; Rewrite: Rewrite; Seed: int64; FreezeOthers: bool }
 
 /// A GLA language model in fla's terms (names after fla's GLAConfig).
 type GlaSpec =
@@ -146,15 +146,15 @@ module Expand =
     /// Appends an expansion step.
     let apply (e: Expansion) (m: Model) = { m with Expansions = m.Expansions @ [ e ] }
 
-    let on (where: Layers) (rewrite: Rewrite) (m: Model) =
+    let on (where: LayerSet) (rewrite: Rewrite) (m: Model) =
         apply { Where = where; Rewrite = rewrite; Seed = 0L; FreezeOthers = false } m
 
-    let all rewrite m = on Layers.All rewrite m
-    let every k rewrite m = on (Layers.Every k) rewrite m
-    let fraction f rewrite m = on (Layers.Fraction f) rewrite m
-    let layers (indices: int list) rewrite m = on (Layers.Only indices) rewrite m
-    let first n rewrite m = on (Layers.First n) rewrite m
-    let last n rewrite m = on (Layers.Last n) rewrite m
+    let all rewrite m = on LayerSet.All rewrite m
+    let every k rewrite m = on (LayerSet.Every k) rewrite m
+    let fraction f rewrite m = on (LayerSet.Fraction f) rewrite m
+    let layers (indices: int list) rewrite m = on (LayerSet.Only indices) rewrite m
+    let first n rewrite m = on (LayerSet.First n) rewrite m
+    let last n rewrite m = on (LayerSet.Last n) rewrite m
 
     let private mapLast f (m: Model) =
         match List.rev m.Expansions with
@@ -170,7 +170,7 @@ module Expand =
     /// Removes every expansion: the model that is pretrained before expanding.
     let none (m: Model) = { m with Expansions = [] }
 
-    let internal ofCoreInit (i: ExpansionInit) =
+    let ofCoreInit (i: ExpansionInit) =
         match i with
         | ExpansionInit.Inherit -> Inherit
         | ExpansionInit.Reinit -> Reinit
@@ -178,27 +178,34 @@ module Expand =
         | ExpansionInit.Zero -> Zero
         | _ -> Preserve
 
-    let internal ofCoreSelection (s: LayerSelection) =
+    let ofCoreSelection (s: LayerSelection) =
         match s with
-        | :? LayerSelection.All -> Layers.All
-        | :? LayerSelection.Every as e -> Layers.Every e.K
-        | :? LayerSelection.Fraction as f -> Layers.Fraction f.F
-        | :? LayerSelection.First as f -> Layers.First f.N
-        | :? LayerSelection.Last as l -> Layers.Last l.N
-        | :? LayerSelection.Explicit as x -> Layers.Only(List.ofSeq x.Layers)
+        | :? LayerSelection.All -> LayerSet.All
+        | :? LayerSelection.Every as e -> LayerSet.Every e.K
+        | :? LayerSelection.Fraction as f -> LayerSet.Fraction f.F
+        | :? LayerSelection.First as f -> LayerSet.First f.N
+        | :? LayerSelection.Last as l -> LayerSet.Last l.N
+        | :? LayerSelection.Explicit as x -> LayerSet.Only(List.ofSeq x.Layers)
         | _ -> invalidArg "selection" (sprintf "unknown layer selection %O" s)
 
-    /// A paper recipe of the core (gla-1.3b, mamba2-1.3b) as an expansion step.
-    let preset (name: string) m =
-        let p = ExpansionPresets.Get name
-        let init = ofCoreInit p.Init
+    /// The expansion step of a core request.
+    let ofRequest (r: ExpansionRequest) : Expansion =
+        let init = ofCoreInit r.Init
         let rewrite =
-            match p.Rewrite with
+            match r.Rewrite with
             | :? StateX.Expansion.Rewrite.MergeHeads as h when h.Heads = 1 -> MergeHeads init
             | :? StateX.Expansion.Rewrite.MergeHeads as h -> MergeHeadsTo(h.Heads, init)
             | :? StateX.Expansion.Rewrite.WidenState as w -> State(w.Ratio, init)
-            | r -> invalidArg "name" (sprintf "preset %s has an unknown rewrite %O" name r)
-        on (ofCoreSelection p.Layers) rewrite m
+            | x -> invalidArg "request" (sprintf "unknown rewrite %O" x)
+        { Where = ofCoreSelection r.Layers; Rewrite = rewrite; Seed = r.Seed; FreezeOthers = r.FreezeOthers }
+
+    /// An expansion step from the core's text forms (as the CLI takes them): layers "every:6", rewrite
+    /// "merge-heads" / "merge-heads:2" / "state:x4", init "reinit".
+    let parse (layers: string) (rewrite: string) (init: string) m =
+        apply (ofRequest (ExpansionRequest(LayerSelection.Parse layers, StateX.Expansion.Rewrite.Parse rewrite, ExpansionRequest.ParseInit init))) m
+
+    /// A paper recipe of the core (gla-1.3b, mamba2-1.3b) as an expansion step.
+    let preset (name: string) m = apply (ofRequest ((ExpansionPresets.Get name).ToRequest())) m
 
 [<RequireQualifiedAccess>]
 module Model =
@@ -239,14 +246,14 @@ module Model =
 
     // ---- core configs ------------------------------------------------------------------------------------------
 
-    let private toSelection (l: Layers) : LayerSelection =
+    let private toSelection (l: LayerSet) : LayerSelection =
         match l with
-        | Layers.All -> LayerSelection.All()
-        | Layers.Every k -> LayerSelection.Every k
-        | Layers.Fraction f -> LayerSelection.Fraction f
-        | Layers.Only xs -> LayerSelection.Explicit(xs |> List.distinct |> List.sort |> Array.ofList)
-        | Layers.First n -> LayerSelection.First n
-        | Layers.Last n -> LayerSelection.Last n
+        | LayerSet.All -> LayerSelection.All()
+        | LayerSet.Every k -> LayerSelection.Every k
+        | LayerSet.Fraction f -> LayerSelection.Fraction f
+        | LayerSet.Only xs -> LayerSelection.Explicit(xs |> List.distinct |> List.sort |> Array.ofList)
+        | LayerSet.First n -> LayerSelection.First n
+        | LayerSet.Last n -> LayerSelection.Last n
 
     let private coreInit (i: Init) =
         match i with

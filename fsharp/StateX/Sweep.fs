@@ -126,6 +126,9 @@ module Sweep =
                         | None -> a.Name, a.Points.[rng.Next a.Points.Length])
                 points |> List.map (fun (n, p) -> n, p.Label), (points |> List.fold (fun d (_, p) -> p.Set d) baseline) ]
 
+    /// The same runs with their descriptions transformed (e.g. parameters into pipelines); keyed by the new hashes.
+    let map (f: 'D -> 'E) (s: Sweep<'D>) : Sweep<'E> = plan [ for r in s.Runs -> r.Labels, f r.Description ]
+
     /// Both sweeps' runs (duplicates once).
     let append (a: Sweep<'D>) (b: Sweep<'D>) : Sweep<'D> = plan [ for r in a.Runs @ b.Runs -> r.Labels, r.Description ]
 
