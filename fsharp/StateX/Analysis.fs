@@ -335,6 +335,23 @@ module Analysis =
         f.SaveCsv(path, includeRowKeys = false, culture = inv)
         path
 
+    /// The frame as an aligned text table (numbers to 4 significant digits), for printing.
+    let format (f: Frame<int, string>) : string =
+        let cols = List.ofSeq f.ColumnKeys
+        let show (c: Cell option) =
+            match c with
+            | Some(Num v) -> if Math.Abs v >= 1e6 || Math.Floor v = v then v.ToString("0.######", inv) else v.ToString("G4", inv)
+            | Some(Text t) -> t
+            | None -> ""
+        let table = cols :: [ for r in rows f -> [ for c in cols -> show (r.TryFind c) ] ]
+        let widths = [ for i in 0 .. cols.Length - 1 -> table |> List.map (fun r -> r.[i].Length) |> List.max ]
+        table
+        |> List.map (fun r -> List.map2 (fun (c: string) w -> c.PadLeft w) r widths |> String.concat "  ")
+        |> String.concat "\n"
+
+    /// Prints the frame as a text table.
+    let print (f: Frame<int, string>) = Console.WriteLine(format f)
+
     /// A numeric column as a list (missing cells left out).
     let floats (col: string) (f: Frame<int, string>) : float list =
         require "floats" f [ col ]

@@ -165,7 +165,7 @@ module Sweep =
         o.["seconds"] <- JsonValue.Create(Math.Round(r.Seconds, 3))
         o.["finished"] <- JsonValue.Create(r.Finished.ToString("o", Globalization.CultureInfo.InvariantCulture))
         o.["description"] <- JsonNode.Parse r.Description
-        o.ToJsonString()
+        ValueJson.nodeText o
 
     let private parseRecord (line: string) : RunRecord option =
         try
@@ -183,7 +183,7 @@ module Sweep =
                   Error = str "error"
                   Seconds = (match o.["seconds"] with null -> 0.0 | n -> n.GetValue<float>())
                   Finished = (match str "finished" with Some s -> DateTimeOffset.Parse(s, Globalization.CultureInfo.InvariantCulture) | None -> DateTimeOffset.MinValue)
-                  Description = (match o.["description"] with null -> "null" | n -> n.ToJsonString()) }
+                  Description = (match o.["description"] with null -> "null" | n -> ValueJson.nodeText n) }
         with _ -> None
 
     /// Every record of a sweep folder's store, oldest first. A line cut short by a crash is skipped.

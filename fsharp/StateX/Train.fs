@@ -34,11 +34,13 @@ type RunSettings =
       Device: string
       Log: string -> unit
       /// Seconds between training progress lines (0: none).
-      ProgressEvery: float }
+      ProgressEvery: float
+      /// Steps between training checkpoints (None: the trainer's default, 10 per run). Resuming needs the same value.
+      CheckpointEvery: int option }
 
 [<RequireQualifiedAccess>]
 module RunSettings =
-    let defaults = { Device = "auto"; Log = (fun s -> Console.WriteLine s); ProgressEvery = 10.0 }
+    let defaults = { Device = "auto"; Log = (fun s -> Console.WriteLine s); ProgressEvery = 10.0; CheckpointEvery = None }
     let quiet = { defaults with Log = ignore; ProgressEvery = 0.0 }
 
 [<RequireQualifiedAccess>]
@@ -58,16 +60,20 @@ module TrainSpec =
     let seed s (t: TrainSpec) = { t with Seed = s }
     let tokenizer name (t: TrainSpec) = { t with Tokenizer = name }
 
-    /// The core's options for this training on a device.
-    let options (device: string) (t: TrainSpec) : TrainOptions =
+    /// The core's options for this training on a device, checkpointing every so many steps (None: the trainer's default).
+    let optionsWith (device: string) (checkpointEvery: int option) (t: TrainSpec) : TrainOptions =
         let o =
             TrainOptions(
+                CheckpointEvery = Option.toNullable checkpointEvery,
                 Steps = t.Steps, SeqLen = t.SeqLen, BatchSize = t.BatchSize, GradAccum = t.GradAccum, LearningRate = t.LearningRate,
                 Schedule = t.Schedule, WarmupSteps = Option.toNullable t.Warmup, FloorRatio = t.FloorRatio, WeightDecay = t.WeightDecay,
                 ClipNorm = t.ClipNorm, Seed = uint64 t.Seed, Device = device, Precision = t.Precision,
                 ActivationCheckpointing = t.ActivationCheckpointing)
         o.Validate()
         o
+
+    /// The core's options for this training on a device.
+    let options (device: string) (t: TrainSpec) = optionsWith device None t
 
     /// Trains the model `create` makes (called only on a fresh start) into `runDir` with the core's Trainer,
     /// resuming from the newest checkpoint there if a previous attempt was interrupted.
@@ -79,7 +85,10 @@ module TrainSpec =
             if settings.ProgressEvery > 0.0 && ((now - last).TotalSeconds >= settings.ProgressEvery || p.Step = p.TotalSteps) then
                 last <- now
                 settings.Log(sprintf "  step %d/%d  loss %.4f  %.0f tok/s" p.Step p.TotalSteps p.Loss p.TokensPerSecond)
+        let o = optionsWith settings.Device settings.CheckpointEvery t
         let job =
-            TrainJob(Func<_>(create), t.Data, t.Tokenizer, options settings.Device t, runDir, true, "fsharp",
+            TrainJob(Func<_>(create), t.Data, t.Tokenizer, o, runDir, true, "fsharp",
                      (match trainable with Some names -> Collections.Generic.List<string>(names) :> Collections.Generic.IReadOnlyList<string> | None -> null))
-        Trainer.Run(job, TrainHooks(Progress = Action<_>(progress), Log = Action<string>(fun l -> if settings.ProgressEvery > 0.0 then settings.Log("  " + l))))
+        // Checkpoint lines stay in the run's log.txt; the console gets start, resume, warnings and the end.
+        let log (l: string) = if settings.ProgressEvery > 0.0 && not (l.StartsWith "checkpoint:") then settings.Log("  " + l)
+        Trainer.Run(job, TrainHooks(Progress = Action<_>(progress), Log = Action<string>(log)))

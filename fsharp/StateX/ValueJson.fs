@@ -229,17 +229,22 @@ module ValueJson =
     /// The JSON form of a value of a given type.
     let toNodeOf (t: Type) (value: obj) : JsonNode = write t value
 
+    /// Only what JSON requires is escaped (quotes, backslashes, control characters): the text does not depend on
+    /// an encoder's choice of "unsafe" characters.
+    let private compact = JsonSerializerOptions(Encoder = Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping)
+    let private indented = JsonSerializerOptions(Encoder = Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping, WriteIndented = true)
+
+    /// Compact JSON text of any node (minimal escaping).
+    let nodeText (n: JsonNode) = if isNull n then "null" else n.ToJsonString compact
+
     /// Compact JSON text: one line, fields in declaration order.
-    let toText (value: 'T) : string =
-        match toNode value with
-        | null -> "null"
-        | n -> n.ToJsonString()
+    let toText (value: 'T) : string = nodeText (toNode value)
 
     /// Indented JSON text, for files people read.
     let toIndentedText (value: 'T) : string =
         match toNode value with
         | null -> "null"
-        | n -> n.ToJsonString(JsonSerializerOptions(WriteIndented = true))
+        | n -> n.ToJsonString indented
 
     /// Reads a value of a given type; errors name the type and the part that does not fit.
     let ofNodeOf (t: Type) (node: JsonNode) : obj = read t node
