@@ -286,7 +286,7 @@ module SweepFile =
             | _ -> fail file "give one of grid, zip or random"
         let folder =
             match doc.["folder"] with
-            | null -> Path.Combine(Path.GetDirectoryName file, "runs", Path.GetFileNameWithoutExtension file)
+            | null -> Path.GetFullPath(Path.Combine("runs", Path.GetFileNameWithoutExtension file))
             | f -> resolvePath file (f.GetValue<string>())
         { File = file
           Folder = folder

@@ -15,7 +15,7 @@ type SweepArgs =
         member a.Usage =
             match a with
             | File _ -> "the sweep file (JSON; format in docs/sweeps.md)."
-            | Folder _ -> "where the store, run folders, shared stages, results.csv and charts go (default: the file's \"folder\", else runs/NAME beside it)."
+            | Folder _ -> "where the store, run folders, shared stages, results.csv and charts go (default: the file's \"folder\", else runs/NAME in the current folder)."
             | Parallelism _ -> "runs at once (default: the file's, else 1)."
             | Device _ -> "auto | cpu | cuda | cuda:N (default: the file's, else auto)."
             | Dry_Run -> "list the planned runs (labels, hash, done or not) and exit."
