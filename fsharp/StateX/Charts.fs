@@ -31,7 +31,8 @@ module Charts =
     let private label (r: Analysis.Row) (cols: string list) =
         match cols with
         | [] -> ""
-        | cs -> cs |> List.map (fun c -> match r.TryFind c with Some(Num v) -> string v | Some(Text t) -> t | None -> "") |> String.concat " / "
+        // Numbers need their column's name to mean anything ("pairs=8"); text names itself ("statex").
+        | cs -> cs |> List.map (fun c -> match r.TryFind c with Some(Num v) -> sprintf "%s=%s" c (v.ToString(Globalization.CultureInfo.InvariantCulture)) | Some(Text t) -> t | None -> "") |> String.concat " / "
 
     let private titled (title: string) (xTitle: string) (yTitle: string) (chart: GenericChart) =
         chart

@@ -171,6 +171,18 @@ module Pipeline =
         o.["finished"] <- JsonValue.Create(DateTimeOffset.UtcNow.ToString("o", Globalization.CultureInfo.InvariantCulture))
         IO.AtomicFile.WriteAllText(doneFile folder, o.ToJsonString() + "\n")
 
+    /// Holds a stage for one run at a time, across threads and processes (runs of a sweep share stages): an
+    /// exclusive lock on FOLDER.lock, waited for.
+    let private stageLock (log: string -> unit) (folder: string) : IDisposable =
+        let path = folder + ".lock"
+        let rec acquire waited =
+            try new FileStream(path, FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.None) :> IDisposable
+            with :? IOException ->
+                if not waited then log (sprintf "    waiting for another run working on %s" (Path.GetFileName folder))
+                Threading.Thread.Sleep 250
+                acquire true
+        acquire false
+
     let private rename (name: string) (rs: EvalResult seq) =
         [ for r in rs -> EvalResult(name, r.Task, r.Setting, r.Metric, r.Value, r.N) ]
 
@@ -215,6 +227,7 @@ module Pipeline =
             [ for i, (stage, key, folder) in List.indexed (folders root p) do
                 let name = stageName stage
                 let tag = sprintf "  [%d/%d] %s (%s)" (i + 1) (stages p).Length name key
+                use _ = stageLock settings.Log folder
                 let skipped = File.Exists(doneFile folder)
                 let clock = Stopwatch.StartNew()
                 if skipped then settings.Log(sprintf "%s: done earlier, skipped" tag)

@@ -71,6 +71,17 @@ let tests =
             Expect.isTrue (m |> Map.exists (fun k _ -> k.StartsWith "mqar/accuracy/")) "evaluation results in the metrics"
         }
 
+        test "runs of a parallel sweep share a stage and it runs once" {
+            let folder = Fixtures.tempDir ()
+            let sweep = Sweep.ofList [ Pipeline.lpt "lpt" expanded tinyTraining tinyTraining tinyEval; Pipeline.statex "statex" expanded tinyTraining tinyTraining tinyEval ]
+            let records = Sweep.runWith { Sweep.options folder with Parallelism = 2; Log = ignore } (Pipeline.runner settings (Path.Combine(folder, "stages"))) sweep
+            Expect.equal [ for r in records -> r.Status ] [ "done"; "done" ] "both done"
+            let pretrain = Directory.GetDirectories(Path.Combine(folder, "stages"), "*-pretrain") |> Array.exactlyOne
+            Expect.equal (File.ReadAllLines(Path.Combine(pretrain, "metrics.jsonl")).Length) tinyTraining.Steps "the shared pretraining ran once"
+            for r in records do
+                Expect.isTrue (File.Exists(Path.Combine(Sweep.runFolder folder r.Hash, "eval.jsonl"))) "each run has its results"
+        }
+
         test "freezing the others trains only the expanded layers" {
             let root = Fixtures.tempDir ()
             let frozen = model |> Expand.layers [ 0 ] (MergeHeads Reinit) |> Expand.freezeOthers
