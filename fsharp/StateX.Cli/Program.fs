@@ -10,6 +10,9 @@ type CliArgs =
     | [<CliPrefix(CliPrefix.None)>] Check_Logits of ParseResults<CheckLogits.CheckLogitsArgs>
     | [<CliPrefix(CliPrefix.None)>] Expand of ParseResults<Expand.ExpandArgs>
     | [<CliPrefix(CliPrefix.None)>] Train of ParseResults<Train.TrainArgs>
+    | [<CliPrefix(CliPrefix.None)>] Demo of ParseResults<Demo.DemoArgs>
+    | [<CliPrefix(CliPrefix.None)>] Eval of ParseResults<Eval.EvalArgs>
+    | [<CliPrefix(CliPrefix.None)>] Generate of ParseResults<Generate.GenerateArgs>
     | [<CliPrefix(CliPrefix.None)>] Sweep of ParseResults<Sweep.SweepArgs>
     interface IArgParserTemplate with
         member a.Usage =
@@ -17,7 +20,10 @@ type CliArgs =
             | Info _ -> "versions, libtorch folder, compatibility patch, CUDA devices; --selftest measures matmul TFLOP/s."
             | Check_Logits _ -> "run a checkpoint on the input_ids of an io.safetensors file and compare with its logits."
             | Expand _ -> "StateX: enlarge the recurrent state of chosen layers (merge GLA heads, widen Mamba2 d_state); prints the accounting."
+            | Demo _ -> "the StateX study in miniature: pretrain GLA and Mamba2, post-train with LPT and StateX, evaluate, report (--preset cpu|gpu)."
             | Train _ -> "post-train (recipes lpt, statex) or train from scratch; run folder with metrics, checkpoints, resumable."
+            | Eval _ -> "evaluate a checkpoint: mqar, passkey, haystack, icl, qa, mc, loss-position; results as a table, CSV or JSON Lines."
+            | Generate _ -> "continue a prompt (greedy or sampled) and print the text."
             | Sweep _ -> "run a sweep file (docs/sweeps.md): pipelines keyed by hash, resumable store, results.csv and charts."
 
 [<EntryPoint>]
@@ -30,6 +36,9 @@ let main argv =
         | Check_Logits a -> CheckLogits.run a
         | Expand a -> Expand.run a
         | Train a -> Train.run a
+        | Demo a -> Demo.run a
+        | Eval a -> Eval.run a
+        | Generate a -> Generate.run a
         | Sweep a -> Sweep.run a
     with
     | :? ArguParseException as e ->

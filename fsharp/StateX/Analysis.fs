@@ -9,6 +9,7 @@ open Deedle
 open StateX.Evaluation
 
 /// One cell of a result table.
+[<RequireQualifiedAccess>]
 type Cell =
     | Num of float
     | Text of string
@@ -28,20 +29,20 @@ module Analysis =
 
     let private cellText (c: Cell) =
         match c with
-        | Num v -> v.ToString("R", inv)
-        | Text s -> s
+        | Cell.Num v -> v.ToString("R", inv)
+        | Cell.Text s -> s
 
     let private cellOf (v: obj) : Cell option =
         match v with
         | null -> None
-        | :? float as d -> if Double.IsNaN d then None else Some(Num d)
-        | :? float32 as d -> if Single.IsNaN d then None else Some(Num(float d))
-        | :? int as i -> Some(Num(float i))
-        | :? int64 as i -> Some(Num(float i))
-        | :? decimal as d -> Some(Num(float d))
-        | :? bool as b -> Some(Text(if b then "true" else "false"))
-        | :? string as s -> Some(Text s)
-        | v -> Some(Text(Convert.ToString(v, inv)))
+        | :? float as d -> if Double.IsNaN d then None else Some(Cell.Num d)
+        | :? float32 as d -> if Single.IsNaN d then None else Some(Cell.Num(float d))
+        | :? int as i -> Some(Cell.Num(float i))
+        | :? int64 as i -> Some(Cell.Num(float i))
+        | :? decimal as d -> Some(Cell.Num(float d))
+        | :? bool as b -> Some(Cell.Text(if b then "true" else "false"))
+        | :? string as s -> Some(Cell.Text s)
+        | v -> Some(Cell.Text(Convert.ToString(v, inv)))
 
     /// The rows of a frame as maps from column name to cell (missing cells absent).
     let rows (f: Frame<'R, string>) : Row list =
@@ -62,8 +63,8 @@ module Analysis =
         let indexed = List.indexed rs
         let column name : ISeries<int> =
             let cells = [ for i, r in indexed -> i, r.TryFind name ]
-            if cells |> List.forall (fun (_, c) -> match c with Some(Text _) -> false | _ -> true) then
-                Series.ofObservations [ for i, c in cells -> i, (match c with Some(Num v) -> v | _ -> nan) ] :> ISeries<int>
+            if cells |> List.forall (fun (_, c) -> match c with Some(Cell.Text _) -> false | _ -> true) then
+                Series.ofObservations [ for i, c in cells -> i, (match c with Some(Cell.Num v) -> v | _ -> nan) ] :> ISeries<int>
             else
                 Series.ofOptionalObservations [ for i, c in cells -> i, (c |> Option.map cellText) ] :> ISeries<int>
         Frame.ofColumns [ for n in names -> n, column n ]
@@ -83,29 +84,29 @@ module Analysis =
         let keys = rs |> List.collect (fun r -> List.ofSeq r.Setting.Keys) |> List.distinct |> List.sort
         ofRows ([ "model"; "task" ] @ keys @ [ "metric"; "value"; "n" ])
             [ for r in rs ->
-                Map [ yield "model", Text r.Model
-                      yield "task", Text r.Task
+                Map [ yield "model", Cell.Text r.Model
+                      yield "task", Cell.Text r.Task
                       for KeyValue(k, v) in r.Setting do
                           match cellOf v with Some c -> yield k, c | None -> ()
-                      yield "metric", Text r.Metric
-                      yield "value", Num r.Value
-                      yield "n", Num(float r.N) ] ]
+                      yield "metric", Cell.Text r.Metric
+                      yield "value", Cell.Num r.Value
+                      yield "n", Cell.Num(float r.N) ] ]
 
     let private jsonCell (n: JsonNode) : Cell option =
         match n with
         | null -> None
         | n ->
             match n.GetValueKind() with
-            | JsonValueKind.Number -> Some(Num(n.GetValue<float>()))
+            | JsonValueKind.Number -> Some(Cell.Num(n.GetValue<float>()))
             | JsonValueKind.String ->
                 match n.GetValue<string>() with
-                | "NaN" -> Some(Num nan)
-                | "Infinity" -> Some(Num infinity)
-                | "-Infinity" -> Some(Num -infinity)
-                | s -> Some(Text s)
-            | JsonValueKind.True -> Some(Text "true")
-            | JsonValueKind.False -> Some(Text "false")
-            | _ -> Some(Text(n.ToJsonString()))
+                | "NaN" -> Some(Cell.Num nan)
+                | "Infinity" -> Some(Cell.Num infinity)
+                | "-Infinity" -> Some(Cell.Num -infinity)
+                | s -> Some(Cell.Text s)
+            | JsonValueKind.True -> Some(Cell.Text "true")
+            | JsonValueKind.False -> Some(Cell.Text "false")
+            | _ -> Some(Cell.Text(n.ToJsonString()))
 
     /// Objects of a JSON Lines file, nested objects flattened one level (`setting.pairs` → `pairs`).
     let private jsonLines (path: string) : Row list =
@@ -148,12 +149,12 @@ module Analysis =
         let records = Sweep.latest folder
         ofRows [ "hash"; "status" ]
             [ for r in records ->
-                Map [ yield "hash", Text r.Hash
-                      yield "status", Text r.Status
-                      for k, v in r.Labels -> k, Text v
-                      for KeyValue(k, v) in r.Metrics -> k, Num v
-                      yield "seconds", Num r.Seconds
-                      match r.Error with Some e -> yield "error", Text e | None -> () ] ]
+                Map [ yield "hash", Cell.Text r.Hash
+                      yield "status", Cell.Text r.Status
+                      for k, v in r.Labels -> k, Cell.Text v
+                      for KeyValue(k, v) in r.Metrics -> k, Cell.Num v
+                      yield "seconds", Cell.Num r.Seconds
+                      match r.Error with Some e -> yield "error", Cell.Text e | None -> () ] ]
 
     /// Rows of several frames together (columns: the union; missing cells where a frame lacks one).
     let concat (frames: Frame<int, string> list) : Frame<int, string> =
@@ -168,7 +169,7 @@ module Analysis =
                 let file = Path.Combine(Sweep.runFolder folder r.Hash, fileName)
                 if r.Status = "done" && File.Exists file then
                     let f = if fileName.EndsWith ".csv" then readCsv file elif fileName = "metrics.jsonl" then readMetrics file else readResults file
-                    let prefix = Map [ yield "hash", Text r.Hash; for k, v in r.Labels -> k, Text v ]
+                    let prefix = Map [ yield "hash", Cell.Text r.Hash; for k, v in r.Labels -> k, Cell.Text v ]
                     let labelColumns = "hash" :: (r.Labels |> List.map fst)
                     yield ofRows (labelColumns @ List.ofSeq f.ColumnKeys) (rows f |> List.map (fun row -> Map.fold (fun acc k v -> Map.add k v acc) row prefix)) ]
         if frames.IsEmpty then ofRows [] [] else concat frames
@@ -189,7 +190,7 @@ module Analysis =
 
     /// Rewrites the text of a column (e.g. "statex-seed1" → "statex" to pool seeds).
     let mapColumn (col: string) (f': string -> string) (f: Frame<int, string>) =
-        withColumn col (fun r -> match r.TryFind col with Some c -> Text(f' (cellText c)) | None -> Text "") f
+        withColumn col (fun r -> match r.TryFind col with Some c -> Cell.Text(f' (cellText c)) | None -> Cell.Text "") f
 
     /// Only these columns, in this order.
     let select (cols: string list) (f: Frame<int, string>) =
@@ -213,18 +214,18 @@ module Analysis =
     let withStateSizes (sizes: (string * int64) list) (f: Frame<int, string>) =
         require "withStateSizes" f [ "model" ]
         let table = Map sizes
-        f |> filter (fun r -> match r.TryFind "model" with Some(Text m) -> table.ContainsKey m | _ -> false)
-          |> withColumn "state_size" (fun r -> match r.["model"] with Text m -> Num(float table.[m]) | c -> Num(float table.[cellText c]))
+        f |> filter (fun r -> match r.TryFind "model" with Some(Cell.Text m) -> table.ContainsKey m | _ -> false)
+          |> withColumn "state_size" (fun r -> match r.["model"] with Cell.Text m -> Cell.Num(float table.[m]) | c -> Cell.Num(float table.[cellText c]))
 
     let private compareCells (a: Cell option) (b: Cell option) =
         match a, b with
         | None, None -> 0
         | None, _ -> -1
         | _, None -> 1
-        | Some(Num x), Some(Num y) -> compare x y
-        | Some(Num _), Some(Text _) -> -1
-        | Some(Text _), Some(Num _) -> 1
-        | Some(Text x), Some(Text y) -> String.CompareOrdinal(x, y)
+        | Some(Cell.Num x), Some(Cell.Num y) -> compare x y
+        | Some(Cell.Num _), Some(Cell.Text _) -> -1
+        | Some(Cell.Text _), Some(Cell.Num _) -> 1
+        | Some(Cell.Text x), Some(Cell.Text y) -> String.CompareOrdinal(x, y)
 
     let private compareKeys (a: Cell option list) (b: Cell option list) =
         List.fold2 (fun acc x y -> if acc <> 0 then acc else compareCells x y) 0 a b
@@ -235,7 +236,7 @@ module Analysis =
         require "summarize" f (by @ [ value ])
         let groups =
             rows f
-            |> List.choose (fun r -> match r.TryFind value with Some(Num v) when not (Double.IsNaN v) -> Some(r, v) | _ -> None)
+            |> List.choose (fun r -> match r.TryFind value with Some(Cell.Num v) when not (Double.IsNaN v) -> Some(r, v) | _ -> None)
             |> List.groupBy (fun (r, _) -> by |> List.map r.TryFind)
             |> List.sortWith (fun (a, _) (b, _) -> compareKeys a b)
         ofRows (by @ [ "mean"; "std"; "n" ])
@@ -246,15 +247,15 @@ module Analysis =
                 let std = if vs.Length < 2 then 0.0 else sqrt ((vs |> List.sumBy (fun v -> (v - mean) ** 2.0)) / (n - 1.0))
                 Map [ for k, c in List.zip by key do
                         match c with Some c -> yield k, c | None -> ()
-                      yield "mean", Num mean
-                      yield "std", Num std
-                      yield "n", Num n ] ]
+                      yield "mean", Cell.Num mean
+                      yield "std", Cell.Num std
+                      yield "n", Cell.Num n ] ]
 
     let private tasks (names: string list) (metrics: string list) (f: Frame<int, string>) =
         require "this analysis" f [ "task"; "metric"; "value" ]
         f |> filter (fun r ->
-            (match r.TryFind "task" with Some(Text t) -> List.contains t names | _ -> false)
-            && (metrics.IsEmpty || (match r.TryFind "metric" with Some(Text m) -> List.contains m metrics | _ -> false)))
+            (match r.TryFind "task" with Some(Cell.Text t) -> List.contains t names | _ -> false)
+            && (metrics.IsEmpty || (match r.TryFind "metric" with Some(Cell.Text m) -> List.contains m metrics | _ -> false)))
 
     // ---- the StateX analyses -----------------------------------------------------------------------------------
 
@@ -271,13 +272,13 @@ module Analysis =
     /// every other column (models, seeds, trials). Filter first (Analysis.where) to chart one model.
     let passkeyGrid (f: Frame<int, string>) : Frame<int, string> =
         let s = f |> tasks [ "passkey" ] [ "accuracy" ] |> summarize [ "length"; "depth" ] "value" |> rows
-        let num (r: Row) k = match r.[k] with Num v -> v | Text t -> Double.Parse(t, inv)
+        let num (r: Row) k = match r.[k] with Cell.Num v -> v | Cell.Text t -> Double.Parse(t, inv)
         let depths = s |> List.map (fun r -> num r "depth") |> List.distinct |> List.sort
         let lengths = s |> List.map (fun r -> num r "length") |> List.distinct |> List.sort
         let name (d: float) = d.ToString("R", inv)
         ofRows ("length" :: (depths |> List.map name))
             [ for l in lengths ->
-                Map [ yield "length", Num l
+                Map [ yield "length", Cell.Num l
                       for r in s do
                           if num r "length" = l then yield name (num r "depth"), r.["mean"] ] ]
 
@@ -298,7 +299,7 @@ module Analysis =
 
     /// Several metrics.jsonl files as one frame with a `run` column naming each.
     let readRuns (runs: (string * string) list) : Frame<int, string> =
-        concat [ for name, path in runs -> readMetrics path |> withColumn "run" (fun _ -> Text name) ]
+        concat [ for name, path in runs -> readMetrics path |> withColumn "run" (fun _ -> Cell.Text name) ]
 
     /// Baseline and candidate side by side: for every combination of `keys`, the mean and std of `value` where
     /// column `col` is `baseline`, the same where it is `candidate`, and delta = candidate − baseline.
@@ -312,17 +313,17 @@ module Analysis =
         if b.IsEmpty then invalidArg "baseline" (sprintf "no rows where %s = %s" col baseline)
         if c.IsEmpty then invalidArg "candidate" (sprintf "no rows where %s = %s" col candidate)
         let allKeys = Seq.append b.Keys c.Keys |> Seq.distinct |> Seq.sortWith compareKeys |> List.ofSeq
-        let num (m: Map<_, Row>) k field = m.TryFind k |> Option.bind (fun r -> match r.TryFind field with Some(Num v) -> Some v | _ -> None)
+        let num (m: Map<_, Row>) k field = m.TryFind k |> Option.bind (fun r -> match r.TryFind field with Some(Cell.Num v) -> Some v | _ -> None)
         ofRows (keys @ [ baseline; baseline + "_std"; candidate; candidate + "_std"; "delta" ])
             [ for k in allKeys ->
                 Map [ for name, cell in List.zip keys k do
                         match cell with Some c -> yield name, c | None -> ()
-                      match num b k "mean" with Some v -> yield baseline, Num v | None -> ()
-                      match num b k "std" with Some v -> yield baseline + "_std", Num v | None -> ()
-                      match num c k "mean" with Some v -> yield candidate, Num v | None -> ()
-                      match num c k "std" with Some v -> yield candidate + "_std", Num v | None -> ()
+                      match num b k "mean" with Some v -> yield baseline, Cell.Num v | None -> ()
+                      match num b k "std" with Some v -> yield baseline + "_std", Cell.Num v | None -> ()
+                      match num c k "mean" with Some v -> yield candidate, Cell.Num v | None -> ()
+                      match num c k "std" with Some v -> yield candidate + "_std", Cell.Num v | None -> ()
                       match num b k "mean", num c k "mean" with
-                      | Some x, Some y -> yield "delta", Num(y - x)
+                      | Some x, Some y -> yield "delta", Cell.Num(y - x)
                       | _ -> () ] ]
 
     // ---- saving ------------------------------------------------------------------------------------------------
@@ -340,8 +341,8 @@ module Analysis =
         let cols = List.ofSeq f.ColumnKeys
         let show (c: Cell option) =
             match c with
-            | Some(Num v) -> if Math.Abs v >= 1e6 || Math.Floor v = v then v.ToString("0.######", inv) else v.ToString("G4", inv)
-            | Some(Text t) -> t
+            | Some(Cell.Num v) -> if Math.Abs v >= 1e6 || Math.Floor v = v then v.ToString("0.######", inv) else v.ToString("G4", inv)
+            | Some(Cell.Text t) -> t
             | None -> ""
         let table = cols :: [ for r in rows f -> [ for c in cols -> show (r.TryFind c) ] ]
         let widths = [ for i in 0 .. cols.Length - 1 -> table |> List.map (fun r -> r.[i].Length) |> List.max ]
@@ -355,7 +356,7 @@ module Analysis =
     /// A numeric column as a list (missing cells left out).
     let floats (col: string) (f: Frame<int, string>) : float list =
         require "floats" f [ col ]
-        rows f |> List.choose (fun r -> match r.TryFind col with Some(Num v) -> Some v | _ -> None)
+        rows f |> List.choose (fun r -> match r.TryFind col with Some(Cell.Num v) -> Some v | _ -> None)
 
     /// A column as text, one entry per row ("" where missing).
     let texts (col: string) (f: Frame<int, string>) : string list =

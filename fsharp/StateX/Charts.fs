@@ -24,15 +24,15 @@ module Charts =
 
     let private num (r: Analysis.Row) k =
         match r.TryFind k with
-        | Some(Num v) -> v
-        | Some(Text t) -> Double.Parse(t, Globalization.CultureInfo.InvariantCulture)
+        | Some(Cell.Num v) -> v
+        | Some(Cell.Text t) -> Double.Parse(t, Globalization.CultureInfo.InvariantCulture)
         | None -> nan
 
     let private label (r: Analysis.Row) (cols: string list) =
         match cols with
         | [] -> ""
         // Numbers need their column's name to mean anything ("pairs=8"); text names itself ("statex").
-        | cs -> cs |> List.map (fun c -> match r.TryFind c with Some(Num v) -> sprintf "%s=%s" c (v.ToString(Globalization.CultureInfo.InvariantCulture)) | Some(Text t) -> t | None -> "") |> String.concat " / "
+        | cs -> cs |> List.map (fun c -> match r.TryFind c with Some(Cell.Num v) -> sprintf "%s=%s" c (v.ToString(Globalization.CultureInfo.InvariantCulture)) | Some(Cell.Text t) -> t | None -> "") |> String.concat " / "
 
     let private titled (title: string) (xTitle: string) (yTitle: string) (chart: GenericChart) =
         chart

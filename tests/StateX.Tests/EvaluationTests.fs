@@ -20,6 +20,7 @@ type private TensorState(t: T) =
     interface ILayerState with
         member _.Tensors = [| t |] :> IReadOnlyList<T>
         member _.Detach() = new TensorState(t.detach()) :> ILayerState
+        member _.Clone() = new TensorState(t.clone()) :> ILayerState
         member _.Dispose() = t.Dispose()
 
 let private stateOf (s: ModelState) = (s.Layers.[0] :?> TensorState).Tensor
@@ -420,8 +421,17 @@ let tests =
                 throwsWith (fun () -> ResultWriters.Write(Path.Combine(dir, "r.txt"), rs)) [ "r.txt"; ".csv" ]
                 let seen = List<EvalProgress>()
                 Scoring.ScoreTokens(RunningSumModel(7), Array.init 7 (fun i -> [| 1; i |]), EvalOptions(BatchSize = 3, Progress = Action<EvalProgress>(seen.Add))) |> ignore
-                Expect.equal [ for p in seen -> p.Step ] [ 3L; 6L; 7L ] "a report per batch"
-                Expect.isTrue (seen |> Seq.forall (fun p -> p.Total = 7L && p.Eta.HasValue)) "total and ETA"
+                Expect.equal [ for p in seen -> p.Step ] [ 6L; 12L; 14L ] "a report per batch, in tokens"
+                Expect.isTrue (seen |> Seq.forall (fun p -> p.Total = 14L && p.Eta.HasValue)) "total and ETA"
+                seen.Clear()
+                Scoring.ScoreTokens(RunningSumModel(7), [| Array.init 10 (fun i -> i % 7); [| 1; 2; 3 |] |], EvalOptions(SegmentLength = 4, Progress = Action<EvalProgress>(seen.Add))) |> ignore
+                Expect.equal [ for p in seen -> p.Step ] [ 7L; 11L; 13L ] "a long sequence reports every segment"
+                seen.Clear()
+                Passkey.Evaluate(constant 259 0, byteTok, [| 400; 500 |], [| 0.0; 1.0 |], 2, 0UL, EvalOptions(SegmentLength = 256, Progress = Action<EvalProgress>(seen.Add))) |> ignore
+                Expect.isTrue (seen |> Seq.forall (fun p -> p.Total = 2L * 2L * (400L + 500L))) "one total for the passkey grid"
+                Expect.isTrue (seen |> Seq.pairwise |> Seq.forall (fun (a, b) -> b.Step >= a.Step)) "steps only advance"
+                Expect.equal (Seq.last seen).Step (Seq.last seen).Total "ends at the total"
+                Expect.isGreaterThan seen.Count 8 "reports within cells"
             }
         ]
     ]

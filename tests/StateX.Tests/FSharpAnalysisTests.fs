@@ -31,8 +31,8 @@ let results =
                 yield result (sprintf "%s-seed%d" meth seed) "loss_vs_position" [ "from", box lo; "to", box hi ] "loss" (loss + float seed + (if meth = "lpt" then 0.5 else 0.0)) 10L
             yield result (sprintf "%s-seed%d" meth seed) "mqar" [ "pairs", box 8; "seq_len", box 64; "vocab", box 259 ] "accuracy" ((if meth = "statex" then 0.8 else 0.4) + 0.1 * float seed) 64L ]
 
-let private num (r: Analysis.Row) k = match r.[k] with Num v -> v | Text t -> failwithf "%s is text: %s" k t
-let private txt (r: Analysis.Row) k = match r.[k] with Text t -> t | Num v -> string v
+let private num (r: Analysis.Row) k = match r.[k] with Cell.Num v -> v | Cell.Text t -> failwithf "%s is text: %s" k t
+let private txt (r: Analysis.Row) k = match r.[k] with Cell.Text t -> t | Cell.Num v -> string v
 let private mean (xs: float list) = List.average xs
 let private std (xs: float list) = let m = mean xs in sqrt ((xs |> List.sumBy (fun x -> (x - m) ** 2.0)) / float (xs.Length - 1))
 let private close a b what = Expect.floatClose Accuracy.veryHigh a b what
@@ -101,7 +101,7 @@ let tests =
                 File.WriteAllLines(path, [ for i, l in List.indexed losses -> sprintf "{\"step\": %d, \"loss\": %s, \"lr\": 0.001}" (i + 1) (l.ToString("R", Globalization.CultureInfo.InvariantCulture)) ])
                 path
             let runs = Analysis.readRuns [ "seed0", write "a" [ 5.0; 4.0; 3.0 ]; "seed1", write "b" [ 6.0; 4.5; 2.0 ] ]
-            let curve = runs |> Analysis.withColumn "arm" (fun _ -> Text "statex") |> Analysis.trainingCurves [ "arm" ] "loss" |> Analysis.rows
+            let curve = runs |> Analysis.withColumn "arm" (fun _ -> Cell.Text "statex") |> Analysis.trainingCurves [ "arm" ] "loss" |> Analysis.rows
             Expect.equal [ for r in curve -> num r "step" ] [ 1.0; 2.0; 3.0 ] "steps"
             close (num curve.[0] "mean") 5.5 "step 1 mean"
             close (num curve.[2] "std") (std [ 3.0; 2.0 ]) "step 3 spread"
@@ -126,7 +126,7 @@ let tests =
             Expect.equal (num rows.[0] "state_size") (float (Model.stateSize (FSharpModelTests.glaWide |> Expand.all (MergeHeads Reinit)))) "state size from the store"
             close (num rows.[0] "mean") 0.755 "merged: mean over two seeds"
             let csv = Analysis.save (Path.Combine(folder, "out", "recall.csv")) summary
-            Expect.equal (Analysis.rows (Analysis.readCsv csv)) (rows |> List.map (Map.map (fun k c -> if k = "heads" then (match c with Text t -> Num(float t) | c -> c) else c))) "CSV round trip (numbers stay numbers)"
+            Expect.equal (Analysis.rows (Analysis.readCsv csv)) (rows |> List.map (Map.map (fun k c -> if k = "heads" then (match c with Cell.Text t -> Cell.Num(float t) | c -> c) else c))) "CSV round trip (numbers stay numbers)"
         }
     ]
 

@@ -19,7 +19,7 @@ public interface ISyntheticGenerator
 /// <summary>Makes a generator from the options of its spec (e.g. synth:mqar:pairs=8 gives {"pairs": "8"}).</summary>
 public delegate ISyntheticGenerator SyntheticFactory(IReadOnlyDictionary<string, string> options);
 
-/// <summary>Generators that DataSpec can name; built per run (no global registry). Has "random", "mqar" and "passkey" built in.</summary>
+/// <summary>Generators that DataSpec can name; built per run (no global registry). Has "random", "mqar", "passkey" and "text" built in.</summary>
 public sealed class SyntheticRegistry
 {
     readonly Dictionary<string, SyntheticFactory> _factories = new(StringComparer.OrdinalIgnoreCase);
@@ -31,6 +31,7 @@ public sealed class SyntheticRegistry
             SpecOptions.Int(o, "len", 64, "synth:random"), SpecOptions.IntOrNull(o, "vocab", "synth:random")));
         r.Register("mqar", Evaluation.Tasks.MqarGenerator.FromOptions);
         r.Register("passkey", Evaluation.Tasks.PasskeyGenerator.FromOptions);
+        r.Register("text", GrammarTextGenerator.FromOptions);
         return r;
     }
 

@@ -55,9 +55,18 @@ public sealed class ProgressReporter(string task, long total, Action<EvalProgres
     readonly Stopwatch _clock = Stopwatch.StartNew();
     long _step;
 
-    public void Advance(long steps = 1)
+    public void Advance(long steps = 1) => ReportAt(_step + steps);
+
+    /// <summary>
+    /// A callback for a part of this evaluation that covers steps [offset, offset + size) of this one's (a passkey
+    /// cell within the grid): its reports become this reporter's, with the grid's total and ETA.
+    /// </summary>
+    public Action<EvalProgress>? Part(long offset, long size) => callback is null ? null : p => ReportAt(offset + Math.Min(p.Step, size));
+
+    /// <summary>Sets the steps done to <paramref name="step"/> and reports.</summary>
+    public void ReportAt(long step)
     {
-        _step += steps;
+        _step = step;
         if (callback is null) return;
         var elapsed = _clock.Elapsed;
         TimeSpan? eta = _step > 0 && total >= _step ? elapsed * ((double)(total - _step) / _step) : null;

@@ -9,7 +9,9 @@ namespace StateX.Evaluation;
 /// <param name="MaxNewTokens">At most this many tokens per prompt.</param>
 /// <param name="Sampling">Greedy when null.</param>
 /// <param name="StopTokens">A sequence ends when it produces one of these (not included in its tokens).</param>
-public sealed record GenerationOptions(int MaxNewTokens = 64, SamplingOptions? Sampling = null, IReadOnlyCollection<int>? StopTokens = null)
+/// <param name="VocabLimit">Only ids below this are generated: a model's vocabulary is often padded beyond its
+/// tokenizer's (to a multiple of 64 or so), and an id the tokenizer lacks cannot be decoded.</param>
+public sealed record GenerationOptions(int MaxNewTokens = 64, SamplingOptions? Sampling = null, IReadOnlyCollection<int>? StopTokens = null, int? VocabLimit = null)
 {
     public SamplingOptions SamplingOrGreedy => Sampling ?? SamplingOptions.Greedy;
 }
@@ -35,6 +37,8 @@ public static class Generation
         var sampling = gen.SamplingOrGreedy;
         sampling.Validate();
         if (gen.MaxNewTokens < 0) throw new ArgumentException($"max new tokens must be ≥ 0 (got {gen.MaxNewTokens})");
+        int limit = gen.VocabLimit ?? model.VocabSize;
+        if (limit < 1 || limit > model.VocabSize) throw new ArgumentException($"vocabulary limit {limit} must be in 1..{model.VocabSize} (the model's vocabulary)");
         for (int i = 0; i < prompts.Count; i++)
         {
             if (prompts[i].Length == 0) throw new ArgumentException($"prompt {i} is empty (prepend a beginning-of-sequence id)");
@@ -51,7 +55,7 @@ public static class Generation
             var idx = order.Skip(start).Take(o.BatchSize).ToArray();
             var rows = idx.Select(i => prompts[i]).ToArray();
             var rngs = idx.Select(i => new Rng(Rng.Derive(sampling.Seed, i))).ToArray();
-            var outputs = GenerateBatch(model, rows, rngs, gen.MaxNewTokens, sampling, stops, o.SegmentLength, device);
+            var outputs = GenerateBatch(model, rows, rngs, gen.MaxNewTokens, sampling, stops, limit, o.SegmentLength, device);
             for (int k = 0; k < idx.Length; k++) result[idx[k]] = outputs[k];
             progress.Advance(idx.Length);
         }
@@ -62,12 +66,13 @@ public static class Generation
     public static string[] GenerateText(ICausalLanguageModel model, ITokenizer tokenizer, IReadOnlyList<string> prompts, GenerationOptions gen, EvalOptions? options = null, bool addSpecialTokens = true)
     {
         if (gen.StopTokens is null && tokenizer.EosId is int eos) gen = gen with { StopTokens = [eos] };
+        gen = gen with { VocabLimit = Math.Min(gen.VocabLimit ?? int.MaxValue, Math.Min(tokenizer.VocabSize, model.VocabSize)) };
         var ids = prompts.Select(p => tokenizer.Encode(p, addSpecialTokens)).ToArray();
         return Generate(model, ids, gen, options).Select(g => tokenizer.Decode(g.Tokens, skipSpecialTokens: true)).ToArray();
     }
 
     static Generated[] GenerateBatch(ICausalLanguageModel model, int[][] rows, Rng[] rngs, int maxNew, SamplingOptions sampling,
-        HashSet<int> stops, int segment, Device device)
+        HashSet<int> stops, int vocabLimit, int segment, Device device)
     {
         int b = rows.Length, common = rows.Min(r => r.Length);
         var outTokens = rows.Select(_ => new List<int>()).ToArray();
@@ -90,7 +95,7 @@ public static class Generation
             {
                 if (finish[r] is not null) continue;
                 if (p + 1 < rows[r].Length) { next[r] = rows[r][p + 1]; continue; }
-                int tok = Sampler.Sample(last[r], sampling, rngs[r]);
+                int tok = Sampler.Sample(last[r].AsSpan(0, vocabLimit), sampling, rngs[r]);
                 if (stops.Contains(tok)) { finish[r] = FinishReason.Stop; stopToken[r] = tok; continue; }
                 outTokens[r].Add(tok);
                 next[r] = tok;

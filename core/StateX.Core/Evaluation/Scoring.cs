@@ -48,7 +48,8 @@ public static class Scoring
         }
         var result = new TokenScores[sequences.Count];
         var order = Enumerable.Range(0, sequences.Count).OrderByDescending(i => sequences[i].Length).ToArray();
-        var progress = new ProgressReporter(task, sequences.Count, o.Progress);
+        // Progress in tokens fed: a single 256K-token sequence reports every segment.
+        var progress = new ProgressReporter(task, sequences.Sum(q => (long)q.Length), o.Progress);
         for (int start = 0; start < order.Length; start += o.BatchSize)
         {
             var idx = order.Skip(start).Take(o.BatchSize).ToArray();
@@ -58,6 +59,7 @@ public static class Scoring
             var want = idx.Select(i => ranges is null ? (0, sequences[i].Length - 1) : (Math.Max(0, ranges[i].From), Math.Min(sequences[i].Length - 1, ranges[i].To))).ToArray();
             SegmentedForward.Run(model, rows, o.SegmentLength, device, (segOff, segLogits) =>
             {
+                progress.Advance(rows.Sum(r => (long)Math.Clamp(r.Length - segOff, 0, segLogits.shape[1])));
                 // Only the part of the segment some row wants: [lo, hi) in absolute positions.
                 int lo = Math.Max(segOff, want.Min(w => w.Item1)), hi = (int)Math.Min(segOff + segLogits.shape[1], want.Max(w => w.Item2));
                 if (lo >= hi) return;
@@ -68,10 +70,7 @@ public static class Scoring
                 for (int r = 0; r < b; r++)
                     for (int j = 0; j < s; j++)
                         if (off + j + 1 < rows[r].Length) targets[r * s + j] = rows[r][off + j + 1];
-                var logp = logits.to_type(ScalarType.Float32).log_softmax(-1);                               // [B, s, V]
-                var tgt = tensor(targets, [b, s], ScalarType.Int64).to(logits.device);                        // [B, s]
-                var picked = logp.gather(-1, tgt.unsqueeze(-1)).squeeze(-1).cpu().data<float>().ToArray();     // [B, s]
-                var best = logits.argmax(-1).eq(tgt).cpu().data<bool>().ToArray();                            // [B, s]
+                var (picked, best) = Pick(logits, targets);                                                    // [B, s] each
                 for (int r = 0; r < b; r++)
                     for (int j = 0; j < s && off + j + 1 < rows[r].Length; j++)
                     {
@@ -81,7 +80,74 @@ public static class Scoring
                     }
             });
             for (int k = 0; k < idx.Length; k++) result[idx[k]] = new TokenScores(lp[k], gr[k]);
-            progress.Advance(idx.Length);
+        }
+        return result;
+    }
+
+    /// <summary>
+    /// log p(target) and whether the target is the argmax, at every position of <paramref name="logits"/> [B, s, V]
+    /// for <paramref name="targets"/> [B * s] (row-major); both flat [B * s].
+    /// </summary>
+    static (float[] LogProbs, bool[] Greedy) Pick(Tensor logits, long[] targets)
+    {
+        using var scope = NewDisposeScope();
+        long b = logits.shape[0], s = logits.shape[1];
+        var logp = logits.to_type(ScalarType.Float32).log_softmax(-1);                               // [B, s, V]
+        var tgt = tensor(targets, [b, s], ScalarType.Int64).to(logits.device);                        // [B, s]
+        var picked = logp.gather(-1, tgt.unsqueeze(-1)).squeeze(-1).cpu().data<float>().ToArray();     // [B, s]
+        var best = logits.argmax(-1).eq(tgt).cpu().data<bool>().ToArray();                            // [B, s]
+        return (picked, best);
+    }
+
+    /// <summary>
+    /// Log-likelihoods of several continuations of one context each (the choices of a multiple-choice item): the
+    /// context runs once, in segments; every continuation then branches from a <see cref="ModelState.Clone"/> of the
+    /// state after it. Equals <see cref="LogLikelihood"/> on every (context, continuation) pair at a fraction of the
+    /// cost when contexts are long (many shots, a passage); a one-token continuation costs no forward pass at all.
+    /// Items run one at a time (a batch row's state is only right at its own end, and contexts differ in length).
+    /// </summary>
+    public static ContinuationScore[][] LogLikelihoodShared(ICausalLanguageModel model, IReadOnlyList<(int[] Context, IReadOnlyList<int[]> Continuations)> requests,
+        EvalOptions? options = null, string task = "loglikelihood")
+    {
+        var o = options ?? new EvalOptions();
+        o.Validate();
+        var device = o.ResolveDevice(model);
+        for (int i = 0; i < requests.Count; i++)
+        {
+            if (requests[i].Context.Length == 0) throw new ArgumentException($"request {i}: the context is empty (prepend a beginning-of-sequence id)");
+            if (requests[i].Continuations.Count == 0) throw new ArgumentException($"request {i}: no continuations");
+            if (requests[i].Continuations.Any(c => c.Length == 0)) throw new ArgumentException($"request {i}: a continuation is empty");
+            foreach (var id in requests[i].Continuations.Prepend(requests[i].Context).SelectMany(c => c))
+                if (id < 0 || id >= model.VocabSize) throw new ArgumentException($"request {i} holds token id {id}, outside the model's vocabulary of {model.VocabSize}");
+        }
+        var result = new ContinuationScore[requests.Count][];
+        var progress = new ProgressReporter(task, requests.Count, o.Progress);
+        for (int i = 0; i < requests.Count; i++)
+        {
+            var (context, continuations) = requests[i];
+            // The context's last logits predict every continuation's first token.
+            var first = (LogProbs: Array.Empty<float>(), Argmax: -1L);
+            using var state = SegmentedForward.Run(model, [context], o.SegmentLength, device, (off, logits) =>
+            {
+                if (off + logits.shape[1] != context.Length) return;
+                var last = logits[0, -1];                                                              // [V]
+                first = (last.to_type(ScalarType.Float32).log_softmax(-1).cpu().data<float>().ToArray(), last.argmax().item<long>());
+            }, keepState: true)!;
+            result[i] = continuations.Select(c =>
+            {
+                double sum = first.LogProbs[c[0]];
+                bool greedy = first.Argmax == c[0];
+                if (c.Length > 1)
+                    // Feed all but the last token from a copy of the context's state; position j predicts c[j + 1].
+                    SegmentedForward.Run(model, [c[..^1]], o.SegmentLength, device, (off, logits) =>
+                    {
+                        int s = (int)logits.shape[1];
+                        var (lp, best) = Pick(logits, Enumerable.Range(0, s).Select(j => (long)c[off + j + 1]).ToArray());
+                        for (int j = 0; j < s; j++) { sum += lp[j]; greedy &= best[j]; }
+                    }, state: state.Clone());
+                return new ContinuationScore(sum, greedy, c.Length);
+            }).ToArray();
+            progress.Advance();
         }
         return result;
     }

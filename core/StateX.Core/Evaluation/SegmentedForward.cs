@@ -1,4 +1,5 @@
 using StateX.Models;
+using StateX.Native;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -20,6 +21,8 @@ internal static class SegmentedForward
         Action<int, Tensor> onSegment, bool keepState = false, ModelState? state = null)
     {
         int total = rows.Max(r => r.Length);
+        // Without it, glibc's heap grows segment after segment on CPU (see HostMemory).
+        var memory = device.type == DeviceType.CPU && total > segment ? new HostMemoryGuard() : null;
         using var _ = no_grad();
         for (int off = 0; off < total; off += segment)
         {
@@ -27,14 +30,19 @@ internal static class SegmentedForward
             var ids = new long[rows.Count * s];
             for (int b = 0; b < rows.Count; b++)
                 for (int j = 0; j < s && off + j < rows[b].Length; j++) ids[b * s + j] = rows[b][off + j];
-            using var scope = NewDisposeScope();
-            var x = tensor(ids, [rows.Count, s], ScalarType.Int64).to(device);   // [B, s]
-            var o = model.Forward(x, state: state, returnState: true, mode: ForwardMode.Chunked);
-            var next = o.State ?? throw new InvalidOperationException($"{model.Family} model returned no state although asked for one");
-            Keep(next);
-            onSegment(off, o.Logits);                                             // [B, s, V]
-            Replace(ref state, next);
+            using (NewDisposeScope())
+            {
+                var x = tensor(ids, [rows.Count, s], ScalarType.Int64).to(device);   // [B, s]
+                var o = model.Forward(x, state: state, returnState: true, mode: ForwardMode.Chunked);
+                var next = o.State ?? throw new InvalidOperationException($"{model.Family} model returned no state although asked for one");
+                Keep(next);
+                onSegment(off, o.Logits);                                             // [B, s, V]
+                Replace(ref state, next);
+            }
+            memory?.AfterStep();
         }
+        // The next run measures its own baseline: start it from a trimmed heap, or baselines ratchet up run after run.
+        if (memory is not null) HostMemory.Trim();
         if (keepState) return state;
         state?.Dispose();
         return null;

@@ -22,5 +22,7 @@ public sealed class GlaLayerState(Tensor recurrent, Tensor? convQ = null, Tensor
 
     public ILayerState Detach() => new GlaLayerState(Recurrent.detach(), ConvQ?.detach(), ConvK?.detach(), ConvV?.detach());
 
+    public ILayerState Clone() => new GlaLayerState(Recurrent.clone(), ConvQ?.clone(), ConvK?.clone(), ConvV?.clone());
+
     public void Dispose() { foreach (var t in Tensors) t.Dispose(); }
 }

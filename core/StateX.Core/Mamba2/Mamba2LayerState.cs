@@ -10,6 +10,8 @@ public sealed record Mamba2LayerState(Tensor Conv, Tensor Ssm) : ILayerState
 {
     public IReadOnlyList<Tensor> Tensors => [Conv, Ssm];
     public ILayerState Detach() => new Mamba2LayerState(Conv.detach(), Ssm.detach());
+    /// <summary>Deep copy (explicit: a record may not declare a member named Clone).</summary>
+    ILayerState ILayerState.Clone() => new Mamba2LayerState(Conv.clone(), Ssm.clone());
     /// <summary>Hands both tensors to the enclosing dispose scope (returning a state out of a scoped method).</summary>
     public Mamba2LayerState MoveToOuterDisposeScope() { Conv.MoveToOuterDisposeScope(); Ssm.MoveToOuterDisposeScope(); return this; }
     public void Dispose() { Conv.Dispose(); Ssm.Dispose(); }

@@ -19,6 +19,9 @@ public interface ILayerState : IDisposable
     IReadOnlyList<Tensor> Tensors { get; }
     /// <summary>A copy cut from the autograd graph (truncated back-propagation across segments).</summary>
     ILayerState Detach();
+    /// <summary>A deep copy: new tensors (same device and dtype) sharing no storage with this state, so advancing or
+    /// mutating one never changes the other (branching several continuations from one shared context).</summary>
+    ILayerState Clone();
 }
 
 public static class LayerStateExtensions
@@ -36,6 +39,8 @@ public sealed class ModelState(IReadOnlyList<ILayerState> layers) : IDisposable
 {
     public IReadOnlyList<ILayerState> Layers { get; } = layers;
     public ModelState Detach() => new(Layers.Select(l => l.Detach()).ToArray());
+    /// <summary>A deep copy of every layer's state (see <see cref="ILayerState.Clone"/>).</summary>
+    public ModelState Clone() => new(Layers.Select(l => l.Clone()).ToArray());
     public void Dispose() { foreach (var l in Layers) l.Dispose(); }
 }
 

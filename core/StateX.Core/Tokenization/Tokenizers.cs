@@ -40,4 +40,23 @@ public static class Tokenizers
         if (File.Exists(modelPath)) return SentencePieceBpeTokenizer.Load(modelPath);
         throw new TokenizerException($"no tokenizer in '{folder}': expected tokenizer.json, tokenizer.model or {ByteTokenizer.MarkerFile}");
     }
+
+    /// <summary>Files that make up a tokenizer folder (what <see cref="CopyTo"/> copies).</summary>
+    static readonly string[] TokenizerFiles = ["tokenizer.json", "tokenizer.model", "tokenizer_config.json", "special_tokens_map.json", ByteTokenizer.MarkerFile];
+
+    /// <summary>
+    /// Puts the tokenizer named by <paramref name="folderOrName"/> into <paramref name="directory"/> (a saved model's
+    /// folder), so that the model folder alone is enough to evaluate or generate with it.
+    /// </summary>
+    public static void CopyTo(string folderOrName, string directory)
+    {
+        Directory.CreateDirectory(directory);
+        if (folderOrName == "byte") { ByteTokenizer.Save(directory); return; }
+        var folder = File.Exists(folderOrName) ? Path.GetDirectoryName(Path.GetFullPath(folderOrName))! : folderOrName;
+        foreach (var f in TokenizerFiles)
+        {
+            var src = Path.Combine(folder, f);
+            if (File.Exists(src)) File.Copy(src, Path.Combine(directory, f), overwrite: true);
+        }
+    }
 }

@@ -151,7 +151,7 @@ public static class Trainer
             }
         }
 
-        SaveFinalModel(model, run.ModelDirectory);
+        SaveFinalModel(model, run.ModelDirectory, job.Tokenizer);
         var total = TimeSpan.FromSeconds(priorSeconds) + clock.Elapsed;
         Log($"done: {o.Steps} steps, final loss {lastLoss:F4}, {tokensPerSecond:N0} tokens/s, peak memory {peakMemory / 1048576.0:N0} MiB, model in {run.ModelDirectory}");
         return new TrainSummary(run.Root, run.ModelDirectory, o.Steps, lastLoss, tokensPerSecond, tokens, peakMemory, total, resumedFrom);
@@ -263,11 +263,12 @@ public static class Trainer
         });
 
     /// <summary>RUN/model appears complete or not at all: written beside it, then renamed.</summary>
-    static void SaveFinalModel(ICausalLanguageModel model, string directory)
+    static void SaveFinalModel(ICausalLanguageModel model, string directory, string tokenizer)
     {
         var tmp = directory + $".tmp-{Environment.ProcessId}";
         if (Directory.Exists(tmp)) Directory.Delete(tmp, recursive: true);
         model.Save(tmp);
+        Tokenizers.CopyTo(tokenizer, tmp);
         if (Directory.Exists(directory)) Directory.Delete(directory, recursive: true);
         Directory.Move(tmp, directory);
     }

@@ -103,22 +103,19 @@ public static class Choices
     /// <summary>(accuracy, length-normalised accuracy) — the latter divides each log-likelihood by the choice's length in characters, as lm-evaluation-harness's acc_norm.</summary>
     public static (double Acc, double AccNorm) Accuracy(ICausalLanguageModel model, ITokenizer tok, IReadOnlyList<FewShotItem> items, EvalOptions o, string task)
     {
-        var requests = new List<(int[], int[])>();
-        foreach (var it in items)
-        {
-            var ctx = tok.Encode(it.Prompt, addSpecialTokens: true);
-            foreach (var c in it.Choices) requests.Add((ctx, TextParts.After(tok, it.Prompt, c)));
-        }
-        var s = Scoring.LogLikelihood(model, requests, o, task);
-        int k = 0, acc = 0, accNorm = 0;
-        foreach (var it in items)
+        // The choices of an item branch from one pass over its prompt.
+        var requests = items.Select(it => (tok.Encode(it.Prompt, addSpecialTokens: true),
+            (IReadOnlyList<int[]>)it.Choices.Select(c => TextParts.After(tok, it.Prompt, c)).ToArray())).ToArray();
+        var scores = Scoring.LogLikelihoodShared(model, requests, o, task);
+        int acc = 0, accNorm = 0;
+        foreach (var (it, s) in items.Zip(scores))
         {
             int best = -1, bestNorm = -1;
             double bv = double.NegativeInfinity, bn = double.NegativeInfinity;
-            for (int c = 0; c < it.Choices.Count; c++, k++)
+            for (int c = 0; c < it.Choices.Count; c++)
             {
-                double norm = s[k].LogProb / Math.Max(1, it.Choices[c].TrimStart().EnumerateRunes().Count());
-                if (s[k].LogProb > bv) { bv = s[k].LogProb; best = c; }
+                double norm = s[c].LogProb / Math.Max(1, it.Choices[c].TrimStart().EnumerateRunes().Count());
+                if (s[c].LogProb > bv) { bv = s[c].LogProb; best = c; }
                 if (norm > bn) { bn = norm; bestNorm = c; }
             }
             if (best == it.Gold) acc++;

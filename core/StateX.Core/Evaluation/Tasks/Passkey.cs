@@ -11,7 +11,19 @@ public sealed record PasskeyTemplate(
     string Filler = TextParts.Filler,
     string Needle = " The pass key is {key}. Remember it. {key} is the pass key.",
     string Question = " What is the pass key? The pass key is",
-    string Answer = " {key}");
+    string Answer = " {key}")
+{
+    /// <summary>The same task with the instructions left out: for small models with short contexts (byte-level, a few hundred tokens).</summary>
+    public static readonly PasskeyTemplate Short = new(Intro: "", Needle: " The pass key is {key}. Remember it.");
+
+    /// <summary>"default" or "short".</summary>
+    public static PasskeyTemplate Named(string name) => name.Trim().ToLowerInvariant() switch
+    {
+        "default" => new PasskeyTemplate(),
+        "short" => Short,
+        _ => throw new ArgumentException($"unknown passkey template '{name}': expected default or short"),
+    };
+}
 
 /// <summary>
 /// One passkey prompt of exactly <c>Length</c> tokens (intro with the tokenizer's BOS, filler, needle, filler,
@@ -62,23 +74,23 @@ public static class Passkey
         var o = options ?? new EvalOptions();
         var results = new List<EvalResult>();
         var progress = new ProgressReporter("passkey", (long)lengths.Sum(l => (long)l) * depths.Count * trials, o.Progress);
-        var quiet = o with { Progress = null };
+        long done = 0;   // steps are prompt tokens fed
         foreach (var len in lengths)
             foreach (var depth in depths)
             {
                 var ex = Enumerable.Range(0, trials).Select(i => Build(tok, len, depth, seed, i, template)).ToArray();
-                var s = Scoring.LogLikelihood(model, ex.Select(e => (e.Prompt, e.Answer)).ToArray(), quiet, "passkey");
+                var s = Scoring.LogLikelihood(model, ex.Select(e => (e.Prompt, e.Answer)).ToArray(), o with { Progress = progress.Part(done, (long)len * trials) }, "passkey");
                 var setting = EvalResult.SettingOf(("length", len), ("depth", depth));
                 results.Add(new EvalResult(o.ModelName, "passkey", setting, "accuracy", s.Count(x => x.IsGreedy) / (double)trials, trials));
                 results.Add(new EvalResult(o.ModelName, "passkey", setting, "answer_nll", s.Average(x => -x.LogProb / x.Tokens), trials));
-                progress.Advance((long)len * trials);
+                progress.ReportAt(done += (long)len * trials);
             }
         return results;
     }
 }
 
-/// <summary>Passkey prompts (with their answers) as a training source: <c>synth:passkey:len=1024</c> (+ <c>depth=PERCENT</c>; random by default).</summary>
-public sealed class PasskeyGenerator(int length, int? depthPercent) : ISyntheticGenerator
+/// <summary>Passkey prompts (with their answers) as a training source: <c>synth:passkey:len=1024</c> (+ <c>depth=PERCENT</c>; random by default; <c>template=short</c> leaves out the instructions).</summary>
+public sealed class PasskeyGenerator(int length, int? depthPercent, PasskeyTemplate? template = null) : ISyntheticGenerator
 {
     public string Name => "passkey";
 
@@ -87,7 +99,7 @@ public sealed class PasskeyGenerator(int length, int? depthPercent) : ISynthetic
         double depth = depthPercent is int p ? p / 100.0 : new Rng(Rng.Derive(seed, index, 1)).NextDouble();
         try
         {
-            var e = Passkey.Build(tokenizer, length, depth, seed, index);
+            var e = Passkey.Build(tokenizer, length, depth, seed, index, template);
             return new SyntheticDocument(Tokens: [.. e.Prompt, .. e.Answer]);
         }
         catch (ArgumentException ex) { throw new DataException($"synth:passkey: {ex.Message}", ex); }
@@ -97,6 +109,9 @@ public sealed class PasskeyGenerator(int length, int? depthPercent) : ISynthetic
     {
         int? depth = SpecOptions.IntOrNull(o, "depth", "synth:passkey");
         if (depth > 100) throw new DataException($"synth:passkey: depth={depth} is a percentage (0..100)");
-        return new PasskeyGenerator(SpecOptions.Int(o, "len", 1024, "synth:passkey"), depth);
+        PasskeyTemplate template;
+        try { template = PasskeyTemplate.Named(o.TryGetValue("template", out var t) ? t : "default"); }
+        catch (ArgumentException e) { throw new DataException($"synth:passkey: {e.Message}"); }
+        return new PasskeyGenerator(SpecOptions.Int(o, "len", 1024, "synth:passkey"), depth, template);
     }
 }

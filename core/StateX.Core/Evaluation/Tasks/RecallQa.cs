@@ -46,7 +46,7 @@ public static partial class RecallQa
     {
         var o = options ?? new EvalOptions();
         var ex = ReadFile(path).Take(limit ?? int.MaxValue).ToList();
-        var gen = new GenerationOptions(maxNewTokens, SamplingOptions.Greedy, tok.EosId is int eos ? [eos] : null);
+        var gen = new GenerationOptions(maxNewTokens, SamplingOptions.Greedy, tok.EosId is int eos ? [eos] : null, Math.Min(tok.VocabSize, model.VocabSize));
         var outs = Generation.Generate(model, ex.Select(e => tok.Encode(e.Prompt, addSpecialTokens: true)).ToArray(), gen, o, "recall_qa");
         int hit = ex.Where((e, i) => Contains(tok.Decode(outs[i].Tokens, skipSpecialTokens: true), e.Answers)).Count();
         return [new EvalResult(o.ModelName, "recall_qa", EvalResult.SettingOf(("file", Path.GetFileName(path)), ("max_new_tokens", maxNewTokens)),

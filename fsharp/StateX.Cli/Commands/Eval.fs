@@ -1,0 +1,272 @@
+module StateX.Cli.Commands.Eval
+
+open System
+open System.Diagnostics
+open System.Globalization
+open System.IO
+open Argu
+open Microsoft.FSharp.Reflection
+open Spectre.Console
+open Spectre.Console.Rendering
+open StateX
+open StateX.Evaluation
+open StateX.Evaluation.Tasks
+open StateX.Cli.Commands.Loading
+
+type EvalArgs =
+    | [<Mandatory>] Model of dir: string
+    | [<Mandatory>] Task of name: string
+    | Device of string
+    | Dtype of string
+    | Out of file: string
+    | Tokenizer of string
+    | Segment of tokens: int
+    | Batch of sequences: int
+    | Seed of int64
+    | Name of string
+    | No_Progress
+    | Lengths of list: string
+    | Depths of list: string
+    | Trials of int
+    | Pairs of list: string
+    | Seq_Len of list: string
+    | Vocab of int
+    | Examples of int
+    | Needles of int
+    | Queries of int
+    | Shots of list: string
+    | Classes of int
+    | File of path: string
+    | Limit of int
+    | Max_New of tokens: int
+    | Max_Len of tokens: string
+    | Bin_Width of tokens: int
+    interface IArgParserTemplate with
+        member a.Usage =
+            match a with
+            | Model _ -> "checkpoint folder (config.json + model.safetensors) of any family StateX reads."
+            | Task _ -> "mqar | passkey | haystack | icl | qa | mc | loss-position (see data/README.md)."
+            | Device _ -> "auto (default), cpu, cuda, cuda:N."
+            | Dtype _ -> "auto (as stored, default), fp32, bf16, fp16."
+            | Out _ -> "write the results to FILE: .csv or .jsonl (default: print only)."
+            | Tokenizer _ -> "a tokenizer folder or \"byte\" (default: the model folder's tokenizer, else byte)."
+            | Segment _ -> "tokens per forward pass of a long context; bounds memory (default 2048)."
+            | Batch _ -> "sequences per forward pass (default 8)."
+            | Seed _ -> "seed of the synthetic tasks and of the shots drawn from files (default 0)."
+            | Name _ -> "model name in the results (default: the folder's name)."
+            | No_Progress -> "no progress line on stderr."
+            | Lengths _ -> "passkey, haystack: context lengths in tokens, e.g. 1k,8k,128k (default 1k,2k,4k)."
+            | Depths _ -> "passkey: needle depths in percent of the filler (default 0,25,50,75,100)."
+            | Trials _ -> "passkey, haystack (default 5), synthetic icl (default 100): examples per setting."
+            | Pairs _ -> "mqar: key-value pairs per sequence (default 4,8,16)."
+            | Seq_Len _ -> "mqar: sequence lengths (default 256)."
+            | Vocab _ -> "mqar: ids used (default: the model's vocabulary, at most 8192)."
+            | Examples _ -> "mqar: sequences per setting (default 100)."
+            | Needles _ -> "haystack: needles per haystack (default 4)."
+            | Queries _ -> "haystack: needles asked about; the rest are distractors (default 1)."
+            | Shots _ -> "icl: numbers of demonstrations (default 0,1,2,4,8; with --file 0,1,2,4)."
+            | Classes _ -> "synthetic icl: classes per episode (default 2)."
+            | File _ -> "qa, mc, icl: a JSON Lines file; loss-position: a .jsonl of {\"text\"} or a text file (data/README.md)."
+            | Limit _ -> "qa, mc, icl with --file, loss-position: use only the first N examples / documents."
+            | Max_New _ -> "qa: tokens generated per answer (default 48)."
+            | Max_Len _ -> "loss-position: cut documents to this many tokens, e.g. 32k (default: the longest document)."
+            | Bin_Width _ -> "loss-position: positions per bin (default: bins at powers of two)."
+
+/// The command-line spelling of an option.
+let private optionName (a: EvalArgs) =
+    let case, _ = FSharpValue.GetUnionFields(a, typeof<EvalArgs>)
+    "--" + case.Name.ToLowerInvariant().Replace('_', '-')
+
+let private common = set [ "--model"; "--task"; "--device"; "--dtype"; "--out"; "--tokenizer"; "--segment"; "--batch"; "--seed"; "--name"; "--no-progress" ]
+
+/// Task name (with aliases) → (canonical name, the task's own options).
+let private tasks =
+    [ [ "mqar" ], ("mqar", [ "--pairs"; "--seq-len"; "--vocab"; "--examples" ])
+      [ "passkey" ], ("passkey", [ "--lengths"; "--depths"; "--trials" ])
+      [ "haystack"; "niah" ], ("haystack", [ "--lengths"; "--needles"; "--queries"; "--trials" ])
+      [ "icl" ], ("icl", [ "--shots"; "--classes"; "--trials"; "--file"; "--limit" ])
+      [ "qa"; "recall-qa" ], ("qa", [ "--file"; "--limit"; "--max-new" ])
+      [ "mc"; "multiple-choice" ], ("mc", [ "--file"; "--limit" ])
+      [ "loss-position"; "loss-vs-position" ], ("loss-position", [ "--file"; "--limit"; "--max-len"; "--bin-width" ]) ]
+
+/// "4096", "4k" (× 1024), "1m" (× 1024²).
+let parseLength (option: string) (text: string) =
+    let t = text.Trim().ToLowerInvariant()
+    let digits, scale =
+        if t.EndsWith "k" then t.[.. t.Length - 2], 1024L
+        elif t.EndsWith "m" then t.[.. t.Length - 2], 1024L * 1024L
+        else t, 1L
+    match Int64.TryParse(digits, NumberStyles.None, CultureInfo.InvariantCulture) with
+    | true, n when n >= 1L && n * scale <= int64 Int32.MaxValue -> int (n * scale)
+    | _ -> bad option "'%s' is not a length in tokens (e.g. 4096, 4k, 128k)" text
+
+let private list (option: string) (parse: string -> 'a) (text: string) =
+    let items = text.Split(',', StringSplitOptions.RemoveEmptyEntries ||| StringSplitOptions.TrimEntries)
+    if items.Length = 0 then bad option "give a comma-separated list (got '%s')" text
+    items |> Array.map parse |> Array.distinct
+
+let private percent (option: string) (text: string) =
+    match Double.TryParse(text, NumberStyles.Float, CultureInfo.InvariantCulture) with
+    | true, p when p >= 0.0 && p <= 100.0 -> p / 100.0
+    | _ -> bad option "'%s' is not a percentage in 0..100" text
+
+let private count (option: string) (text: string) =
+    match Int32.TryParse(text, NumberStyles.None, CultureInfo.InvariantCulture) with
+    | true, n -> n
+    | _ -> bad option "'%s' is not a whole number" text
+
+/// One line on stderr after the first two seconds, then at most every half second on a terminal (rewritten in
+/// place) or every ten seconds in a log.
+type private ProgressLine(enabled: bool) =
+    let clock = Stopwatch.StartNew()
+    let interactive = not Console.IsErrorRedirected
+    let interval = TimeSpan.FromSeconds(if interactive then 0.5 else 10.0)
+    let mutable last = TimeSpan.Zero
+    let mutable shown = false
+    static member Format(t: TimeSpan) =
+        if t.TotalHours >= 1.0 then sprintf "%dh%02dm" (int t.TotalHours) t.Minutes
+        elif t.TotalMinutes >= 1.0 then sprintf "%dm%02ds" (int t.TotalMinutes) t.Seconds
+        else sprintf "%.1fs" t.TotalSeconds
+    member _.Report(p: EvalProgress) =
+        let now = clock.Elapsed
+        if enabled && now.TotalSeconds >= 2.0 && (now - last >= interval || (p.Step >= p.Total && interactive)) then
+            last <- now
+            let eta = if p.Eta.HasValue then sprintf ", ETA %s" (ProgressLine.Format p.Eta.Value) else ""
+            let line = sprintf "%s: %d/%d (%.0f%%), %s%s" p.Task p.Step p.Total (100.0 * float p.Step / float (max 1L p.Total)) (ProgressLine.Format p.Elapsed) eta
+            if interactive then eprintf "\r%s\u001b[K" line else eprintfn "%s" line
+            shown <- true
+    member _.Finish() = if shown && interactive then eprintfn ""
+
+let private cell (s: string) = Text(s) :> IRenderable
+
+let private show (v: obj) =
+    match v with
+    | :? double as d -> d.ToString("0.####", CultureInfo.InvariantCulture)
+    | :? IFormattable as f -> f.ToString(null, CultureInfo.InvariantCulture)
+    | v -> string v
+
+/// Every result as a row: task, the setting's keys, metric, value, n.
+let private resultTable (results: EvalResult list) =
+    let keys = results |> List.collect (fun r -> List.ofSeq r.Setting.Keys) |> List.distinct
+    let t = Table(Border = TableBorder.Rounded)
+    for c in [ "task" ] @ keys @ [ "metric"; "value"; "n" ] do t.AddColumn(TableColumn(Markup.Escape c)) |> ignore
+    for r in results do
+        let setting = keys |> List.map (fun k -> match r.Setting.TryGetValue k with | true, v -> show v | _ -> "")
+        t.AddRow([ r.Task ] @ setting @ [ r.Metric; r.Value.ToString("0.####", CultureInfo.InvariantCulture); string r.N ] |> List.map cell |> Array.ofList) |> ignore
+    t
+
+/// Passkey as the grid it is: a row per length, a column per depth.
+let private passkeyGrid (results: EvalResult list) (metric: string) =
+    let rs = results |> List.filter (fun r -> r.Metric = metric)
+    let lengths = rs |> List.map (fun r -> unbox<int> r.Setting.["length"]) |> List.distinct
+    let depths = rs |> List.map (fun r -> unbox<float> r.Setting.["depth"]) |> List.distinct
+    let t = Table(Border = TableBorder.Rounded, Title = TableTitle(Markup.Escape("passkey " + metric)))
+    t.AddColumn(Markup.Escape "length \\ depth %") |> ignore
+    for d in depths do t.AddColumn(TableColumn((100.0 * d).ToString("0.#", CultureInfo.InvariantCulture)).RightAligned()) |> ignore
+    for l in lengths do
+        let row = depths |> List.map (fun d ->
+            match rs |> List.tryFind (fun r -> unbox<int> r.Setting.["length"] = l && unbox<float> r.Setting.["depth"] = d) with
+            | Some r -> r.Value.ToString("0.###", CultureInfo.InvariantCulture)
+            | None -> "")
+        t.AddRow(string l :: row |> List.map cell |> Array.ofList) |> ignore
+    t
+
+let run (args: ParseResults<EvalArgs>) =
+    // Every option is checked before the model loads, so a typo costs nothing.
+    let taskArg = args.GetResult Task
+    let task, own =
+        match tasks |> List.tryFind (fun (names, _) -> List.contains (taskArg.ToLowerInvariant()) names) with
+        | Some (_, t) -> t
+        | None -> bad "task" "unknown task '%s': expected one of %s" taskArg (tasks |> List.map (fun (n, _) -> List.head n) |> String.concat ", ")
+    for a in args.GetAllResults() do
+        let n = optionName a
+        if not (common.Contains n || List.contains n own) then
+            raise (ArgumentException(sprintf "%s does not apply to task %s (its options: %s)" n task (String.Join(", ", own))))
+    let hasFile = args.Contains File
+    if task = "icl" && hasFile then
+        for a in args.GetAllResults() do
+            match a with
+            | Classes _ | Trials _ -> raise (ArgumentException(sprintf "%s applies to synthetic icl only (without --file)" (optionName a)))
+            | _ -> ()
+    if task = "icl" && not hasFile && args.Contains Limit then raise (ArgumentException "--limit applies to icl with --file only")
+    if List.contains task [ "qa"; "mc"; "loss-position" ] && not hasFile then
+        bad "file" "is required for task %s (%s; formats in data/README.md)" task
+            (match task with
+             | "qa" -> "JSON Lines of {\"prompt\", \"answer\"}"
+             | "mc" -> "JSON Lines of {\"context\", \"choices\", \"gold\"}"
+             | _ -> "documents: a .jsonl of {\"text\"} or a text file")
+    match args.TryGetResult File with
+    | Some f when not (IO.File.Exists f) -> bad "file" "'%s' not found" f
+    | _ -> ()
+    let out = args.TryGetResult Out
+    match out |> Option.map (fun o -> Path.GetExtension(o).ToLowerInvariant()) with
+    | Some (".csv" | ".jsonl" | ".json" | ".ndjson") | None -> ()
+    | Some _ -> bad "out" "'%s': unknown results format (use .csv or .jsonl)" out.Value
+    let seed =
+        match args.GetResult(Seed, 0L) with
+        | s when s < 0L -> bad "seed" "must be ≥ 0 (got %d)" s
+        | s -> uint64 s
+    let segment = positive "segment" (args.GetResult(Segment, 2048))
+    let batch = positive "batch" (args.GetResult(Batch, 8))
+    let lengths = args.TryGetResult Lengths |> Option.map (list "lengths" (parseLength "lengths")) |> Option.defaultValue [| 1024; 2048; 4096 |]
+    let trials dflt = positive "trials" (args.GetResult(Trials, dflt))
+    let limit = args.TryGetResult Limit |> Option.map (positive "limit") |> Option.toNullable
+    let dtype = parseDtype (args.TryGetResult Dtype)
+    let device = parseDevice (args.GetResult(Device, "auto"))
+
+    let dir = args.GetResult Model
+    let model = loadModel dir device dtype
+    let tokenizer () = resolveTokenizer dir (args.TryGetResult Tokenizer) model
+    let progress = ProgressLine(not (args.Contains No_Progress))
+    let options = EvalOptions(SegmentLength = segment, BatchSize = batch, Device = device, ModelName = args.GetResult(Name, modelName dir), Progress = Action<EvalProgress>(progress.Report))
+    let clock = Stopwatch.StartNew()
+    let results: EvalResult list =
+        (match task with
+        | "mqar" ->
+            let vocab = args.GetResult(Vocab, min 8192 model.VocabSize)
+            if vocab > model.VocabSize then bad "vocab" "%d exceeds the model's vocabulary of %d" vocab model.VocabSize
+            let pairs = args.TryGetResult Pairs |> Option.map (list "pairs" (count "pairs" >> positive "pairs")) |> Option.defaultValue [| 4; 8; 16 |]
+            let lens = args.TryGetResult Seq_Len |> Option.map (list "seq-len" (parseLength "seq-len")) |> Option.defaultValue [| 256 |]
+            let settings =
+                [| for p in pairs do
+                     for l in lens do
+                         if l >= 4 * p then yield MqarConfig(p, l, vocab)
+                         else eprintfn "statex: note: skipping mqar pairs=%d seq_len=%d (needs seq_len ≥ 4 × pairs)" p l |]
+            if settings.Length = 0 then bad "seq-len" "too short for every --pairs (MQAR needs seq_len ≥ 4 × pairs)"
+            settings |> Array.iter (fun c -> try c.Validate() with :? ArgumentException as e -> bad "vocab" "%s" e.Message)
+            Mqar.Evaluate(model, settings, positive "examples" (args.GetResult(Examples, 100)), seed, options)
+        | "passkey" ->
+            let depths = args.TryGetResult Depths |> Option.map (list "depths" (percent "depths")) |> Option.defaultValue [| 0.0; 0.25; 0.5; 0.75; 1.0 |]
+            Passkey.Evaluate(model, tokenizer (), lengths, depths, trials 5, seed, options)
+        | "haystack" ->
+            let c = lengths |> Array.map (fun l -> HaystackConfig(l, positive "needles" (args.GetResult(Needles, 4)), positive "queries" (args.GetResult(Queries, 1))))
+            c |> Array.iter (fun c -> try c.Validate() with :? ArgumentException as e -> bad "queries" "%s" e.Message)
+            Haystack.Evaluate(model, tokenizer (), c, trials 5, seed, options)
+        | "icl" ->
+            let shots dflt =
+                args.TryGetResult Shots |> Option.map (list "shots" (count "shots")) |> Option.defaultValue dflt
+            match args.TryGetResult File with
+            | Some f -> InContextLearning.EvaluateFile(model, tokenizer (), f, shots [| 0; 1; 2; 4 |], limit, seed, options)
+            | None -> InContextLearning.EvaluateSynthetic(model, tokenizer (), shots [| 0; 1; 2; 4; 8 |], args.GetResult(Classes, 2), trials 100, seed, options)
+        | "qa" -> RecallQa.Evaluate(model, tokenizer (), args.GetResult File, positive "max-new" (args.GetResult(Max_New, 48)), limit, options)
+        | "mc" -> MultipleChoice.Evaluate(model, tokenizer (), args.GetResult File, limit, options)
+        | _ ->
+            let docs = EvalFiles.ReadDocuments(args.GetResult File, tokenizer ()) |> Seq.truncate (if limit.HasValue then limit.Value else Int32.MaxValue) |> Array.ofSeq
+            let maxLen = args.TryGetResult Max_Len |> Option.map (parseLength "max-len") |> Option.defaultValue (docs |> Array.map Array.length |> Array.max)
+            let edges = args.TryGetResult Bin_Width |> Option.map (fun w -> LossVsPosition.LinearEdges(maxLen, positive "bin-width" w))
+            LossVsPosition.Evaluate(model, docs, maxLen, Option.toObj edges, options))
+        |> List.ofSeq
+    progress.Finish()
+    eprintfn "statex: %s on %s: %d results in %s (%O, segment %d, batch %d)" task options.ModelName results.Length (ProgressLine.Format clock.Elapsed) device segment batch
+    if task = "passkey" then
+        AnsiConsole.Write(passkeyGrid results "accuracy")
+        AnsiConsole.Write(passkeyGrid results "answer_nll")
+    else AnsiConsole.Write(resultTable results)
+    match out with
+    | Some path ->
+        let parent = Path.GetDirectoryName(Path.GetFullPath path)
+        Directory.CreateDirectory parent |> ignore
+        ResultWriters.Write(path, results)
+        printfn "results written to %s" path
+    | None -> ()
+    0

@@ -1,0 +1,144 @@
+/// The sizes of the demo study: models, data, training budgets and evaluation grids per preset.
+module StateX.Cli.Demo.DemoPreset
+
+open StateX.Expansion
+
+type Family =
+    | Gla
+    | Mamba2
+    member f.Name = match f with Gla -> "gla" | Mamba2 -> "mamba2"
+
+type Arm =
+    | Base
+    | Lpt
+    | StateX
+    member a.Name = match a with Base -> "base" | Lpt -> "lpt" | StateX -> "statex"
+
+/// One training stage's budget.
+type Budget = { Steps: int; SeqLen: int; Batch: int; Lr: float }
+
+type Preset =
+    { Name: string
+      /// config.json text per family (random initialisation).
+      Configs: Map<string, string>
+      /// The StateX rewrite per family, scaled to the small models.
+      Expansions: Map<string, ExpansionRequest>
+      Pretrain: Budget
+      PostTrain: Budget
+      /// Data of pretraining and of post-training (same mixture; post-training sees longer sequences).
+      PretrainData: string
+      PostTrainData: string
+      MqarPairs: int list
+      MqarLength: int
+      MqarExamples: int
+      PasskeyLengths: int list
+      PasskeyDepths: float list
+      PasskeyTrials: int
+      HeldOutDocuments: int
+      Seeds: int list
+      Device: string
+      /// What "a few minutes" means for this preset, for the plan.
+      Expected: string }
+
+/// MQAR vocabulary: keys 1..127, values 128..254 (byte ids, so the byte tokenizer's models can read it).
+let mqarVocab = 256
+
+let private mix (seqLen: int) =
+    // MQAR with more pairs than the base state holds, passkey documents at the training length, and generated
+    // English-like text (Data/GrammarText.cs) so the models also learn language-like structure.
+    let mq pairs w = sprintf "%g*synth:mqar:pairs=%d:len=%d:vocab=%d" w pairs seqLen mqarVocab
+    let pairsMax = seqLen / 4
+    String.concat "," [
+        mq (min 8 pairsMax) 0.15
+        mq (min 16 pairsMax) 0.2
+        mq (min 32 pairsMax) 0.2
+        sprintf "0.2*synth:passkey:len=%d:template=short" seqLen
+        sprintf "0.25*synth:text:len=%d" (seqLen * 2) ]
+    |> sprintf "mix:%s"
+
+let private glaConfig hidden layers heads =
+    sprintf """{
+  "model_type": "gla", "architectures": ["GLAForCausalLM"],
+  "hidden_size": %d, "num_hidden_layers": %d, "num_heads": %d, "expand_k": 0.5, "expand_v": 1.0,
+  "hidden_ratio": 4, "use_short_conv": true, "conv_size": 4, "use_output_gate": true, "use_gk": true,
+  "gate_logit_normalizer": 16, "vocab_size": 260, "tie_word_embeddings": true, "initializer_range": 0.02,
+  "norm_eps": 1e-06, "bos_token_id": 257, "eos_token_id": 258, "pad_token_id": 256
+}""" hidden layers heads
+
+let private mamba2Config hidden layers dState headDim chunk =
+    sprintf """{
+  "model_type": "mamba2", "architectures": ["Mamba2ForCausalLM"],
+  "hidden_size": %d, "num_hidden_layers": %d, "state_size": %d, "head_dim": %d, "num_heads": %d, "expand": 2,
+  "n_groups": 1, "conv_kernel": 4, "chunk_size": %d, "vocab_size": 260, "tie_word_embeddings": true,
+  "residual_in_fp32": true, "initializer_range": 0.02, "layer_norm_epsilon": 1e-05, "time_step_rank": 4,
+  "time_step_min": 0.001, "time_step_max": 0.1, "time_step_floor": 0.0001, "use_bias": false, "use_conv_bias": true,
+  "bos_token_id": 257, "eos_token_id": 258, "pad_token_id": 256
+}""" hidden layers dState headDim (hidden * 2 / headDim) chunk
+
+let private expansions fraction =
+    Map [ "gla", ExpansionRequest(LayerSelection.Parse(sprintf "fraction:%g" fraction), Rewrite.MergeHeads(1), ExpansionInit.Reinit, 0L)
+          "mamba2", ExpansionRequest(LayerSelection.Parse(sprintf "fraction:%g" fraction), Rewrite.WidenState(4), ExpansionInit.Reinit, 0L) ]
+
+/// Two CPU cores, under 15 minutes including the build.
+let cpu =
+    { Name = "cpu"
+      Configs = Map [ "gla", glaConfig 64 2 4; "mamba2", mamba2Config 64 2 8 16 64 ]
+      Expansions = expansions 0.5
+      Pretrain = { Steps = 300; SeqLen = 128; Batch = 16; Lr = 3e-3 }
+      PostTrain = { Steps = 120; SeqLen = 256; Batch = 8; Lr = 1e-3 }
+      PretrainData = mix 128
+      PostTrainData = mix 256
+      MqarPairs = [ 4; 8; 16; 32; 64 ]
+      MqarLength = 256
+      MqarExamples = 48
+      PasskeyLengths = [ 256; 512; 1024; 2048 ]
+      PasskeyDepths = [ 0.0; 0.25; 0.5; 0.75; 1.0 ]
+      PasskeyTrials = 4
+      HeldOutDocuments = 16
+      Seeds = [ 0; 1 ]
+      Device = "cpu"
+      Expected = "about 10 minutes on 2 CPU cores" }
+
+/// One modern GPU, a few minutes: wider models, longer contexts.
+let gpu =
+    { Name = "gpu"
+      Configs = Map [ "gla", glaConfig 256 4 4; "mamba2", mamba2Config 256 4 16 32 128 ]
+      Expansions = expansions 0.25
+      Pretrain = { Steps = 600; SeqLen = 512; Batch = 32; Lr = 2e-3 }
+      PostTrain = { Steps = 200; SeqLen = 2048; Batch = 8; Lr = 5e-4 }
+      PretrainData = mix 512
+      PostTrainData = mix 2048
+      MqarPairs = [ 8; 16; 32; 64; 96; 120 ]
+      MqarLength = 1024
+      MqarExamples = 128
+      PasskeyLengths = [ 1024; 2048; 4096; 8192; 16384 ]
+      PasskeyDepths = [ 0.0; 0.25; 0.5; 0.75; 1.0 ]
+      PasskeyTrials = 8
+      HeldOutDocuments = 64
+      Seeds = [ 0; 1 ]
+      Device = "cuda"
+      Expected = "a few minutes on one H100-class GPU" }
+
+/// Seconds-long version of the cpu preset for tests and for trying the command: it shows the mechanics, not the result.
+let smoke =
+    { cpu with
+        Name = "smoke"
+        Pretrain = { Steps = 6; SeqLen = 128; Batch = 4; Lr = 3e-3 }
+        PostTrain = { Steps = 4; SeqLen = 128; Batch = 4; Lr = 1e-3 }
+        PretrainData = mix 128
+        PostTrainData = mix 128
+        MqarPairs = [ 4; 8 ]
+        MqarLength = 64
+        MqarExamples = 4
+        PasskeyLengths = [ 128; 256 ]
+        PasskeyDepths = [ 0.0; 1.0 ]
+        PasskeyTrials = 1
+        HeldOutDocuments = 2
+        Expected = "seconds" }
+
+let byName (name: string) =
+    match name.ToLowerInvariant() with
+    | "cpu" -> cpu
+    | "gpu" -> gpu
+    | "smoke" -> smoke
+    | other -> invalidArg "preset" (sprintf "unknown preset '%s': expected cpu, gpu or paper" other)
