@@ -6,6 +6,7 @@ open StateX.Models
 open StateX.Evaluation
 open StateX.Evaluation.Tasks
 open StateX.Tokenization
+open TorchSharp
 
 /// One evaluation task of the core, as data.
 type EvalTask =
@@ -47,10 +48,12 @@ module EvalSpec =
             | null -> ()
             | b -> yield b.Tokens |> Array.map int ]
 
-    /// Runs every task on a model (eval mode, no gradients); results named `modelName`.
+    /// Runs every task on a model (moved to `device`: auto, cpu, cuda, cuda:N; eval mode, no gradients);
+    /// results named `modelName`.
     let run (device: string) (modelName: string) (e: EvalSpec) (lm: ICausalLanguageModel) : EvalResult list =
         let tok = Tokenizers.Load e.Tokenizer
-        let dev = if device = "auto" then null else DeviceSpec.Parse(device).Resolve()
+        let dev = DeviceSpec.Parse(device).Resolve()
+        lm.Module.``to``(dev) |> ignore
         let o = EvalOptions(e.SegmentLength, e.BatchSize, dev, modelName, null)
         let seed = uint64 e.Seed
         lm.Module.eval() |> ignore

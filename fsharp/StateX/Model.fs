@@ -413,7 +413,10 @@ module Model =
         let c = ConfigJson.Load path
         let w = Action<string>(warn)
         match c.Root.["model_type"] with
-        | null when c.Root.ContainsKey "d_model" && c.Root.ContainsKey "n_layer" -> ofMamba2Config (Mamba2Config.FromMambaSsm(c, w))
+        | null when c.Root.ContainsKey "d_model" && c.Root.ContainsKey "n_layer" ->
+            let cfg = Mamba2Config.FromMambaSsm(c, w)
+            match c.UnknownKeysWarning() with null -> () | s -> warn s
+            ofMamba2Config cfg
         | t when not (isNull t) && string t = "gla" -> ofGlaConfig (GlaConfig.FromJson(c, w))
         | t when not (isNull t) && string t = "mamba2" ->
             let cfg = Mamba2Config.FromHuggingFace c
