@@ -13,6 +13,7 @@ type CliArgs =
     | [<CliPrefix(CliPrefix.None)>] Demo of ParseResults<Demo.DemoArgs>
     | [<CliPrefix(CliPrefix.None)>] Eval of ParseResults<Eval.EvalArgs>
     | [<CliPrefix(CliPrefix.None)>] Generate of ParseResults<Generate.GenerateArgs>
+    | [<CliPrefix(CliPrefix.None)>] Sweep of ParseResults<Sweep.SweepArgs>
     interface IArgParserTemplate with
         member a.Usage =
             match a with
@@ -23,6 +24,7 @@ type CliArgs =
             | Train _ -> "post-train (recipes lpt, statex) or train from scratch; run folder with metrics, checkpoints, resumable."
             | Eval _ -> "evaluate a checkpoint: mqar, passkey, haystack, icl, qa, mc, loss-position; results as a table, CSV or JSON Lines."
             | Generate _ -> "continue a prompt (greedy or sampled) and print the text."
+            | Sweep _ -> "run a sweep file (docs/sweeps.md): pipelines keyed by hash, resumable store, results.csv and charts."
 
 [<EntryPoint>]
 let main argv =
@@ -37,6 +39,7 @@ let main argv =
         | Demo a -> Demo.run a
         | Eval a -> Eval.run a
         | Generate a -> Generate.run a
+        | Sweep a -> Sweep.run a
     with
     | :? ArguParseException as e ->
         eprintfn "%s" e.Message

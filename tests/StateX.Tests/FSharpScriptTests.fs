@@ -1,0 +1,150 @@
+/// The scripts, the notebooks and `statex sweep`, run as a user runs them (child processes) at tiny sizes, against
+/// the assemblies under test.
+module StateX.Tests.FSharpScriptTests
+
+open System
+open System.Diagnostics
+open System.IO
+open System.Text.Json.Nodes
+open Expecto
+open StateX
+
+let private repo = FSharpModelTests.repoRoot
+
+/// A copy of scripts/ and notebooks/ whose prelude and build check point at `buildDir` (default: these tests'
+/// own binaries, which hold every library the prelude references).
+let private workspace (buildDir: string) =
+    let root = Fixtures.tempDir ()
+    for folder, pattern in [ "scripts", "*.fsx"; "notebooks", "*.ipynb" ] do
+        Directory.CreateDirectory(Path.Combine(root, folder)) |> ignore
+        for f in Directory.GetFiles(Path.Combine(repo, folder), pattern) do
+            let text = File.ReadAllText(f).Replace("../.build/cli", buildDir.TrimEnd('/'))
+            File.WriteAllText(Path.Combine(root, folder, Path.GetFileName f), text)
+    root
+
+type private Outcome = { Code: int; Out: string; Err: string }
+
+let private fsi (env: (string * string) list) (timeoutSeconds: int) (script: string) (args: string list) =
+    let psi = ProcessStartInfo("dotnet", RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false)
+    psi.ArgumentList.Add "fsi"
+    psi.ArgumentList.Add script
+    for a in args do psi.ArgumentList.Add a
+    psi.WorkingDirectory <- Path.GetDirectoryName script
+    // One libtorch thread: the tests share the machine, and spinning threads only slow each other down.
+    psi.Environment.["OMP_NUM_THREADS"] <- "1"
+    for k, v in env do psi.Environment.[k] <- v
+    use p = Process.Start psi
+    let out = p.StandardOutput.ReadToEndAsync()
+    let err = p.StandardError.ReadToEndAsync()
+    if not (p.WaitForExit(timeoutSeconds * 1000)) then
+        p.Kill true
+        failwithf "dotnet fsi %s did not finish in %d s" (Path.GetFileName script) timeoutSeconds
+    { Code = p.ExitCode; Out = out.Result; Err = err.Result }
+
+let private expectSuccess (what: string) (o: Outcome) =
+    if o.Code <> 0 then failtestf "%s exited with %d\n--- stdout ---\n%s\n--- stderr ---\n%s" what o.Code o.Out o.Err
+
+/// The F# cells of a notebook as one script: magic lines and `#r "nuget: ..."` dropped, cells separated by `;;`
+/// so each is compiled after the one before it ran (as a notebook does).
+let notebookScript (path: string) =
+    let nb = JsonNode.Parse(File.ReadAllText path)
+    [ for cell in nb.["cells"].AsArray() do
+        if cell.["cell_type"].GetValue<string>() = "code" then
+            let source = cell.["source"].AsArray() |> Seq.map (fun l -> l.GetValue<string>()) |> String.concat ""
+            yield source.Split '\n' |> Array.filter (fun l -> not (l.StartsWith "#!") && not (l.StartsWith "#r \"nuget:")) |> String.concat "\n" ]
+    |> String.concat "\n;;\n"
+
+let private selfContained (file: string) =
+    Expect.isTrue (File.Exists file) (file + " written")
+    Expect.stringContains (File.ReadAllText file) "For license information please see plotly.min.js.LICENSE.txt" (file + ": plotly.js embedded")
+
+[<Tests>]
+let tests =
+    testSequenced <| testList "fsharp.scripts" [
+        test "quickstart and expand-checkpoint run at tiny sizes" {
+            let ws = workspace AppContext.BaseDirectory
+            let out = Path.Combine(ws, "out-quickstart")
+            let o = fsi [] 300 (Path.Combine(ws, "scripts", "quickstart.fsx")) [ "steps=2"; "seq_len=32"; "pairs=2"; "device=cpu"; "out=" + out ]
+            expectSuccess "quickstart.fsx" o
+            Expect.stringContains o.Out "expanded: GLA" "describes the expanded model"
+            for f in [ "mqar.html"; "post-training.html" ] do selfContained (Path.Combine(out, f))
+            Expect.stringContains (File.ReadAllText(Path.Combine(out, "mqar.csv"))) "statex" "the CSV holds both arms"
+            let out2 = Path.Combine(ws, "out-expand")
+            let e = fsi [] 120 (Path.Combine(ws, "scripts", "expand-checkpoint.fsx")) [ "out=" + out2 ]
+            expectSuccess "expand-checkpoint.fsx" e
+            Expect.stringContains e.Out "state per sequence" "prints the accounting"
+            Expect.equal (Model.ofCheckpoint (Path.Combine(out2, "expanded"))) (Model.ofCheckpoint (Path.Combine(out2, "source")) |> Expand.preset "gla-1.3b" |> Model.flatten) "the saved checkpoint is the preset's expansion"
+        }
+
+        test "state-size-sweep and passkey-heatmap run at tiny sizes" {
+            let ws = workspace AppContext.BaseDirectory
+            let out = Path.Combine(ws, "out-sweep")
+            let s = fsi [] 300 (Path.Combine(ws, "scripts", "state-size-sweep.fsx")) [ "ratios=1,2"; "seeds=1"; "steps=2"; "seq_len=32"; "pairs=2"; "device=cpu"; "out=" + out ]
+            expectSuccess "state-size-sweep.fsx" s
+            selfContained (Path.Combine(out, "recall-vs-state-size.html"))
+            let summary = Analysis.readCsv (Path.Combine(out, "recall-vs-state-size.csv"))
+            Expect.equal (Analysis.floats "state_size" summary |> List.distinct |> List.length) 2 "two state sizes"
+            let out2 = Path.Combine(ws, "out-passkey")
+            let p = fsi [] 300 (Path.Combine(ws, "scripts", "passkey-heatmap.fsx")) [ "lengths=300"; "depths=0,1"; "trials=1"; "steps=1"; "device=cpu"; "out=" + out2 ]
+            expectSuccess "passkey-heatmap.fsx" p
+            selfContained (Path.Combine(out2, "passkey.html"))
+            Expect.equal (List.ofSeq (Analysis.readCsv (Path.Combine(out2, "passkey.csv"))).ColumnKeys) [ "length"; "0"; "1" ] "a column per depth"
+        }
+
+        test "the notebooks' F# cells run through dotnet fsi at tiny sizes" {
+            let ws = workspace AppContext.BaseDirectory
+            for name, charts in [ "quickstart", [ "mqar.html"; "post-training.html" ]
+                                  "statex-vs-lpt", [ "mqar-side-by-side.html"; "recall-vs-state-size.html"; "passkey-statex.html"; "post-training.html" ] ] do
+                let script = Path.Combine(ws, "notebooks", name + ".fsx")
+                File.WriteAllText(script, notebookScript (Path.Combine(ws, "notebooks", name + ".ipynb")))
+                let out = Path.Combine(ws, "out-" + name)
+                let o = fsi [ "STATEX_STEPS", "2"; "STATEX_SEEDS", "2"; "STATEX_DEVICE", "cpu"; "STATEX_OUT", out ] 300 script []
+                expectSuccess (name + ".ipynb") o
+                for c in charts do selfContained (Path.Combine(out, c))
+        }
+
+        test "without a build, a script stops with the command that makes it" {
+            let ws = workspace (Path.Combine(Fixtures.tempDir (), "no-build"))
+            let o = fsi [] 120 (Path.Combine(ws, "scripts", "expand-checkpoint.fsx")) []
+            Expect.equal o.Code 1 "exit code 1"
+            Expect.stringContains o.Err "scripts/build" "names the command that builds the libraries"
+            Expect.isFalse (o.Err.Contains "FS0078") "stops before the prelude's references are resolved"
+        }
+
+        test "statex sweep runs a sweep file, records a failing run, resumes, and lists the hashes the library computes" {
+            let dir = Fixtures.tempDir ()
+            let file = Path.Combine(dir, "tiny.json")
+            let config = Path.Combine(repo, "data", "configs", "gla-tiny.json").Replace("\\", "/")
+            File.WriteAllText(file, """
+                {
+                  // two arms; the second post-training data spec is broken on purpose
+                  "model": {"config": "CONFIG", "vocab_size": 259, "hidden_size": 32},
+                  "expand": {"layers": "all", "rewrite": "merge-heads", "init": "reinit"},
+                  "pretrain": {"data": "synth:mqar:pairs=2:len=16:vocab=259", "steps": 2, "seq_len": 16, "batch": 2},
+                  "posttrain": {"steps": 2},
+                  "evaluate": [ {"mqar": {"pairs": [2], "seq_len": 16, "examples": 4}} ],
+                  "grid": {"recipe": ["statex", "lpt"], "posttrain.data": ["synth:mqar:pairs=2:len=16:vocab=259", "synth:nonsense"]},
+                  "device": "cpu",
+                  "folder": "out"
+                }
+                """.Replace("CONFIG", config))
+            let env = [ "OMP_NUM_THREADS", "1" ]
+            let plan = SweepFile.load file
+            let r = Cli.runWith env 300 [ "sweep"; file; "--folder"; Path.Combine(dir, "out") ]
+            Expect.equal r.ExitCode 1 (sprintf "a failed run makes the exit code 1\n%s\n%s" r.Stdout r.Stderr)
+            let records = Sweep.latest (Path.Combine(dir, "out"))
+            Expect.equal (records |> List.map (fun x -> x.Status) |> List.sort) [ "done"; "done"; "failed"; "failed" ] "two done, two failed"
+            for x in records |> List.filter (fun x -> x.Status = "failed") do Expect.stringContains x.Error.Value "nonsense" "the error names the bad spec"
+            Expect.isTrue (File.Exists(Path.Combine(dir, "out", "results.csv"))) "results.csv written"
+            selfContained (Path.Combine(dir, "out", "charts", "recall-vs-state-size.html"))
+            let listing = Cli.runWith env 60 [ "sweep"; file; "--folder"; Path.Combine(dir, "out"); "--dry-run" ]
+            Expect.equal listing.ExitCode 0 "dry run"
+            for run in plan.Sweep.Runs do
+                let line = listing.Stdout.Split('\n') |> Array.tryFind (fun l -> l.StartsWith run.Hash)
+                Expect.isSome line (sprintf "the CLI (another process) computes hash %s too" run.Hash)
+                let finished = records |> List.exists (fun x -> x.Hash = run.Hash && x.Status = "done")
+                Expect.equal (line.Value.Contains " done ") finished "done / to do as in the store"
+            let again = Cli.runWith env 300 [ "sweep"; file; "--folder"; Path.Combine(dir, "out") ]
+            Expect.stringContains again.Stdout "2 already finished, 2 to run" "a re-run does only the unfinished runs"
+        }
+    ]
