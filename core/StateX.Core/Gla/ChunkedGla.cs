@@ -117,10 +117,11 @@ public static class ChunkedGla
         var groupDecay = lastIncl.exp().unsqueeze(-1);                                         // [B, H, Ng, dk, 1]
         var s = s0;
         var groupStarts = new Tensor[ng];
+        using var one = 1.0.ToScalar();   // held across the native calls (see IntraChunkScores)
         for (long i = 0; i < ng; i++)
         {
             groupStarts[i] = s;
-            s = torch.addcmul(groupAdd[.., .., i], s, groupDecay[.., .., i], 1);
+            s = torch.addcmul(groupAdd[.., .., i], s, groupDecay[.., .., i], one);
         }
         var sg = stack(groupStarts, 2);                                                        // [B, H, Ng, dk, dv]
         var starts = within + excl.exp().unsqueeze(-1) * sg.unsqueeze(3);                      // [B, H, Ng, G, dk, dv]
@@ -149,7 +150,10 @@ public static class ChunkedGla
         // exp(G_t − G_n) for t in i and exp(G_n − G_s) for s in j; G only decreases, so both exponents are ≤ 0.
         var blocks = zeros(new[] { b, h, n, ns * ns, sc, sc }, dtype: ScalarType.Float32, device: dev); // [B, H, N, S·S, c, c]
         var diagIdx = arange(ns, device: dev) * (ns + 1);
-        blocks = blocks.index_add(3, diagIdx, diag, 1);
+        // The alpha Scalar is held until the end of the method: an implicit temporary can be finalised while the
+        // native call still uses it (seen once as a native "toFloat" error under heavy load).
+        using var one = 1.0.ToScalar();
+        blocks = blocks.index_add(3, diagIdx, diag, one);
         if (ns > 1)
         {
             var pairs = Enumerable.Range(1, (int)ns - 1).SelectMany(i => Enumerable.Range(0, i).Select(j => (I: (long)i, J: (long)j))).ToArray();
@@ -160,7 +164,7 @@ public static class ChunkedGla
             var gRef = gFirst.index_select(3, pi);                                           // [B, H, N, P, dk]
             var kRef = ks.index_select(3, pj) * (gRef.unsqueeze(-2) - gs.index_select(3, pj)).exp(); // [B, H, N, P, c, dk]
             var cross = qRef.matmul(kRef.transpose(-1, -2));                                 // [B, H, N, P, c(t), c(s)]
-            blocks = blocks.index_add(3, pi * ns + pj, cross, 1);
+            blocks = blocks.index_add(3, pi * ns + pj, cross, one);
         }
         blocks = blocks.view(b, h, n, ns, ns, sc, sc);                                       // [B, H, N, S(i), S(j), c, c]
         return blocks.permute(0, 1, 2, 3, 5, 4, 6).reshape(b, h, n, c, c);                     // [B, H, N, C, C]
