@@ -244,6 +244,22 @@ let tests =
                     let config = File.ReadAllText(Path.Combine(out, "config.json"))
                     Expect.stringContains config (sprintf "\"recipe\": \"%s\"" recipe) "recipe recorded"
                     if recipe = "statex" then Expect.stringContains config "merge-heads" "expansion recorded"
+                    if recipe = "lpt" then
+                        // Every evaluation task runs on the model a brief `statex train` wrote (its tokenizer is in model/).
+                        let model = Path.Combine(out, "model")
+                        let rec up (d: DirectoryInfo) = if Directory.Exists(Path.Combine(d.FullName, "data", "examples")) then d.FullName else up d.Parent
+                        let ex name = Path.Combine(up (DirectoryInfo AppContext.BaseDirectory), "data", "examples", name)
+                        for task in [ [ "--task"; "mqar"; "--pairs"; "2,4"; "--seq-len"; "32"; "--vocab"; "256"; "--examples"; "4" ]
+                                      [ "--task"; "passkey"; "--lengths"; "256"; "--depths"; "0,100"; "--trials"; "1" ]
+                                      [ "--task"; "haystack"; "--lengths"; "256"; "--trials"; "1" ]
+                                      [ "--task"; "icl"; "--shots"; "0,1"; "--trials"; "2" ]
+                                      [ "--task"; "qa"; "--file"; ex "recall_qa.jsonl"; "--max-new"; "2" ]
+                                      [ "--task"; "mc"; "--file"; ex "multiple_choice.jsonl" ]
+                                      [ "--task"; "loss-position"; "--file"; ex "tiny.txt"; "--max-len"; "64"; "--bin-width"; "16" ] ] do
+                            let csv = Path.Combine(out, sprintf "eval-%s.csv" task[1])
+                            let r = Cli.runWith [ "OMP_NUM_THREADS", "1" ] 300 ([ "eval"; "--model"; model; "--no-progress"; "--out"; csv ] @ task)
+                            Expect.equal r.ExitCode 0 (sprintf "eval %s on a trained model (stderr: %s)" task[1] r.Stderr)
+                            Expect.isGreaterThan (File.ReadAllLines(csv).Length) 1 (sprintf "eval %s wrote results" task[1])
             }
 
             test "statex train, killed mid-run and resumed, ends with the weights of an uninterrupted run" {

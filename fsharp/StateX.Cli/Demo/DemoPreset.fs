@@ -84,8 +84,8 @@ let cpu =
     { Name = "cpu"
       Configs = Map [ "gla", glaConfig 64 2 4; "mamba2", mamba2Config 64 2 8 16 64 ]
       Expansions = expansions 0.5
-      Pretrain = { Steps = 300; SeqLen = 128; Batch = 16; Lr = 3e-3 }
-      PostTrain = { Steps = 120; SeqLen = 256; Batch = 8; Lr = 1e-3 }
+      Pretrain = { Steps = 1500; SeqLen = 128; Batch = 16; Lr = 3e-3 }
+      PostTrain = { Steps = 400; SeqLen = 256; Batch = 8; Lr = 1e-3 }
       PretrainData = mix 128
       PostTrainData = mix 256
       MqarPairs = [ 4; 8; 16; 32; 64 ]
@@ -97,7 +97,7 @@ let cpu =
       HeldOutDocuments = 16
       Seeds = [ 0; 1 ]
       Device = "cpu"
-      Expected = "about 10 minutes on 2 CPU cores" }
+      Expected = "about 8 minutes on 2 idle CPU cores" }
 
 /// One modern GPU, a few minutes: wider models, longer contexts.
 let gpu =
