@@ -87,8 +87,11 @@ let verdicts (rows: Row list) (families: string list) (postLen: int) =
             | ds ->
                 let better d = if h.Higher then d > 0.0 else d < 0.0
                 let wins = ds |> List.filter better |> List.length
-                let verdict =
-                    if wins = ds.Length then "StateX is better than LPT"
-                    elif wins = 0 then "StateX is NOT better than LPT"
-                    else "mixed: StateX is better than LPT"
-                yield sprintf "%s, %s: %s in %d of %d seeds (mean Δ %+.4f)." family h.Name verdict wins ds.Length (List.average ds) ]
+                if ds |> List.forall (fun d -> abs d < 1e-12) then
+                    yield sprintf "%s, %s: no difference between StateX and LPT in any of %d seeds." family h.Name ds.Length
+                else
+                    let verdict =
+                        if wins = ds.Length then "StateX is better than LPT"
+                        elif wins = 0 then "StateX is NOT better than LPT"
+                        else "mixed: StateX is better than LPT"
+                    yield sprintf "%s, %s: %s in %d of %d seeds (mean Δ %+.4f)." family h.Name verdict wins ds.Length (List.average ds) ]
