@@ -251,7 +251,7 @@ let tests =
                         let ex name = Path.Combine(up (DirectoryInfo AppContext.BaseDirectory), "data", "examples", name)
                         for task in [ [ "--task"; "mqar"; "--pairs"; "2,4"; "--seq-len"; "32"; "--vocab"; "256"; "--examples"; "4" ]
                                       [ "--task"; "passkey"; "--lengths"; "256"; "--depths"; "0,100"; "--trials"; "1" ]
-                                      [ "--task"; "haystack"; "--lengths"; "256"; "--trials"; "1" ]
+                                      [ "--task"; "haystack"; "--lengths"; "512"; "--trials"; "1" ]
                                       [ "--task"; "icl"; "--shots"; "0,1"; "--trials"; "2" ]
                                       [ "--task"; "qa"; "--file"; ex "recall_qa.jsonl"; "--max-new"; "2" ]
                                       [ "--task"; "mc"; "--file"; ex "multiple_choice.jsonl" ]
