@@ -1,6 +1,6 @@
 using System.Diagnostics;
 using System.Globalization;
-using System.Runtime.InteropServices;
+using StateX.Native;
 using StateX.Gla;
 using StateX.Models;
 using TorchSharp;
@@ -197,13 +197,10 @@ public sealed class GlaBench : IBenchSuite
     static string Rate(long tokens, double seconds) => double.IsNaN(seconds) ? "-" : tokens / seconds >= 1e6 ? $"{tokens / seconds / 1e6:F2} M" : $"{tokens / seconds / 1e3:F1} K";
     static string Bytes(long b) => b < 0 ? "n/a" : b >= 1L << 30 ? $"{b / (double)(1L << 30):F2} GiB" : $"{b / (double)(1L << 20):F0} MiB";
 
-    [DllImport("libcuda.so.1", EntryPoint = "cuMemGetInfo_v2")] static extern int cuMemGetInfo(out nuint free, out nuint total);
-
     static long MemoryInUse(Device device)
     {
         if (device.type != DeviceType.CUDA) { using var p = Process.GetCurrentProcess(); p.Refresh(); return p.PeakWorkingSet64; }
-        try { return cuMemGetInfo(out var free, out var total) == 0 ? (long)(total - free) : -1; }
-        catch (Exception e) when (e is DllNotFoundException or EntryPointNotFoundException) { return -1; }
+        return CudaDevices.MemoryInUse();
     }
 
     static string DeviceName(Device d) =>

@@ -1,6 +1,6 @@
 using System.Diagnostics;
 using System.Globalization;
-using System.Runtime.InteropServices;
+using StateX.Native;
 using StateX.Mamba2;
 using StateX.Models;
 using TorchSharp;
@@ -162,14 +162,8 @@ public sealed class Mamba2Bench : IBenchSuite
         return (times[times.Count / 2], Math.Max(0, after - before));
     }
 
-    [DllImport("libcuda.so.1", EntryPoint = "cuMemGetInfo_v2")] static extern int cuMemGetInfo(out nuint free, out nuint total);
-
     /// <summary>Device memory in use; the caching allocator keeps what a step needed, so this tracks the peak.</summary>
-    static long CudaUsedBytes()
-    {
-        try { return cuMemGetInfo(out var free, out var total) == 0 ? (long)total - (long)free : 0; }
-        catch (DllNotFoundException) { return 0; }
-    }
+    static long CudaUsedBytes() => Math.Max(0, CudaDevices.MemoryInUse());
 
     static Dictionary<string, string> ParseArgs(string[] args)
     {

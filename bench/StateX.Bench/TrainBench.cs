@@ -66,13 +66,7 @@ public sealed class TrainBench : IBenchSuite
                 Sample();
                 loss += l.item<float>();
             }
-            using (var scope = NewDisposeScope())
-            using (no_grad())
-            {
-                var grads = opt.Parameters.Where(e => e.Parameter.grad is not null).Select(e => e.Parameter.grad!).ToArray();
-                var norm = stack(grads.Select(g => g.to_type(ScalarType.Float32).norm()).ToArray()).norm().item<float>();
-                if (norm > 1) foreach (var g in grads) g.mul_(1.0 / norm);
-            }
+            Trainer.ClipGradients(opt, 1.0);
             opt.StepWith(1e-4);
             opt.ZeroGrad();
             Sample();

@@ -249,11 +249,7 @@ let tests =
         }
 
         test "the examples in data/examples read as documented" {
-            let rec up (dir: DirectoryInfo) =
-                if isNull dir then skiptest "data/examples not found above the test binary"
-                elif Directory.Exists(Path.Combine(dir.FullName, "data", "examples")) then Path.Combine(dir.FullName, "data", "examples")
-                else up dir.Parent
-            let ex = up (DirectoryInfo AppContext.BaseDirectory)
+            let ex = match Fixtures.examplesDir with Some d -> d | None -> skiptest "data/examples not found above the test binary"
             Expect.equal (docsOf $"jsonl:{ex}/tiny.jsonl:epochs=1").Length 3 "tiny.jsonl: 3 documents"
             Expect.equal (docsOf $"text:{ex}/tiny.txt:split=blank:epochs=1").Length 2 "tiny.txt: 2 paragraphs"
             Expect.equal (docsOf $"tokens:{ex}/tiny-uint16.bin:epochs=1" |> String.concat "") "Hello<eos>World<eos>" "tiny-uint16.bin"

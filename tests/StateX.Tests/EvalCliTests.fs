@@ -8,14 +8,7 @@ open System.Text.Json
 open Expecto
 open StateX.Models
 
-let private examples =
-    let rec up (d: DirectoryInfo) =
-        if isNull d then failwith "data/examples not found above the test binary"
-        elif Directory.Exists(Path.Combine(d.FullName, "data", "examples")) then Path.Combine(d.FullName, "data", "examples")
-        else up d.Parent
-    up (DirectoryInfo AppContext.BaseDirectory)
-
-let private example name = Path.Combine(examples, name)
+let private example = Fixtures.example
 
 /// `statex <args>` on one intra-op thread: at these tiny shapes threads gain nothing, and on a small machine busy
 /// with other work a second OpenMP thread waiting for a core made a run up to ten times slower.

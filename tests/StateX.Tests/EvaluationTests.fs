@@ -116,14 +116,7 @@ let private passkeyOracle () =
             if k < answer.Length then answer.[k] else 0
         | None -> 0) :> ICausalLanguageModel
 
-let private examplesDir =
-    let rec up (d: DirectoryInfo) =
-        if isNull d then failwith "data/examples not found above the test binary"
-        elif Directory.Exists(Path.Combine(d.FullName, "data", "examples")) then Path.Combine(d.FullName, "data", "examples")
-        else up d.Parent
-    up (DirectoryInfo AppContext.BaseDirectory)
-
-let private example name = Path.Combine(examplesDir, name)
+let private example = Fixtures.example
 
 let private throwsWith (f: unit -> 'a) (parts: string list) =
     let e = Expect.throwsC (f >> ignore) id

@@ -26,3 +26,17 @@ let tempDir () =
     let d = Path.Combine(Path.GetTempPath(), "statex-tests", System.Guid.NewGuid().ToString("N"))
     Directory.CreateDirectory d |> ignore
     d
+
+/// The repository's data/examples folder (found above the test binary), or None.
+let examplesDir =
+    let rec up (d: DirectoryInfo) =
+        if isNull d then None
+        elif Directory.Exists(Path.Combine(d.FullName, "data", "examples")) then Some(Path.Combine(d.FullName, "data", "examples"))
+        else up d.Parent
+    up (DirectoryInfo System.AppContext.BaseDirectory)
+
+/// A file of data/examples; fails the test when the folder cannot be found.
+let example name =
+    match examplesDir with
+    | Some d -> Path.Combine(d, name)
+    | None -> failwith "data/examples not found above the test binary"

@@ -247,8 +247,7 @@ let tests =
                     if recipe = "lpt" then
                         // Every evaluation task runs on the model a brief `statex train` wrote (its tokenizer is in model/).
                         let model = Path.Combine(out, "model")
-                        let rec up (d: DirectoryInfo) = if Directory.Exists(Path.Combine(d.FullName, "data", "examples")) then d.FullName else up d.Parent
-                        let ex name = Path.Combine(up (DirectoryInfo AppContext.BaseDirectory), "data", "examples", name)
+                        let ex = Fixtures.example
                         for task in [ [ "--task"; "mqar"; "--pairs"; "2,4"; "--seq-len"; "32"; "--vocab"; "256"; "--examples"; "4" ]
                                       [ "--task"; "passkey"; "--lengths"; "256"; "--depths"; "0,100"; "--trials"; "1" ]
                                       [ "--task"; "haystack"; "--lengths"; "512"; "--trials"; "1" ]

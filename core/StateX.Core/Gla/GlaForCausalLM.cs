@@ -140,17 +140,11 @@ public sealed class GlaForCausalLM : nn.Module<Tensor, Tensor>, ICausalLanguageM
 
     public void Save(string directory) => GlaCheckpoint.Save(this, directory);
 
-    public Training.TrainingStack TrainingStack() => new(
+    public Training.TrainingStack TrainingStack() => Training.TrainingStack.OfSegmentBlocks(
         ids => model.embeddings.call(ids),
-        model.layers.Select(l => (Func<Tensor, Tensor>)(x =>
-        {
-            var (y, s) = l.Forward(x, null, ForwardMode.Chunked);
-            s.Dispose();
-            return y;
-        })).ToArray(),
-        h => model.norm.call(h),
-        h => lm_head is null ? nn.functional.linear(h, model.embeddings.weight!) : lm_head.call(h),
         model.layers.Select(l => new Training.SegmentBlock(
             (x, s) => l.Forward(x, (GlaLayerState?)s, ForwardMode.Chunked),
-            GlaLayerState.FromTensors)).ToArray());
+            GlaLayerState.FromTensors)).ToArray(),
+        h => model.norm.call(h),
+        h => lm_head is null ? nn.functional.linear(h, model.embeddings.weight!) : lm_head.call(h));
 }

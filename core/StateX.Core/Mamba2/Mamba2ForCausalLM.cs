@@ -138,17 +138,11 @@ public sealed class Mamba2ForCausalLM : nn.Module, ICausalLanguageModel, Trainin
         foreach (var (_, t) in tensors) t.Dispose();
     }
 
-    public Training.TrainingStack TrainingStack() => new(
+    public Training.TrainingStack TrainingStack() => Training.TrainingStack.OfSegmentBlocks(
         ids => backbone.embeddings.forward(ids),
-        backbone.layers.Select(l => (Func<Tensor, Tensor>)(u =>
-        {
-            var (y, s) = l.Forward(u, null, ForwardMode.Chunked);
-            s.Dispose();
-            return y;
-        })).ToArray(),
-        u => backbone.norm_f.forward(u.to_type(backbone.norm_f.weight.dtype)),
-        h => nn.functional.linear(h.to_type(HeadWeight.dtype), HeadWeight),
         backbone.layers.Select(l => new Training.SegmentBlock(
             (u, s) => l.Forward(u, (Mamba2LayerState?)s, ForwardMode.Chunked),
-            Mamba2LayerState.FromTensors)).ToArray());
+            Mamba2LayerState.FromTensors)).ToArray(),
+        u => backbone.norm_f.forward(u.to_type(backbone.norm_f.weight.dtype)),
+        h => nn.functional.linear(h.to_type(HeadWeight.dtype), HeadWeight));
 }

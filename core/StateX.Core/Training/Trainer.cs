@@ -215,7 +215,7 @@ public static class Trainer
     }
 
     /// <summary>Scales gradients so their global L2 norm is at most <paramref name="maxNorm"/>; returns the norm before clipping.</summary>
-    static double ClipGradients(AdamW opt, double maxNorm)
+    internal static double ClipGradients(AdamW opt, double maxNorm)
     {
         using var scope = NewDisposeScope();
         using var _ = no_grad();
@@ -284,6 +284,10 @@ public static class Trainer
         return new TrainingDivergedException(message, step, tensor);
     }
 
-    static long MemoryInUse(Device device) =>
-        device.type == DeviceType.CUDA ? CudaDevices.MemoryInUse() : Process.GetCurrentProcess().PeakWorkingSet64;
+    static long MemoryInUse(Device device)
+    {
+        if (device.type == DeviceType.CUDA) return CudaDevices.MemoryInUse();
+        using var self = Process.GetCurrentProcess();
+        return self.PeakWorkingSet64;
+    }
 }

@@ -25,6 +25,11 @@ public sealed record TrainingStack(
     public IReadOnlyList<SegmentBlock>? SegmentBlocks { get; init; } =
         SegmentBlocks is null || SegmentBlocks.Count == Blocks.Count ? SegmentBlocks
         : throw new ArgumentException($"{SegmentBlocks.Count} segment blocks for {Blocks.Count} blocks");
+
+    /// <summary>A stack whose whole-sequence blocks are its segment blocks run from a zero state.</summary>
+    public static TrainingStack OfSegmentBlocks(Func<Tensor, Tensor> embed, IReadOnlyList<SegmentBlock> blocks,
+        Func<Tensor, Tensor> norm, Func<Tensor, Tensor> head) =>
+        new(embed, blocks.Select(b => (Func<Tensor, Tensor>)b.Whole).ToArray(), norm, head, blocks);
 }
 
 /// <summary>
@@ -38,6 +43,14 @@ public sealed record SegmentBlock(
     Func<Tensor, ILayerState?, (Tensor Y, ILayerState State)> Forward,
     Func<IReadOnlyList<Tensor>, ILayerState> StateFromTensors)
 {
+    /// <summary>The block over a whole sequence from a zero state (the final state is dropped).</summary>
+    public Tensor Whole(Tensor x)
+    {
+        var (y, state) = Forward(x, null);
+        state.Dispose();
+        return y;
+    }
+
     /// <summary>The block on tensors alone: [x, state tensors...] → [y, new state tensors...] (x alone: a zero state).</summary>
     public IReadOnlyList<Tensor> OnTensors(IReadOnlyList<Tensor> inputs)
     {

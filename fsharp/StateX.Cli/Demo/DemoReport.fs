@@ -24,9 +24,7 @@ let private plotlyJs () =
     use r = new StreamReader(s)
     r.ReadToEnd()
 
-let private settingValue key (setting: string) =
-    setting.Split(' ', StringSplitOptions.RemoveEmptyEntries)
-    |> Array.pick (fun kv -> match kv.Split '=' with [| k; v |] when k = key -> Some(float v) | _ -> None)
+let private settingValue key setting = DemoStudy.settingValue key setting |> Option.get
 
 /// Mean with a min–max band across seeds, a line per arm.
 let private band (title: string) (xTitle: string) (yTitle: string) (series: (string * (float * float list) list) list) =

@@ -27,6 +27,11 @@ type Row =
       Value: float
       N: int64 }
 
+/// The number a row's setting gives `key` ("pairs=16 length=1024" → pairs 16), if it has one.
+let settingValue (key: string) (setting: string) =
+    setting.Split(' ', StringSplitOptions.RemoveEmptyEntries)
+    |> Array.tryPick (fun kv -> match kv.Split '=' with [| k; v |] when k = key -> Some(float v) | _ -> None)
+
 let csvHeader = "family,arm,seed,task,setting,metric,value,n"
 
 let toCsv (r: Row) =
@@ -50,8 +55,8 @@ type Reporter =
     { Stage: string -> unit
       Progress: TrainProgress -> unit }
 
-let private isDone (dir: string) = File.Exists(Path.Combine(dir, "done"))
-let private markDone (dir: string) = IO.AtomicFile.WriteAllText(Path.Combine(dir, "done"), DateTime.UtcNow.ToString "o")
+/// The trainer publishes RUN/model (atomically) only when the run is complete.
+let private isDone (dir: string) = File.Exists(Path.Combine(dir, "model", "model.safetensors"))
 
 let private trainStage (report: Reporter) (dir: string) (label: string) (create: unit -> ICausalLanguageModel)
                        (recipe: string) (data: string) (b: Budget) (seed: int) (device: string) =
@@ -63,7 +68,6 @@ let private trainStage (report: Reporter) (dir: string) (label: string) (create:
                              CheckpointEvery = Nullable(max 1 (b.Steps / 4)), KeepLast = 1, WholeDocuments = true)
         let job = TrainJob(Func<_>(create), data, "byte", o, dir, true, recipe)
         Trainer.Run(job, TrainHooks(Progress = Action<_>(report.Progress))) |> ignore
-        markDone dir
 
 /// Mean next-token loss on generated text the models never trained on (another seed of the text generator).
 let heldOutLoss (model: ICausalLanguageModel) (documents: int) (seqLen: int) =
@@ -96,7 +100,7 @@ let evaluate (p: Preset) (family: string) (arm: string) (seed: int) (model: ICau
         |> Seq.filter (fun r -> r.Metric = "accuracy")
         |> Seq.map (fun r -> row "passkey" (settingText r.Setting [ "length"; "depth" ]) r.Metric r.Value r.N) |> List.ofSeq
     let loss = heldOutLoss model p.HeldOutDocuments p.PostTrain.SeqLen
-    let parameters = model.Module.parameters() |> Seq.sumBy (fun t -> t.numel())
+    let parameters = Trainer.ParameterCount model
     mqar @ passkey @ [
         row "heldout_text" "" "loss" loss (int64 (p.HeldOutDocuments * p.PostTrain.SeqLen))
         row "model" "" "state_elements" (float (model.StateSize().TotalElements)) 1L

@@ -9,10 +9,6 @@ type Headline = { Name: string; Higher: bool; Of: Row list -> float option }
 
 let private mean (xs: float list) = if xs.IsEmpty then None else Some(List.average xs)
 
-let private settingValue (key: string) (setting: string) =
-    setting.Split(' ', StringSplitOptions.RemoveEmptyEntries)
-    |> Array.tryPick (fun kv -> match kv.Split '=' with [| k; v |] when k = key -> Some(float v) | _ -> None)
-
 /// The headline metrics, given the post-training sequence length (passkey beyond it is extrapolation).
 let headlines (postLen: int) =
     [ { Name = "MQAR acc"; Higher = true
