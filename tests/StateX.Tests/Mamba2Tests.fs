@@ -281,6 +281,28 @@ let tests =
                 Expect.isNull (c.UnknownKeysWarning()) "every key understood"
             }
 
+            test "random initialisation follows each dialect's reference: mamba_ssm 0.02 and out_proj / √n_layer, transformers 0.1" {
+                let ssm = Mamba2Config.FromMambaSsm(ConfigJson.Parse("""{"d_model": 256, "n_layer": 16, "vocab_size": 4096, "ssm_cfg": {"layer": "Mamba2", "d_state": 16}}"""))
+                let hf = Mamba2Config.FromHuggingFace(ConfigJson.Parse("""{"model_type": "mamba2", "hidden_size": 256, "num_heads": 8, "head_dim": 64, "n_groups": 1, "num_hidden_layers": 16, "vocab_size": 4096, "state_size": 16}"""))
+                let std (t: torch.Tensor) = float (t.std().item<float32> ())
+                torch.manual_seed 3L |> ignore
+                use a = new Mamba2ForCausalLM(ssm)
+                torch.manual_seed 3L |> ignore
+                use b = new Mamba2ForCausalLM(hf)
+                Expect.floatClose { absolute = 0.002; relative = 0.0 } (std a.backbone.embeddings.weight) 0.02 "mamba_ssm embeddings N(0, 0.02)"
+                Expect.floatClose { absolute = 0.005; relative = 0.0 } (std b.backbone.embeddings.weight) 0.1 "transformers embeddings N(0, 0.1)"
+                // kaiming-uniform(a=√5) of fan-in 512 has std 1/√(3·512); mamba_ssm divides it by √16.
+                let expected = 1.0 / sqrt (3.0 * 512.0)
+                for l in b.backbone.layers do
+                    Expect.floatClose { absolute = 0.0; relative = 0.05 } (std l.mixer.out_proj.weight) expected "transformers: out_proj as nn.Linear"
+                for l in a.backbone.layers do
+                    Expect.floatClose { absolute = 0.0; relative = 0.05 } (std l.mixer.out_proj.weight) (expected / 4.0) "mamba_ssm: out_proj / √16"
+                // The flag survives the Hugging Face config that Save writes.
+                let back = Mamba2Config.FromHuggingFace(ConfigJson.Parse(ssm.ToHuggingFace().ToJsonString()))
+                Expect.isTrue back.RescalePrenormResidual "rescale_prenorm_residual round trip"
+                Expect.equal back.InitializerRange 0.02 "initializer_range round trip"
+            }
+
             test "time_step_limit as a bare Infinity" {
                 let c = ConfigJson.Parse("""{"model_type": "mamba2", "hidden_size": 16, "num_heads": 4, "head_dim": 8, "n_groups": 1, "num_hidden_layers": 1, "vocab_size": 10, "time_step_limit": [0.0, Infinity]}""")
                 let cfg = Mamba2Config.FromHuggingFace(c)

@@ -30,7 +30,13 @@ public sealed record Mamba2Config
     public double TimeStepFloor { get; init; } = 1e-4;
     public double TimeStepLimitLow { get; init; }
     public double TimeStepLimitHigh { get; init; } = double.PositiveInfinity;
+    /// <summary>Std of the embeddings' (and an untied head's) random initialisation: transformers' default 0.1, mamba_ssm's 0.02.</summary>
     public double InitializerRange { get; init; } = 0.1;
+    /// <summary>
+    /// Random initialisation divides each out_proj by √n_layer (GPT-2's scheme), so the residual stream does not grow
+    /// with depth: mamba_ssm always does (<c>rescale_prenorm_residual=True</c>), transformers only when configured.
+    /// </summary>
+    public bool RescalePrenormResidual { get; init; }
     /// <summary>
     /// Gated RMSNorm per group of d_inner / n_groups channels (mamba_ssm) rather than over all of d_inner (transformers'
     /// torch path). Stored in config.json as <c>norm_per_group</c> when true; irrelevant when n_groups = 1.
@@ -74,7 +80,7 @@ public sealed record Mamba2Config
     static readonly string[] HfMetadataKeys =
     [
         "architectures", "model_type", "transformers_version", "dtype", "torch_dtype", "use_cache", "time_step_rank",
-        "rescale_prenorm_residual", "output_hidden_states", "output_attentions", "return_dict", "_name_or_path",
+        "output_hidden_states", "output_attentions", "return_dict", "_name_or_path",
         "tie_word_embeddings", "bos_token_id", "eos_token_id", "pad_token_id", "initializer_range",
     ];
 
@@ -115,6 +121,7 @@ public sealed record Mamba2Config
             TimeStepLimitLow = lo,
             TimeStepLimitHigh = hi,
             InitializerRange = c.Double("initializer_range", 0.1),
+            RescalePrenormResidual = c.Bool("rescale_prenorm_residual", false),
             PadTokenId = c.NullableInt("pad_token_id"),
             BosTokenId = c.NullableInt("bos_token_id"),
             EosTokenId = c.NullableInt("eos_token_id"),
@@ -178,6 +185,9 @@ public sealed record Mamba2Config
             TimeStepLimitHigh = hi,
             LayerStateSizes = c.Has("layer_state_sizes") ? c.Doubles("layer_state_sizes").Select(d => (int)d).ToArray() : null,
             NormPerGroup = true,
+            // mamba_ssm's _init_weights: N(0, 0.02) embeddings, out_proj rescaled by 1/√n_layer (random init only).
+            InitializerRange = 0.02,
+            RescalePrenormResidual = true,
         };
         if (s.UnknownKeysWarning() is { } w) warn?.Invoke(w);
         return cfg.Validate(c.Path);
@@ -222,6 +232,7 @@ public sealed record Mamba2Config
             ["time_step_floor"] = TimeStepFloor,
             ["time_step_limit"] = new JsonArray(Num(TimeStepLimitLow), Num(TimeStepLimitHigh)),
             ["initializer_range"] = InitializerRange,
+            ["rescale_prenorm_residual"] = RescalePrenormResidual,
             ["rms_norm"] = true,
         };
         if (PadTokenId is { } p) o["pad_token_id"] = p;

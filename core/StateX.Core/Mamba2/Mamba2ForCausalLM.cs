@@ -75,6 +75,8 @@ public sealed class Mamba2ForCausalLM : nn.Module, ICausalLanguageModel, Trainin
         {
             nn.init.normal_(backbone.embeddings.weight!, 0, config.InitializerRange);
             if (lm_head is not null) nn.init.normal_(lm_head.weight!, 0, config.InitializerRange);
+            if (config.RescalePrenormResidual)
+                foreach (var layer in backbone.layers) layer.mixer.out_proj.weight!.div_(Math.Sqrt(config.NumLayers));
         }
         RegisterComponents();
     }
