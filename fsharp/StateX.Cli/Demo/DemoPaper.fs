@@ -294,11 +294,12 @@ let plan (s: DemoStudy.Study) (bases: Base list) (out: string) =
         line "     %-7s %s" x.Family (Path.GetFullPath x.Dir)
         line "             %s; tokenizer %s" (Model.summary x.Model |> fun t -> t.Substring(0, t.IndexOf ';')) x.TokenizerName
         line "             base:   state %s elements/sequence, %s parameters" (n0 (Model.stateSize x.Model)) (n0 (Model.paramCount x.Model))
-        line "             StateX: %s = %O %O %s → layers %s of %d: state %s (×%.2f), %s parameters (%+d)"
+        line "             StateX: %s = %O %O %s → layers %s of %d: state %s (×%.2f), %s parameters (%s%s)"
             e.Name e.Layers e.Rewrite (string e.Init |> fun t -> t.ToLowerInvariant())
             (String.Join(", ", x.ExpandedLayers)) (Model.numLayers x.Model)
             (n0 (Model.stateSize x.StateX)) (float (Model.stateSize x.StateX) / float (Model.stateSize x.Model))
-            (n0 (Model.paramCount x.StateX)) (Model.paramCount x.StateX - Model.paramCount x.Model)
+            (n0 (Model.paramCount x.StateX)) (if Model.paramCount x.StateX >= Model.paramCount x.Model then "+" else "-")
+            (n0 (abs (Model.paramCount x.StateX - Model.paramCount x.Model)))
         for n in x.Notes do line "             note: %s" n
     line "  2. post-train each base model twice on an equal budget: LPT (the model as is) and StateX (expanded as above)"
     line "     %s steps × %d sequences × %s tokens = %s tokens per arm%s; lr %s, cosine, warm-up %s steps, floor 10%%, AdamW"
@@ -315,8 +316,8 @@ let plan (s: DemoStudy.Study) (bases: Base list) (out: string) =
         (String.Join(",", p.MqarPairs)) (n0 (int64 p.MqarLength)) p.MqarExamples
         (String.Join(",", p.PasskeyLengths |> List.map (fun l -> if l >= 1024 && l % 1024 = 0 then sprintf "%dK" (l / 1024) else string l)))
         (String.Join(",", p.PasskeyDepths)) p.PasskeyTrials s.PasskeyTemplate
-    line "     held-out loss on %d rows × %s tokens of %s (loader seed 0x%X%s)" p.HeldOutDocuments (n0 (int64 b.SeqLen)) s.HeldOut DemoStudy.heldOutSeed
-        (if s.HeldOut = p.PostTrainData then ": another file order than training's; give --heldout SPEC for a separate split" else "")
+    line "     held-out loss on %d rows × %s tokens of %s (loader seed 0x%X, which no training run uses%s)" p.HeldOutDocuments (n0 (int64 b.SeqLen)) s.HeldOut DemoStudy.heldOutSeed
+        (if s.HeldOut = p.PostTrainData then ": other documents of generated data, another file order of files; give --heldout SPEC for a separate split" else "")
     line "  cost, from throughputs measured on ONE H200 (141 GB) with the paper's 1.3B models (DemoPaper.measured); evaluation not included:"
     line "     total: %s tokens of post-training (%d arm(s) × %d family(ies) × %s)" (tokensText (perArm * int64 arms * int64 bases.Length)) arms bases.Length (tokensText perArm)
     for x in bases do
@@ -330,12 +331,14 @@ let plan (s: DemoStudy.Study) (bases: Base list) (out: string) =
                 x.Family (tokensText (int64 total)) (tps / 1000.0) (duration (total / tps)) gb (n0 (int64 m.SeqLen)) (seg m) applies
         | DoesNotFit m ->
             let fallback = measured |> List.filter (fun r -> r.Family = x.Family && r.Result.IsSome) |> List.sortByDescending (fun r -> r.SeqLen) |> List.tryHead
-            line "     %-7s WARNING: %s 1.3B post-training does not yet fit at %s tokens on one 141 GB GPU (measured at %s); this run will most likely stop out of memory."
-                x.Family x.Family (n0 (int64 b.SeqLen)) (n0 (int64 m.SeqLen))
+            line "     %-7s WARNING: %s 1.3B post-training does not yet fit at %s tokens on one 141 GB GPU%s; this run will most likely stop out of memory."
+                x.Family x.Family (n0 (int64 b.SeqLen)) (if m.SeqLen = b.SeqLen then "" else sprintf " (measured at %s)" (n0 (int64 m.SeqLen)))
             match fallback with
             | Some({ Result = Some(tps, gb) } as f) ->
-                line "             Use --seq-len %d (measured: %.1fK tokens/s, %.0f GB peak: %s for this budget) or a GPU with more memory.%s"
-                    f.SeqLen (tps / 1000.0) gb (duration (total / tps)) applies
+                // Keeping the tokens per step needs a proportionally larger batch.
+                let keep = if (b.Batch * b.SeqLen) % f.SeqLen = 0 then sprintf "; with --batch %d the steps keep their %s tokens" (b.Batch * b.SeqLen / f.SeqLen) (n0 (int64 b.Batch * int64 b.SeqLen)) else ""
+                line "             Use --seq-len %d (measured: %.1fK tokens/s, %.0f GB peak: %s tokens would take %s%s) or a GPU with more memory.%s"
+                    f.SeqLen (tps / 1000.0) gb (tokensText (int64 total)) (duration (total / tps)) keep applies
             | _ -> line "             Use a shorter --seq-len or a GPU with more memory.%s" applies
         | Nearest({ Result = Some(tps, _) } as m) ->
             line "     %-7s %s tokens at %.1fK tokens/s ≈ %s (not measured at %s tokens: speed from %s tokens%s; memory unknown)%s"
