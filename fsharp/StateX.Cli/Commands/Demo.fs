@@ -14,10 +14,24 @@ type DemoArgs =
     | Families of list: string
     | Device of string
     | Plan
+    | Gla of dir: string
+    | Mamba2 of dir: string
+    | Data of spec: string
+    | Heldout of spec: string
+    | Steps of int
+    | Seq_Len of int
+    | Batch of int
     interface IArgParserTemplate with
         member a.Usage =
             match a with
-            | Preset _ -> "cpu (default: under 15 minutes on 2 cores) | gpu (larger, a few minutes on one GPU) | smoke (seconds; mechanics only)."
+            | Preset _ -> "cpu (default: under 15 minutes on 2 cores) | gpu (larger, a few minutes on one GPU) | smoke (seconds; mechanics only) | paper (the paper's 1.3B post-training on checkpoints you bring: --gla/--mamba2 DIR, --data SPEC)."
+            | Gla _ -> "paper preset: a GLA checkpoint folder (config.json, model.safetensors, tokenizer) to post-train as the base model."
+            | Mamba2 _ -> "paper preset: a Mamba2 checkpoint folder (config.json, model.safetensors, tokenizer) to post-train as the base model."
+            | Data _ -> "paper preset: the post-training data (a data spec, see data/README.md), read with each checkpoint's tokenizer."
+            | Heldout _ -> "paper preset: data for the held-out loss (default: --data read in another order)."
+            | Steps _ -> "paper preset: post-training steps (default: the paper's 19,073)."
+            | Seq_Len _ -> "paper preset: post-training sequence length (default: the paper's 65,536)."
+            | Batch _ -> "paper preset: sequences per step (default: the paper's 8; one per micro-batch)."
             | Out _ -> "study folder (default runs/demo-PRESET); re-running resumes finished stages."
             | Seeds _ -> "comma-separated seeds (default 0,1)."
             | Families _ -> "comma-separated families (default gla,mamba2)."
@@ -37,35 +51,81 @@ let private plan (p: Preset) (families: string list) (out: string) =
         (String.Join(",", p.MqarPairs)) p.MqarLength (String.Join(",", p.PasskeyLengths)) (String.Join(",", p.PasskeyDepths))
     printfn "  → %s (results.csv, report.html, a folder per seed/family/arm)" out
 
+/// Runs (or resumes) a study, writes summary.txt and report.html; returns the printed summary and the report's path.
+let execute (study: DemoStudy.Study) (families: string list) (out: string) (reporter: DemoStudy.Reporter) =
+    NativeRuntime.EnsureInitialized()
+    let rows = DemoStudy.run study out families reporter
+    let post = study.Preset.PostTrain.SeqLen
+    let table = DemoSummary.table rows families post
+    let verdicts = DemoSummary.verdicts rows families post
+    let report = DemoReport.write study families rows out
+    let summary = table + "\n" + String.Join("\n", verdicts) + "\n"
+    IO.AtomicFile.WriteAllText(Path.Combine(out, "summary.txt"), summary)
+    summary, report
+
+/// The flag of an option that only the paper preset takes.
+let private paperOnly (a: DemoArgs) =
+    match a with
+    | DemoArgs.Gla _ -> Some "--gla"
+    | DemoArgs.Mamba2 _ -> Some "--mamba2"
+    | Data _ -> Some "--data"
+    | Heldout _ -> Some "--heldout"
+    | Steps _ -> Some "--steps"
+    | Seq_Len _ -> Some "--seq-len"
+    | Batch _ -> Some "--batch"
+    | _ -> None
+
+/// The paper preset's study after every input is checked (all problems in one error), and its plan.
+let private paperStudy (args: ParseResults<DemoArgs>) (out: string option) =
+    if args.Contains Families then
+        raise (ArgumentException "--families does not apply to --preset paper: the study has the families whose checkpoints you give (--gla, --mamba2)")
+    let inputs : DemoPaper.Inputs =
+        { Gla = args.TryGetResult DemoArgs.Gla; Mamba2 = args.TryGetResult DemoArgs.Mamba2; Data = args.TryGetResult Data
+          HeldOut = args.TryGetResult Heldout; Steps = args.TryGetResult Steps; SeqLen = args.TryGetResult Seq_Len; Batch = args.TryGetResult Batch }
+    match DemoPaper.validate inputs with
+    | Error problems -> raise (ArgumentException(sprintf "--preset paper cannot start:\n  - %s" (String.Join("\n  - ", problems))))
+    | Ok bases ->
+        let study = DemoPaper.study inputs bases
+        let p = study.Preset
+        let p = match args.TryGetResult Seeds with Some s -> { p with Seeds = s.Split(',', StringSplitOptions.RemoveEmptyEntries) |> Array.map int |> List.ofArray } | None -> p
+        let p = match args.TryGetResult Device with Some d -> { p with Device = d } | None -> p
+        let study = { study with Preset = p }
+        let out = defaultArg out (Path.Combine("runs", "demo-paper"))
+        let families = bases |> List.map (fun b -> b.Family)
+        printf "%s" (DemoPaper.plan study bases out)
+        study, families, out
+
 let run (args: ParseResults<DemoArgs>) =
-    let preset = DemoPreset.byName (args.GetResult(Preset, "cpu"))
-    let preset =
-        match args.TryGetResult Seeds with
-        | Some s -> { preset with Seeds = s.Split(',', StringSplitOptions.RemoveEmptyEntries) |> Array.map int |> List.ofArray }
-        | None -> preset
-    let preset = match args.TryGetResult Device with Some d -> { preset with Device = d } | None -> preset
-    let families =
-        args.GetResult(Families, "gla,mamba2").Split(',', StringSplitOptions.RemoveEmptyEntries) |> List.ofArray
-        |> List.map (fun f -> if preset.Configs.ContainsKey f then f else invalidArg "families" (sprintf "unknown family '%s': expected gla, mamba2" f))
-    let out = args.GetResult(Out, Path.Combine("runs", "demo-" + preset.Name))
-    plan preset families out
+    let name = args.GetResult(Preset, "cpu")
+    let study, families, out =
+        if name.ToLowerInvariant() = "paper" then paperStudy args (args.TryGetResult Out)
+        else
+            match args.GetAllResults() |> List.choose paperOnly |> List.distinct with
+            | [] -> ()
+            | flags ->
+                raise (ArgumentException(sprintf "%s: only for --preset paper (the %s preset pretrains its own models on synthetic data)" (String.Join(", ", flags)) name))
+            let preset = DemoPreset.byName name
+            let preset =
+                match args.TryGetResult Seeds with
+                | Some s -> { preset with Seeds = s.Split(',', StringSplitOptions.RemoveEmptyEntries) |> Array.map int |> List.ofArray }
+                | None -> preset
+            let preset = match args.TryGetResult Device with Some d -> { preset with Device = d } | None -> preset
+            let families =
+                args.GetResult(Families, "gla,mamba2").Split(',', StringSplitOptions.RemoveEmptyEntries) |> List.ofArray
+                |> List.map (fun f -> if preset.Configs.ContainsKey f then f else invalidArg "families" (sprintf "unknown family '%s': expected gla, mamba2" f))
+            let out = args.GetResult(Out, Path.Combine("runs", "demo-" + preset.Name))
+            plan preset families out
+            DemoStudy.ofPreset preset, families, out
     if args.Contains Plan then 0
     else
-        NativeRuntime.EnsureInitialized()
         let clock = Diagnostics.Stopwatch.StartNew()
         let printer = Train.progressPrinter ()
         let reporter : DemoStudy.Reporter =
             { Stage = fun s -> eprintfn "[%s] %s" (clock.Elapsed.ToString @"m\:ss") s
               Progress = printer }
-        let rows = DemoStudy.run preset out families reporter
-        let table = DemoSummary.table rows families preset.PostTrain.SeqLen
-        let verdicts = DemoSummary.verdicts rows families preset.PostTrain.SeqLen
-        let report = DemoReport.write preset families rows out
-        IO.AtomicFile.WriteAllText(Path.Combine(out, "summary.txt"), table + "\n" + String.Join("\n", verdicts) + "\n")
+        let summary, report = execute study families out reporter
         printfn ""
-        printf "%s" table
-        printfn ""
-        for v in verdicts do printfn "%s" v
+        printf "%s" summary
         printfn ""
         printfn "study folder  %s (results.csv, summary.txt)" (Path.GetFullPath out)
         printfn "report        %s  (open it in a browser; it works offline)" (Path.GetFullPath report)

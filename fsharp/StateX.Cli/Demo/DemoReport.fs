@@ -92,16 +92,24 @@ let private htmlTable (header: string list) (rows: string list list) =
     sb.Append("</table>").ToString()
 
 /// Writes ROOT/report.html; returns its path.
-let write (p: Preset) (families: string list) (rows: Row list) (root: string) =
+let write (s: Study) (families: string list) (rows: Row list) (root: string) =
+    let p = s.Preset
     let seeds = rows |> List.map (fun r -> r.Seed) |> List.distinct |> List.sort
     let post = p.PostTrain.SeqLen
     let chart (c: GenericChart) = GenericChart.toChartHTML c
     let body = Text.StringBuilder()
     let add (s: string) = body.AppendLine s |> ignore
     add (sprintf "<h1>StateX demo — preset %s</h1>" (WebUtility.HtmlEncode p.Name))
-    add (sprintf "<p>Seeds %s. Each family: a base model pretrained from scratch (%d steps × %d×%d tokens), then two post-training arms on the same data, tokens, schedule and seed (%d steps × %d×%d tokens): <b>LPT</b> trains the base model as is; <b>StateX</b> first enlarges the recurrent state of some layers (%s), then trains. Data: MQAR, passkey documents and generated English-like text (<code>synth:text</code>), no download.</p>"
-            (String.Join(", ", seeds)) p.Pretrain.Steps p.Pretrain.Batch p.Pretrain.SeqLen p.PostTrain.Steps p.PostTrain.Batch p.PostTrain.SeqLen
-            (WebUtility.HtmlEncode(String.Join("; ", families |> List.map (fun f -> let e = p.Expansions[f] in sprintf "%s: %O on %O, %s" f e.Rewrite e.Layers (string e.Init |> fun s -> s.ToLowerInvariant()))))))
+    let source, data =
+        if s.Bases.IsEmpty then
+            sprintf "a base model pretrained from scratch (%d steps × %d×%d tokens)" p.Pretrain.Steps p.Pretrain.Batch p.Pretrain.SeqLen,
+            "MQAR, passkey documents and generated English-like text (<code>synth:text</code>), no download"
+        else
+            sprintf "the given checkpoint as the base model (%s)" (WebUtility.HtmlEncode(String.Join("; ", s.Bases |> Seq.map (fun kv -> sprintf "%s: %s" kv.Key kv.Value)))),
+            sprintf "<code>%s</code>; held-out loss on <code>%s</code>" (WebUtility.HtmlEncode p.PostTrainData) (WebUtility.HtmlEncode s.HeldOut)
+    add (sprintf "<p>Seeds %s. Each family: %s, then two post-training arms on the same data, tokens, schedule and seed (%d steps × %d×%d tokens): <b>LPT</b> trains the base model as is; <b>StateX</b> first enlarges the recurrent state of some layers (%s), then trains. Data: %s.</p>"
+            (String.Join(", ", seeds)) source p.PostTrain.Steps p.PostTrain.Batch p.PostTrain.SeqLen
+            (WebUtility.HtmlEncode(String.Join("; ", families |> List.map (fun f -> let e = p.Expansions[f] in sprintf "%s: %O on %O, %s" f e.Rewrite e.Layers ((string e.Init).ToLowerInvariant()))))) data)
     add "<h2>Headline numbers</h2>"
     add (sprintf "<pre>%s</pre>" (WebUtility.HtmlEncode(table rows families post)))
     add "<h2>Outcome as measured</h2><ul>"

@@ -1,5 +1,6 @@
-/// The StateX study in miniature: pretrain base models, post-train them two ways (LPT, StateX) on an equal budget,
-/// evaluate all three. Every stage writes its own folder and is skipped when already finished.
+/// The StateX study in miniature: pretrain base models (or take given checkpoints as them), post-train them two ways
+/// (LPT, StateX) on an equal budget, evaluate all three. Every stage writes its own folder and is skipped when
+/// already finished.
 module StateX.Cli.Demo.DemoStudy
 
 open System
@@ -14,6 +15,34 @@ open StateX.Expansion
 open StateX.Evaluation
 open StateX.Evaluation.Tasks
 open StateX.Cli.Demo.DemoPreset
+
+/// What a study runs besides its preset's sizes: where the base models come from, which tokenizer reads each
+/// family's data, where held-out loss is measured, and how the training runs execute (not what they compute).
+type Study =
+    { Preset: Preset
+      /// family → a checkpoint folder that is the base model (no pretraining; its tokenizer reads the data).
+      /// Families not here are pretrained from Preset.Configs on Preset.PretrainData with the byte tokenizer.
+      Bases: Map<string, string>
+      /// Data spec of the held-out loss rows (read with heldOutSeed, which no training run uses).
+      HeldOut: string
+      /// Sequences per forward pass; a budget's Batch sequences per step come by gradient accumulation. None: all at once.
+      MicroBatch: int option
+      ActivationCheckpointing: bool
+      /// With activation checkpointing: tokens per checkpointed segment of a sequence; None: whole sequences.
+      CheckpointSegment: int option
+      /// Steps between training checkpoints; None: four per run.
+      CheckpointEvery: int option
+      /// Passkey prompt template: "short" (small byte-level models) or "default".
+      PasskeyTemplate: string }
+    member s.Tokenizer(family: string) = match s.Bases.TryFind family with Some dir -> dir | None -> "byte"
+
+/// Loader seed of the held-out rows: no training run reads with it (training seeds are the study's seeds).
+let heldOutSeed = 0xBEEFUL
+
+/// The study of a preset that pretrains its own models (cpu, gpu, smoke).
+let ofPreset (p: Preset) =
+    { Preset = p; Bases = Map.empty; HeldOut = sprintf "synth:text:len=%d" (p.PostTrain.SeqLen * 2); MicroBatch = None
+      ActivationCheckpointing = false; CheckpointSegment = None; CheckpointEvery = None; PasskeyTemplate = "short" }
 
 /// One measured number of the study.
 type Row =
@@ -55,85 +84,114 @@ type Reporter =
     { Stage: string -> unit
       Progress: TrainProgress -> unit }
 
+/// Linear warm-up of every training stage: a tenth of its steps.
+let warmupSteps (b: Budget) = max 1 (b.Steps / 10)
+
 /// The trainer publishes RUN/model (atomically) only when the run is complete.
 let private isDone (dir: string) = File.Exists(Path.Combine(dir, "model", "model.safetensors"))
 
-let private trainStage (report: Reporter) (dir: string) (label: string) (create: unit -> ICausalLanguageModel)
-                       (recipe: string) (data: string) (b: Budget) (seed: int) (device: string) =
+let private trainStage (s: Study) (report: Reporter) (dir: string) (label: string) (create: unit -> ICausalLanguageModel)
+                       (recipe: string) (data: string) (tokenizer: string) (b: Budget) (seed: int) =
     if isDone dir then report.Stage(sprintf "%s: done earlier (%s)" label dir)
     else
         report.Stage(sprintf "%s: %d steps × %d×%d tokens" label b.Steps b.Batch b.SeqLen)
-        let o = TrainOptions(Steps = b.Steps, SeqLen = b.SeqLen, BatchSize = b.Batch, LearningRate = b.Lr,
-                             Seed = uint64 seed, Device = device, WarmupSteps = Nullable(max 1 (b.Steps / 10)),
-                             CheckpointEvery = Nullable(max 1 (b.Steps / 4)), KeepLast = 1, WholeDocuments = true)
-        let job = TrainJob(Func<_>(create), data, "byte", o, dir, true, recipe)
+        let micro = match s.MicroBatch with Some m -> min m b.Batch | None -> b.Batch
+        if b.Batch % micro <> 0 then invalidArg "batch" (sprintf "a batch of %d sequences is not a whole number of micro-batches of %d" b.Batch micro)
+        let o = TrainOptions(Steps = b.Steps, SeqLen = b.SeqLen, BatchSize = micro, GradAccum = b.Batch / micro, LearningRate = b.Lr,
+                             Seed = uint64 seed, Device = s.Preset.Device, WarmupSteps = Nullable(warmupSteps b),
+                             CheckpointEvery = Nullable(defaultArg s.CheckpointEvery (max 1 (b.Steps / 4))), KeepLast = 1, WholeDocuments = true,
+                             ActivationCheckpointing = s.ActivationCheckpointing, CheckpointSegment = Option.toNullable s.CheckpointSegment)
+        let job = TrainJob(Func<_>(create), data, tokenizer, o, dir, true, recipe)
         Trainer.Run(job, TrainHooks(Progress = Action<_>(report.Progress))) |> ignore
 
-/// Mean next-token loss on generated text the models never trained on (another seed of the text generator).
-let heldOutLoss (model: ICausalLanguageModel) (documents: int) (seqLen: int) =
-    let tok = Tokenization.Tokenizers.Load "byte"
-    use loader = DataLoader.Open(DataSpec.Parse(sprintf "synth:text:len=%d" (seqLen * 2)), tok, LoaderOptions(seqLen, 1, 0xBEEFUL))
-    let device = model.Module.parameters() |> Seq.head |> fun p -> p.device
-    use _ = torch.no_grad()
-    let losses =
-        [ for _ in 1 .. documents ->
-            use scope = torch.NewDisposeScope()
-            let rows = loader.Next().ToTensor(device)
-            let out = model.Forward(rows, labels = rows)
-            out.Loss.item<float32>() |> float ]
-    List.average losses
+/// Mean next-token loss on `rows` rows of `seqLen` tokens of `spec`, read with heldOutSeed: for generated text,
+/// documents no run trained on; for file data, another file order (or the user's own held-out split).
+/// Rows run in segments carrying the state, so a 64K-token row costs one segment's memory.
+let heldOutLoss (model: ICausalLanguageModel) (tokenizer: Tokenization.ITokenizer) (spec: string) (rows: int) (seqLen: int) =
+    use loader = DataLoader.Open(DataSpec.Parse spec, tokenizer, LoaderOptions(seqLen, 1, heldOutSeed))
+    let documents =
+        [ for i in 1 .. rows ->
+            match Option.ofObj (loader.Next()) with
+            | Some b -> b.Tokens |> Array.map int                                     // [T+1]
+            | None -> failwithf "held-out data '%s' ran out after %d of %d rows of %d tokens" spec (i - 1) rows seqLen ]
+    let r = LossVsPosition.Evaluate(model, documents, seqLen + 1, [| 0; seqLen |], EvalOptions(SegmentLength = 1024, BatchSize = 8))
+    r[0].Value
 
 let private settingText (s: Collections.Generic.IReadOnlyDictionary<string, obj>) (keys: string list) =
     keys |> List.choose (fun k -> match s.TryGetValue k with | true, v -> Some(sprintf "%s=%s" k (Convert.ToString(v, Globalization.CultureInfo.InvariantCulture))) | _ -> None) |> String.concat " "
 
-let evaluate (p: Preset) (family: string) (arm: string) (seed: int) (model: ICausalLanguageModel) : Row list =
+let evaluate (s: Study) (family: string) (arm: string) (seed: int) (model: ICausalLanguageModel) : Row list =
+    let p = s.Preset
     model.Module.eval()
     use _ = torch.no_grad()
-    let tok = Tokenization.Tokenizers.Load "byte"
+    let tok = Tokenization.Tokenizers.Load(s.Tokenizer family)
     let options = EvalOptions(SegmentLength = 1024, BatchSize = 8, ModelName = sprintf "%s/%s/seed%d" family arm seed)
     let row task setting metric value n = { Family = family; Arm = arm; Seed = seed; Task = task; Setting = setting; Metric = metric; Value = value; N = n }
     let mqar =
         Mqar.Evaluate(model, [ for pairs in p.MqarPairs -> MqarConfig(pairs, p.MqarLength, mqarVocab) ], p.MqarExamples, 12345UL, options)
         |> Seq.map (fun r -> row "mqar" (settingText r.Setting [ "pairs" ]) r.Metric r.Value r.N) |> List.ofSeq
     let passkey =
-        Passkey.Evaluate(model, tok, p.PasskeyLengths |> List.toArray, p.PasskeyDepths |> List.toArray, p.PasskeyTrials, 777UL, options, PasskeyTemplate.Short)
+        Passkey.Evaluate(model, tok, p.PasskeyLengths |> List.toArray, p.PasskeyDepths |> List.toArray, p.PasskeyTrials, 777UL, options, PasskeyTemplate.Named s.PasskeyTemplate)
         |> Seq.filter (fun r -> r.Metric = "accuracy")
         |> Seq.map (fun r -> row "passkey" (settingText r.Setting [ "length"; "depth" ]) r.Metric r.Value r.N) |> List.ofSeq
-    let loss = heldOutLoss model p.HeldOutDocuments p.PostTrain.SeqLen
+    let loss = heldOutLoss model tok s.HeldOut p.HeldOutDocuments p.PostTrain.SeqLen
     let parameters = Trainer.ParameterCount model
     mqar @ passkey @ [
         row "heldout_text" "" "loss" loss (int64 (p.HeldOutDocuments * p.PostTrain.SeqLen))
         row "model" "" "state_elements" (float (model.StateSize().TotalElements)) 1L
         row "model" "" "parameters" (float parameters) 1L ]
 
+/// A study folder holds one study: its base checkpoint must not change between runs that resume it.
+let private recordBase (baseDir: string) (checkpoint: string) =
+    Directory.CreateDirectory baseDir |> ignore
+    let path = Path.Combine(baseDir, "checkpoint.txt")
+    let full = Path.GetFullPath checkpoint
+    if File.Exists path then
+        let earlier = File.ReadAllText(path).Trim()
+        if earlier <> full then
+            failwithf "%s was started from the checkpoint %s, not %s: give that checkpoint again or choose another --out" baseDir earlier full
+    else IO.AtomicFile.WriteAllText(path, full + "\n")
+
 /// Runs (or resumes) the whole study under `root`; returns every row of results.csv.
-let run (p: Preset) (root: string) (families: string list) (report: Reporter) : Row list =
+let run (s: Study) (root: string) (families: string list) (report: Reporter) : Row list =
+    let p = s.Preset
     Directory.CreateDirectory root |> ignore
-    let configDir = Path.Combine(root, "configs")
-    Directory.CreateDirectory configDir |> ignore
     let allRows = Collections.Generic.List<Row>()
+    // Evaluation runs in the dtype training runs in, so base and post-trained models are compared alike.
+    let device = DeviceSpec.Parse(p.Device).Resolve()
+    let evalDtype = if device.``type`` = DeviceType.CUDA then torch.ScalarType.BFloat16 else torch.ScalarType.Float32
     for seed in p.Seeds do
         for family in families do
-            let cfgPath = Path.Combine(configDir, family + ".json")
-            IO.AtomicFile.WriteAllText(cfgPath, p.Configs[family])
             let dir (arm: string) = Path.Combine(root, sprintf "seed%d" seed, family, arm)
-            let baseDir = dir "base"
-            trainStage report baseDir (sprintf "seed %d %s base (pretraining)" seed family)
-                (fun () -> Checkpoint.FromConfig(cfgPath, warn = ignore)) "custom" p.PretrainData p.Pretrain seed p.Device
-            let baseModel () = Checkpoint.Load(Path.Combine(baseDir, "model"), warn = ignore)
-            trainStage report (dir "lpt") (sprintf "seed %d %s LPT (post-training)" seed family)
-                baseModel "lpt" p.PostTrainData p.PostTrain seed p.Device
+            let tokenizer = s.Tokenizer family
+            let baseModelDir =
+                match s.Bases.TryFind family with
+                | Some checkpoint ->
+                    recordBase (dir "base") checkpoint
+                    checkpoint
+                | None ->
+                    let configDir = Path.Combine(root, "configs")
+                    Directory.CreateDirectory configDir |> ignore
+                    let cfgPath = Path.Combine(configDir, family + ".json")
+                    IO.AtomicFile.WriteAllText(cfgPath, p.Configs[family])
+                    trainStage s report (dir "base") (sprintf "seed %d %s base (pretraining)" seed family)
+                        (fun () -> Checkpoint.FromConfig(cfgPath, warn = ignore)) "custom" p.PretrainData tokenizer p.Pretrain seed
+                    Path.Combine(dir "base", "model")
+            let baseModel () = Checkpoint.Load(baseModelDir, warn = ignore)
+            trainStage s report (dir "lpt") (sprintf "seed %d %s LPT (post-training)" seed family)
+                baseModel "lpt" p.PostTrainData tokenizer p.PostTrain seed
             let expansion = p.Expansions[family]
             let expansion = ExpansionRequest(expansion.Layers, expansion.Rewrite, expansion.Init, int64 seed)
-            trainStage report (dir "statex") (sprintf "seed %d %s StateX (expand, then post-train)" seed family)
-                (fun () -> (TrainRecipes.Prepare("statex", baseModel (), expansion)).Model) "statex" p.PostTrainData p.PostTrain seed p.Device
+            trainStage s report (dir "statex") (sprintf "seed %d %s StateX (expand, then post-train)" seed family)
+                (fun () -> (TrainRecipes.Prepare("statex", baseModel (), expansion)).Model) "statex" p.PostTrainData tokenizer p.PostTrain seed
             for arm in [ "base"; "lpt"; "statex" ] do
                 let evalPath = Path.Combine(dir arm, "eval.csv")
                 if File.Exists evalPath then allRows.AddRange(readRows evalPath)
                 else
                     report.Stage(sprintf "seed %d %s %s: evaluating" seed family arm)
-                    let model = Checkpoint.Load(Path.Combine(dir arm, "model"), device = DeviceSpec.Parse(p.Device).Resolve(), warn = ignore)
-                    let rows = evaluate p family arm seed model
+                    let modelDir = if arm = "base" then baseModelDir else Path.Combine(dir arm, "model")
+                    let model = Checkpoint.Load(modelDir, device = device, dtype = Nullable evalDtype, warn = ignore)
+                    let rows = evaluate s family arm seed model
                     model.Module.Dispose()
                     writeRows evalPath rows
                     allRows.AddRange rows
