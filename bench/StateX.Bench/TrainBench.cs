@@ -90,6 +90,8 @@ public sealed class TrainBench : IBenchSuite
         catch (Exception e) when (e.Message.Contains("out of memory", StringComparison.OrdinalIgnoreCase))
         {
             Console.WriteLine($"RESULT family={model.Family} T={T} B={B} ckpt={(ckpt ? "on" : "off")} segment={segment}: out of memory (peak seen {peak / 1048576.0:F0} MiB)");
+            // libtorch's message says what was being allocated and how much the caching allocator held.
+            Console.WriteLine("  " + e.Message.Split('\n')[0]);
         }
         return 0;
     }

@@ -14,7 +14,8 @@ public static class ActivationCheckpoint
     /// <summary>y = f(x) with f's activations dropped after the forward pass and recomputed for the backward pass.</summary>
     /// <param name="f">a pure function of x and of parameters it closes over</param>
     /// <param name="x">input; must be part of the graph (requires_grad) for gradients to flow back through it</param>
-    public static Tensor Apply(Func<Tensor, Tensor> f, Tensor x) => Apply(xs => [f(xs[0])], [x])[0];
+    /// <param name="relay">shared by the checkpointed calls of one backward pass (see <see cref="GradientRelay"/>); null: none</param>
+    public static Tensor Apply(Func<Tensor, Tensor> f, Tensor x, GradientRelay? relay = null) => Apply(xs => [f(xs[0])], [x], relay)[0];
 
     /// <summary>
     /// outputs = f(inputs) for several tensors in and out (a block's input and carried state in, its output and new
@@ -23,13 +24,15 @@ public static class ActivationCheckpoint
     /// </summary>
     /// <param name="f">a pure function of its inputs and of parameters it closes over; returns at least one tensor</param>
     /// <param name="inputs">at least one tensor; gradients flow back to those that require them</param>
-    public static IReadOnlyList<Tensor> Apply(Func<IReadOnlyList<Tensor>, IReadOnlyList<Tensor>> f, IReadOnlyList<Tensor> inputs)
+    /// <param name="relay">shared by the checkpointed calls of one backward pass (see <see cref="GradientRelay"/>); null: none</param>
+    public static IReadOnlyList<Tensor> Apply(Func<IReadOnlyList<Tensor>, IReadOnlyList<Tensor>> f, IReadOnlyList<Tensor> inputs, GradientRelay? relay = null)
     {
         if (inputs.Count == 0) throw new ArgumentException("a checkpointed function needs at least one input tensor");
         // apply registers only arguments that are tensors themselves (not lists of them) as inputs of the graph node.
-        var args = new object[inputs.Count + 1];
+        var args = new object[inputs.Count + 2];
         args[0] = f;
-        for (int i = 0; i < inputs.Count; i++) args[i + 1] = inputs[i];
+        args[1] = relay ?? new GradientRelay();
+        for (int i = 0; i < inputs.Count; i++) args[i + 2] = inputs[i];
         // apply also makes an uninitialised copy of every output (TorchSharp's cache for filling in undefined grads,
         // which this function does not use, see forward): on CUDA, memory as large as the outputs. Made in a scope of
         // its own, the copies go as soon as apply returns, instead of living until the caller's scope ends, which
@@ -47,9 +50,10 @@ public static class ActivationCheckpoint
         public override List<Tensor> forward(autograd.AutogradContext ctx, params object[] vars)
         {
             var f = (Func<IReadOnlyList<Tensor>, IReadOnlyList<Tensor>>)vars[0];
-            var inputs = vars.Skip(1).Cast<Tensor>().ToArray();
+            var inputs = vars.Skip(2).Cast<Tensor>().ToArray();
             ctx.save_for_backward([.. inputs]);
             ctx.save_data("f", f);
+            ctx.save_data("relay", vars[1]);
             // Leave the grads of unused outputs undefined: TorchSharp would otherwise fill them from its cache of the
             // outputs, which lives in the caller's dispose scope and is gone by the time the backward pass runs.
             ctx.set_materialize_grads(false);
@@ -62,9 +66,13 @@ public static class ActivationCheckpoint
         public override List<Tensor> backward(autograd.AutogradContext ctx, List<Tensor> gradOutputs)
         {
             var f = (Func<IReadOnlyList<Tensor>, IReadOnlyList<Tensor>>)ctx.get_data("f");
-            var saved = ctx.get_saved_variables();
+            var relay = (GradientRelay)ctx.get_data("relay");
             using var grad = enable_grad();
+            // Every handle made here dies with this scope, the unpacked saved inputs included: left to the caller's
+            // scope (the training step's), each (block, segment) would keep its tensors until the whole backward pass
+            // is over, several times a block input per checkpoint (seen as Mamba2 1.3B running out of memory at 64K).
             using var scope = NewDisposeScope();
+            var saved = ctx.get_saved_variables();
             var inputs = saved.Select(x => x.detach().requires_grad_(x.requires_grad)).ToArray();
             var outputs = f(inputs);
             // Unused outputs (the state after the last segment) have undefined grads; an output the recomputation left
@@ -73,11 +81,46 @@ public static class ActivationCheckpoint
                 .Where(p => p.First.requires_grad && p.Second is { IsInvalid: false })
                 .ToArray();
             if (live.Length > 0) autograd.backward(live.Select(p => p.First).ToList(), live.Select(p => p.Second).ToList());
-            // One gradient per argument of apply: none for the function, then each input's (null when it has none).
-            var grads = new List<Tensor> { null! };
+            // The incoming gradients are spent: drop our handles on them now (the engine holds its own).
+            foreach (var g in gradOutputs) g?.Dispose();
+            // One gradient per argument of apply: none for the function and the relay, then each input's (null when
+            // it has none). The engine takes its own reference when this returns; the relay drops ours later.
+            var grads = new List<Tensor> { null!, null! };
             foreach (var x in inputs)
-                grads.Add(x.requires_grad && x.grad is { } g ? g.MoveToOuterDisposeScope() : null!);
+                grads.Add(x.requires_grad && x.grad is { } g ? g.DetachFromDisposeScope() : null!);
+            relay.Pass(grads);
             return grads;
+        }
+    }
+}
+
+/// <summary>
+/// Releases the gradients that checkpointed functions hand back to the autograd engine. The engine keeps its own
+/// reference to each, but our handles on them would otherwise live until the garbage collector finalises them (on
+/// the engine's thread there is no dispose scope), holding a block input's worth of memory per checkpoint for the
+/// rest of the backward pass. The engine consumes a function's gradients before it calls the next function, so each
+/// call releases the previous call's handles; the last call's go with <see cref="Dispose"/>.
+/// </summary>
+public sealed class GradientRelay : IDisposable
+{
+    List<Tensor>? _previous;
+    readonly object _lock = new();
+
+    internal void Pass(List<Tensor> grads)
+    {
+        lock (_lock)
+        {
+            if (_previous is { } p) foreach (var t in p) t?.Dispose();
+            _previous = grads;
+        }
+    }
+
+    public void Dispose()
+    {
+        lock (_lock)
+        {
+            if (_previous is { } p) foreach (var t in p) t?.Dispose();
+            _previous = null;
         }
     }
 }

@@ -16,8 +16,9 @@ static class SegmentedCheckpoint
     /// <param name="blocks">the stack's blocks in their stateful form</param>
     /// <param name="h">[B, T, D] the embedded sequence; must require grad for gradients to reach the blocks</param>
     /// <param name="segment">S, tokens per segment (the last segment may be shorter)</param>
+    /// <param name="relay">releases the gradients the checkpoints hand back (one per backward pass)</param>
     /// <returns>[B, T, D] the output of the last block</returns>
-    public static Tensor Run(IReadOnlyList<SegmentBlock> blocks, Tensor h, long segment)
+    public static Tensor Run(IReadOnlyList<SegmentBlock> blocks, Tensor h, long segment, GradientRelay? relay = null)
     {
         // Segment by segment through all blocks: a block's output piece feeds the next block directly, so only the
         // last block's pieces are ever concatenated.
@@ -31,7 +32,7 @@ static class SegmentedCheckpoint
             var x = segmentInput;                                                               // [B, S, D]
             for (int i = 0; i < blocks.Count; i++)
             {
-                var outputs = ActivationCheckpoint.Apply(blocks[i].OnTensors, [x, .. states[i]]); // [y [B, S, D], state...]
+                var outputs = ActivationCheckpoint.Apply(blocks[i].OnTensors, [x, .. states[i]], relay); // [y [B, S, D], state...]
                 x = outputs[0];
                 states[i] = outputs.Skip(1).ToArray();
             }

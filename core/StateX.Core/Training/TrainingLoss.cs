@@ -24,11 +24,14 @@ public static class TrainingLoss
         // would not be, and the blocks' own parameters would get no gradient.
         if (checkpoint && !h.requires_grad && is_grad_enabled()) h = h.detach().requires_grad_(true);
         long T = h.shape[1];
+        // One relay for every checkpoint of this loss: the backward pass calls them one after another. Not disposed
+        // here: the backward pass comes after this returns; the last gradient it holds goes with the relay.
+        var relay = checkpoint ? new GradientRelay() : null;
         if (segment > 0 && segment < T)
-            h = SegmentedCheckpoint.Run(stack.SegmentBlocks!, h, segment);                 // [B, T, D]
+            h = SegmentedCheckpoint.Run(stack.SegmentBlocks!, h, segment, relay);          // [B, T, D]
         else
             foreach (var block in stack.Blocks)
-                h = checkpoint ? ActivationCheckpoint.Apply(block, h) : block(h);          // [B, T, D]
+                h = checkpoint ? ActivationCheckpoint.Apply(block, h, relay) : block(h);   // [B, T, D]
         var total = zeros(1, dtype: ScalarType.Float32, device: h.device).squeeze();
         for (long s = 0; s < T; s += lossChunk)
         {
@@ -44,7 +47,7 @@ public static class TrainingLoss
                 return nn.functional.cross_entropy(logits.reshape(-1, logits.shape[^1]).to_type(ScalarType.Float32), tgt,
                     ignore_index: -100, reduction: nn.Reduction.Sum);
             }
-            total = total + (checkpoint ? ActivationCheckpoint.Apply(SumOfLosses, slice) : SumOfLosses(slice));
+            total = total + (checkpoint ? ActivationCheckpoint.Apply(SumOfLosses, slice, relay) : SumOfLosses(slice));
         }
         var count = targets.ne(-100).sum().to_type(ScalarType.Float32).clamp_min(1);
         return (total / count).MoveToOuterDisposeScope();
