@@ -37,6 +37,7 @@ let preset : Preset =
       // Evaluation grids: our choice. MQAR ids stay below 256 (any tokenizer's model has them); 120 pairs is the
       // most 127 keys allow with room. Passkey from 4K to twice the 64K training length.
       MqarPairs = [ 16; 32; 64; 120 ]
+      MqarVocab = 256
       MqarLength = 2048
       MqarExamples = 64
       PasskeyLengths = [ 4096; 8192; 16384; 32768; 65536; 131072 ]
@@ -176,8 +177,8 @@ let private checkBase (flag: string) (family: string) (dir: string) (data: (stri
             let vocab = match m.Arch with Arch.Gla g -> g.Vocab | Arch.Mamba2 s -> s.Vocab
             if not (File.Exists(Path.Combine(dir, CheckpointWeights.WeightsFile)) || File.Exists(Path.Combine(dir, CheckpointWeights.IndexFile))) then
                 problems.Add(at (sprintf "no weights: expected %s or %s (other formats, e.g. pytorch_model.bin, are not read; save them as safetensors)" CheckpointWeights.WeightsFile CheckpointWeights.IndexFile))
-            if vocab < mqarVocab then
-                problems.Add(at (sprintf "the model's vocabulary of %d ids is smaller than the %d ids of the MQAR evaluation" vocab mqarVocab))
+            if vocab < preset.MqarVocab then
+                problems.Add(at (sprintf "the model's vocabulary of %d ids is smaller than the %d ids of the MQAR evaluation" vocab preset.MqarVocab))
             let tokenizer =
                 try Some(Tokenizers.Load dir)
                 with e ->

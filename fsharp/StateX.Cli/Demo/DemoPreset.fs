@@ -29,6 +29,8 @@ type Preset =
       PretrainData: string
       PostTrainData: string
       MqarPairs: int list
+      /// Ids the MQAR evaluation draws from (keys are the lower half of 1..vocab−1, values the upper).
+      MqarVocab: int
       MqarLength: int
       MqarExamples: int
       PasskeyLengths: int list
@@ -40,30 +42,37 @@ type Preset =
       /// What "a few minutes" means for this preset, for the plan.
       Expected: string }
 
-/// MQAR vocabulary: keys 1..127, values 128..254 (byte ids, so the byte tokenizer's models can read it).
-let mqarVocab = 256
+/// MQAR ids of the small presets: 0 filler, keys 1..32, values 33..64 (byte ids, so the byte tokenizer's models read
+/// them). A small key set makes recall learnable within a CPU budget; 32 keys still allow up to 32 pairs.
+let mqarVocab = 65
 
-let private mix (seqLen: int) =
-    // MQAR with more pairs than the base state holds, passkey documents at the training length, and generated
-    // English-like text (Data/GrammarText.cs) so the models also learn language-like structure.
-    let mq pairs w = sprintf "%g*synth:mqar:pairs=%d:len=%d:vocab=%d:loss=queries" w pairs seqLen mqarVocab
-    let pairsMax = seqLen / 4
-    String.concat "," [
-        mq (min 8 pairsMax) 0.15
-        mq (min 16 pairsMax) 0.2
-        mq (min 32 pairsMax) 0.2
-        sprintf "0.2*synth:passkey:len=%d:template=short" seqLen
-        sprintf "0.25*synth:text:len=%d" (seqLen * 2) ]
-    |> sprintf "mix:%s"
+/// Pretraining: MQAR from 1 pair (learnable quickly: the only value seen) to 16 pairs (past what the base state
+/// holds), with the loss on the queried values only (Zoology), plus generated English-like text (Data/GrammarText.cs)
+/// for language-like structure. Text is weighted low: every text token is a target, an MQAR document has 1–16.
+let private pretrainMix (seqLen: int) (pairs: int list) (textWeight: float) =
+    let w = (1.0 - textWeight) / float pairs.Length
+    [ for n in pairs -> sprintf "%g*synth:mqar:pairs=%d:len=%d:vocab=%d:loss=queries" w n seqLen mqarVocab ]
+    @ [ sprintf "%g*synth:text:len=%d" textWeight seqLen ]
+    |> String.concat "," |> sprintf "mix:%s"
 
+/// Post-training (both arms): longer sequences, more pairs (up to what the expanded state can hold), passkey
+/// documents (the long-context retrieval the passkey evaluation asks for) and the same kind of text.
+let private postTrainMix (seqLen: int) (pairs: int list) =
+    let w = 0.75 / float pairs.Length
+    [ for n in pairs -> sprintf "%g*synth:mqar:pairs=%d:len=%d:vocab=%d:loss=queries" w n seqLen mqarVocab ]
+    @ [ sprintf "0.15*synth:passkey:len=%d:template=short" seqLen; sprintf "0.1*synth:text:len=%d" seqLen ]
+    |> String.concat "," |> sprintf "mix:%s"
+
+/// fla's initializer_range 0.02 suits width 2048 (≈ 1/√2048); at width 64 it leaves q·k ≈ 0 and MQAR on a long
+/// plateau (measured: chance after 600 steps, against 60% at 4 pairs after 1200 steps with 1/√width).
 let private glaConfig hidden layers heads =
     sprintf """{
   "model_type": "gla", "architectures": ["GLAForCausalLM"],
   "hidden_size": %d, "num_hidden_layers": %d, "num_heads": %d, "expand_k": 0.5, "expand_v": 1.0,
   "hidden_ratio": 4, "use_short_conv": true, "conv_size": 4, "use_output_gate": true, "use_gk": true,
-  "gate_logit_normalizer": 16, "vocab_size": 260, "tie_word_embeddings": true, "initializer_range": 0.02,
+  "gate_logit_normalizer": 16, "vocab_size": 260, "tie_word_embeddings": true, "initializer_range": %g,
   "norm_eps": 1e-06, "bos_token_id": 257, "eos_token_id": 258, "pad_token_id": 256
-}""" hidden layers heads
+}""" hidden layers heads (1.0 / sqrt (float hidden))
 
 let private mamba2Config hidden layers dState headDim chunk =
     sprintf """{
@@ -79,39 +88,42 @@ let private expansions fraction =
     Map [ "gla", ExpansionRequest(LayerSelection.Parse(sprintf "fraction:%g" fraction), Rewrite.MergeHeads(1), ExpansionInit.Reinit, 0L)
           "mamba2", ExpansionRequest(LayerSelection.Parse(sprintf "fraction:%g" fraction), Rewrite.WidenState(4), ExpansionInit.Reinit, 0L) ]
 
-/// Two CPU cores, under 15 minutes including the build.
+/// Two CPU cores, under 15 minutes including the build. Base state per layer: GLA 4 heads of 8×16, Mamba2 8 heads
+/// of 16×8; StateX merges GLA layer 0's heads into one of 32×64 (×4) and gives Mamba2 layer 0 d_state 32 (×4).
 let cpu =
     { Name = "cpu"
       Configs = Map [ "gla", glaConfig 64 2 4; "mamba2", mamba2Config 64 2 8 16 64 ]
       Expansions = expansions 0.5
-      Pretrain = { Steps = 1500; SeqLen = 128; Batch = 16; Lr = 3e-3 }
-      PostTrain = { Steps = 400; SeqLen = 256; Batch = 8; Lr = 1e-3 }
-      PretrainData = mix 128
-      PostTrainData = mix 256
-      MqarPairs = [ 4; 8; 16; 32; 64 ]
-      MqarLength = 256
+      Pretrain = { Steps = 1200; SeqLen = 64; Batch = 32; Lr = 3e-3 }
+      PostTrain = { Steps = 400; SeqLen = 128; Batch = 16; Lr = 1e-3 }
+      PretrainData = pretrainMix 64 [ 1; 2; 4; 8; 16 ] 0.1
+      PostTrainData = postTrainMix 128 [ 2; 4; 8; 16; 32 ]
+      MqarPairs = [ 1; 2; 4; 8; 16; 32 ]
+      MqarVocab = mqarVocab
+      MqarLength = 128
       MqarExamples = 48
-      PasskeyLengths = [ 256; 512; 1024; 2048 ]
+      PasskeyLengths = [ 128; 256; 512; 1024 ]
       PasskeyDepths = [ 0.0; 0.25; 0.5; 0.75; 1.0 ]
       PasskeyTrials = 4
       HeldOutDocuments = 16
       Seeds = [ 0; 1 ]
       Device = "cpu"
-      Expected = "about 8 minutes on 2 idle CPU cores" }
+      Expected = "about 11 minutes on 2 idle CPU cores" }
 
-/// One modern GPU, a few minutes: wider models, longer contexts.
+/// One modern GPU, a few minutes: wider and deeper models, longer contexts, more pretraining.
 let gpu =
     { Name = "gpu"
       Configs = Map [ "gla", glaConfig 256 4 4; "mamba2", mamba2Config 256 4 16 32 128 ]
       Expansions = expansions 0.25
-      Pretrain = { Steps = 600; SeqLen = 512; Batch = 32; Lr = 2e-3 }
-      PostTrain = { Steps = 200; SeqLen = 2048; Batch = 8; Lr = 5e-4 }
-      PretrainData = mix 512
-      PostTrainData = mix 2048
-      MqarPairs = [ 8; 16; 32; 64; 96; 120 ]
-      MqarLength = 1024
+      Pretrain = { Steps = 3000; SeqLen = 128; Batch = 64; Lr = 2e-3 }
+      PostTrain = { Steps = 600; SeqLen = 512; Batch = 16; Lr = 5e-4 }
+      PretrainData = pretrainMix 128 [ 1; 2; 4; 8; 16; 32 ] 0.1
+      PostTrainData = postTrainMix 512 [ 4; 8; 16; 32 ]
+      MqarPairs = [ 1; 2; 4; 8; 16; 32 ]
+      MqarVocab = mqarVocab
+      MqarLength = 512
       MqarExamples = 128
-      PasskeyLengths = [ 1024; 2048; 4096; 8192; 16384 ]
+      PasskeyLengths = [ 512; 1024; 2048; 4096; 8192 ]
       PasskeyDepths = [ 0.0; 0.25; 0.5; 0.75; 1.0 ]
       PasskeyTrials = 8
       HeldOutDocuments = 64
@@ -125,8 +137,8 @@ let smoke =
         Name = "smoke"
         Pretrain = { Steps = 6; SeqLen = 128; Batch = 4; Lr = 3e-3 }
         PostTrain = { Steps = 4; SeqLen = 128; Batch = 4; Lr = 1e-3 }
-        PretrainData = mix 128
-        PostTrainData = mix 128
+        PretrainData = pretrainMix 128 [ 1; 4 ] 0.1
+        PostTrainData = postTrainMix 128 [ 2; 8 ]
         MqarPairs = [ 4; 8 ]
         MqarLength = 64
         MqarExamples = 4

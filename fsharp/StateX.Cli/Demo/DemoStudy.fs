@@ -128,7 +128,7 @@ let evaluate (s: Study) (family: string) (arm: string) (seed: int) (model: ICaus
     let options = EvalOptions(SegmentLength = 1024, BatchSize = 8, ModelName = sprintf "%s/%s/seed%d" family arm seed)
     let row task setting metric value n = { Family = family; Arm = arm; Seed = seed; Task = task; Setting = setting; Metric = metric; Value = value; N = n }
     let mqar =
-        Mqar.Evaluate(model, [ for pairs in p.MqarPairs -> MqarConfig(pairs, p.MqarLength, mqarVocab) ], p.MqarExamples, 12345UL, options)
+        Mqar.Evaluate(model, [ for pairs in p.MqarPairs -> MqarConfig(pairs, p.MqarLength, p.MqarVocab) ], p.MqarExamples, 12345UL, options)
         |> Seq.map (fun r -> row "mqar" (settingText r.Setting [ "pairs" ]) r.Metric r.Value r.N) |> List.ofSeq
     let passkey =
         Passkey.Evaluate(model, tok, p.PasskeyLengths |> List.toArray, p.PasskeyDepths |> List.toArray, p.PasskeyTrials, 777UL, options, PasskeyTemplate.Named s.PasskeyTemplate)
@@ -152,10 +152,37 @@ let private recordBase (baseDir: string) (checkpoint: string) =
             failwithf "%s was started from the checkpoint %s, not %s: give that checkpoint again or choose another --out" baseDir earlier full
     else IO.AtomicFile.WriteAllText(path, full + "\n")
 
+/// What a study's results depend on (models, data, budgets, expansions, evaluation grids, base checkpoints), as
+/// text: seeds, families and the device are left out, so a study can grow by a seed or a family.
+let settingsText (s: Study) =
+    let p = s.Preset
+    String.concat "\n" [
+        for KeyValue(f, c) in p.Configs -> sprintf "config %s: %s" f c
+        for KeyValue(f, e) in p.Expansions -> sprintf "expansion %s: %O %O %O" f e.Layers e.Rewrite e.Init
+        sprintf "pretrain %A on %s" p.Pretrain p.PretrainData
+        sprintf "post-train %A on %s" p.PostTrain p.PostTrainData
+        sprintf "mqar %A len %d vocab %d × %d" p.MqarPairs p.MqarLength p.MqarVocab p.MqarExamples
+        sprintf "passkey %A × %A × %d" p.PasskeyLengths p.PasskeyDepths p.PasskeyTrials
+        sprintf "held-out %d on %s" p.HeldOutDocuments s.HeldOut
+        for KeyValue(f, d) in s.Bases -> sprintf "base %s: %s" f (Path.GetFullPath d) ]
+
+/// Finished stages are reused only by a study with the same settings: a folder written by other settings (another
+/// preset, or an earlier StateX whose preset differed) is refused rather than silently mixed into new results.
+let private checkSettings (s: Study) (root: string) =
+    let path = Path.Combine(root, "study-settings.txt")
+    let text = settingsText s
+    if File.Exists path then
+        if File.ReadAllText(path).TrimEnd() <> text.TrimEnd() then
+            failwithf "%s holds a study run with other settings (see %s; this StateX's preset '%s' differs): choose another --out, or delete the folder to start over" root path s.Preset.Name
+    elif Directory.Exists(Path.Combine(root, sprintf "seed%d" (List.head s.Preset.Seeds))) then
+        failwithf "%s holds a study from an earlier StateX that did not record its settings: choose another --out, or delete the folder to start over" root
+    else IO.AtomicFile.WriteAllText(path, text + "\n")
+
 /// Runs (or resumes) the whole study under `root`; returns every row of results.csv.
 let run (s: Study) (root: string) (families: string list) (report: Reporter) : Row list =
     let p = s.Preset
     Directory.CreateDirectory root |> ignore
+    checkSettings s root
     let allRows = Collections.Generic.List<Row>()
     // Evaluation runs in the dtype training runs in, so base and post-trained models are compared alike.
     let device = DeviceSpec.Parse(p.Device).Resolve()
