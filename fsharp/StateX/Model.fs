@@ -133,7 +133,7 @@ module Mamba2Spec =
         { Vocab = 50288; DModel = 2048; Layers = 48; DState = 128; HeadDim = 64; Expand = 2; Groups = 1; ConvKernel = 4
           ChunkSize = 256; Bias = false; ConvBias = true; TieEmbeddings = true; ResidualInFp32 = true; NormEps = 1e-5
           NormPerGroup = false; DtMin = 0.001; DtMax = 0.1; DtFloor = 1e-4; DtLimit = (0.0, Double.PositiveInfinity)
-          InitRange = 0.1; LayerStates = None }
+          InitRange = 0.02; LayerStates = None }
 
     /// The StateX paper's Mamba2 1.3B (data/configs/mamba2-1.3b.json; vocabulary 50277 padded to 50288).
     let mamba2_1_3b = defaults

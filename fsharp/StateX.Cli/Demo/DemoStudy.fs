@@ -152,8 +152,9 @@ let private recordBase (baseDir: string) (checkpoint: string) =
             failwithf "%s was started from the checkpoint %s, not %s: give that checkpoint again or choose another --out" baseDir earlier full
     else IO.AtomicFile.WriteAllText(path, full + "\n")
 
-/// What a study's results depend on (models, data, budgets, expansions, evaluation grids, base checkpoints), as
-/// text: seeds, families and the device are left out, so a study can grow by a seed or a family.
+/// What a study's results depend on (models, data, budgets, expansions, evaluation grids), as
+/// text: seeds, families and the device are left out, so a study can grow by a seed or a family; base checkpoints
+/// are checked per family (recordBase).
 let settingsText (s: Study) =
     let p = s.Preset
     String.concat "\n" [
@@ -163,8 +164,7 @@ let settingsText (s: Study) =
         sprintf "post-train %A on %s" p.PostTrain p.PostTrainData
         sprintf "mqar %A len %d vocab %d × %d" p.MqarPairs p.MqarLength p.MqarVocab p.MqarExamples
         sprintf "passkey %A × %A × %d" p.PasskeyLengths p.PasskeyDepths p.PasskeyTrials
-        sprintf "held-out %d on %s" p.HeldOutDocuments s.HeldOut
-        for KeyValue(f, d) in s.Bases -> sprintf "base %s: %s" f (Path.GetFullPath d) ]
+        sprintf "held-out %d on %s" p.HeldOutDocuments s.HeldOut ]
 
 /// Finished stages are reused only by a study with the same settings: a folder written by other settings (another
 /// preset, or an earlier StateX whose preset differed) is refused rather than silently mixed into new results.
