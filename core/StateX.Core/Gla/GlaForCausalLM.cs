@@ -122,14 +122,7 @@ public sealed class GlaForCausalLM : nn.Module<Tensor, Tensor>, ICausalLanguageM
         }
         h = model.norm.call(h);
         var logits = lm_head is null ? nn.functional.linear(h, model.embeddings.weight!) : lm_head.call(h); // [B, T, V]
-        var loss = labels is null ? null : LanguageModelLoss.ShiftedCrossEntropy(logits, labels);
-        ModelState? outState = null;
-        if (returnState)
-        {
-            foreach (var s in states) s.MoveToOuterDisposeScope();
-            outState = new ModelState(states);
-        }
-        return new LmOutput(logits.MoveToOuterDisposeScope(), loss?.MoveToOuterDisposeScope(), outState);
+        return LmOutput.Of(logits, labels, states, returnState);
     }
 
     public ModelState InitialState(long batch, Device device, ScalarType dtype) =>

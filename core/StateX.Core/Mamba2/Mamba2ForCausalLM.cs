@@ -105,14 +105,7 @@ public sealed class Mamba2ForCausalLM : nn.Module, ICausalLanguageModel, Trainin
         }
         var hidden = backbone.norm_f.forward(u.to_type(backbone.norm_f.weight.dtype));         // [B, T, hidden]
         var logits = nn.functional.linear(hidden.to_type(HeadWeight.dtype), HeadWeight);       // [B, T, V]
-        var loss = labels is null ? null : LanguageModelLoss.ShiftedCrossEntropy(logits, labels);
-        ModelState? outState = null;
-        if (returnState)
-        {
-            foreach (var s in states) s.MoveToOuterDisposeScope();
-            outState = new ModelState(states);
-        }
-        return new LmOutput(logits.MoveToOuterDisposeScope(), loss?.MoveToOuterDisposeScope(), outState);
+        return LmOutput.Of(logits, labels, states, returnState);
     }
 
     public ModelState InitialState(long batch, Device device, ScalarType dtype) =>

@@ -48,7 +48,27 @@ public sealed class ModelState(IReadOnlyList<ILayerState> layers) : IDisposable
 /// <param name="Logits">[B, T, V]</param>
 /// <param name="Loss">Mean next-token cross-entropy when labels were given (labels shifted inside, -100 ignored).</param>
 /// <param name="State">Final per-layer state when asked for.</param>
-public sealed record LmOutput(Tensor Logits, Tensor? Loss, ModelState? State);
+public sealed record LmOutput(Tensor Logits, Tensor? Loss, ModelState? State)
+{
+    /// <summary>
+    /// The end of every model's forward pass, inside its dispose scope: the shifted loss when labels are given, the
+    /// per-layer states when asked for, and everything kept moved out to the caller's scope.
+    /// </summary>
+    /// <param name="logits">[B, T, V]</param>
+    /// <param name="labels">[B, T] or null</param>
+    /// <param name="states">one per layer</param>
+    public static LmOutput Of(Tensor logits, Tensor? labels, ILayerState[] states, bool returnState)
+    {
+        var loss = labels is null ? null : LanguageModelLoss.ShiftedCrossEntropy(logits, labels);
+        ModelState? outState = null;
+        if (returnState)
+        {
+            foreach (var s in states) s.MoveToOuterDisposeScope();
+            outState = new ModelState(states);
+        }
+        return new LmOutput(logits.MoveToOuterDisposeScope(), loss?.MoveToOuterDisposeScope(), outState);
+    }
+}
 
 /// <summary>Recurrent state size of one layer, per sequence.</summary>
 /// <param name="Shape">Human-readable shape, e.g. "2 heads × 32 × 64".</param>

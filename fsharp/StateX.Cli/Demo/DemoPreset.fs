@@ -49,17 +49,17 @@ let mqarVocab = 65
 /// Pretraining: MQAR from 1 pair (learnable quickly: the only value seen) to 16 pairs (past what the base state
 /// holds), with the loss on the queried values only (Zoology), plus generated English-like text (Data/GrammarText.cs)
 /// for language-like structure. Text is weighted low: every text token is a target, an MQAR document has 1–16.
+let private mqarParts (weight: float) (seqLen: int) (pairs: int list) =
+    [ for n in pairs -> sprintf "%g*synth:mqar:pairs=%d:len=%d:vocab=%d:loss=queries" (weight / float pairs.Length) n seqLen mqarVocab ]
+
 let private pretrainMix (seqLen: int) (pairs: int list) (textWeight: float) =
-    let w = (1.0 - textWeight) / float pairs.Length
-    [ for n in pairs -> sprintf "%g*synth:mqar:pairs=%d:len=%d:vocab=%d:loss=queries" w n seqLen mqarVocab ]
-    @ [ sprintf "%g*synth:text:len=%d" textWeight seqLen ]
+    mqarParts (1.0 - textWeight) seqLen pairs @ [ sprintf "%g*synth:text:len=%d" textWeight seqLen ]
     |> String.concat "," |> sprintf "mix:%s"
 
 /// Post-training (both arms): longer sequences, more pairs (up to what the expanded state can hold), passkey
 /// documents (the long-context retrieval the passkey evaluation asks for) and the same kind of text.
 let private postTrainMix (seqLen: int) (pairs: int list) =
-    let w = 0.75 / float pairs.Length
-    [ for n in pairs -> sprintf "%g*synth:mqar:pairs=%d:len=%d:vocab=%d:loss=queries" w n seqLen mqarVocab ]
+    mqarParts 0.75 seqLen pairs
     @ [ sprintf "0.15*synth:passkey:len=%d:template=short" seqLen; sprintf "0.1*synth:text:len=%d" seqLen ]
     |> String.concat "," |> sprintf "mix:%s"
 
