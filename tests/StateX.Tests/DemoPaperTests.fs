@@ -167,7 +167,7 @@ let tests =
                                                       PasskeyLengths = [ 300 ]; PasskeyDepths = [ 0.5 ]; PasskeyTrials = 1; HeldOutDocuments = 2 } }
             let out = Path.Combine(Fixtures.tempDir (), "study")
             let messages = Collections.Generic.List<string>()
-            let reporter : DemoStudy.Reporter = { Stage = messages.Add; Progress = ignore }
+            let reporter : DemoStudy.Reporter = { Stage = messages.Add; Progress = fun _ _ -> () }
             let families = [ "gla"; "mamba2" ]
             let summary, report = Demo.execute s families out reporter
             let rows = DemoStudy.readRows (Path.Combine(out, "results.csv"))

@@ -11,9 +11,9 @@ public enum ExpansionInit
     Reinit,
     /// <summary>Mamba2 widen: the old B/C rows (and conv channels) repeated r times.</summary>
     Copy,
-    /// <summary>Mamba2 widen: old rows kept, new rows zero; dt_bias, A_log and the norm reinitialised as in reinit.</summary>
+    /// <summary>Mamba2 widen: old rows kept, new C rows zero, new B rows fresh; dt_bias, A_log and the norm reinitialised as in reinit.</summary>
     Zero,
-    /// <summary>Mamba2 widen: old rows kept, new rows zero, everything else kept: the expanded model computes the original function at step 0.</summary>
+    /// <summary>Mamba2 widen: old rows kept, new C rows zero, new B rows fresh, everything else kept: the expanded model computes the original function at step 0, and its new state dimensions get gradients.</summary>
     Preserve,
 }
 

@@ -49,7 +49,7 @@ public sealed class GlaHeadMerge : IStateExpander
         var srcParams = src.named_parameters().ToDictionary(p => p.name, p => p.parameter);
         var device = srcParams.Values.First().device;
         var dtype = srcParams.Values.First().dtype;
-        var dst = new GlaForCausalLM(newCfg);
+        var dst = TorchRandom.Exclusive(() => new GlaForCausalLM(newCfg));
         dst.to(device).to(dtype);
         dst.ChunkSize = src.ChunkSize;
         if (src.training) dst.train(); else dst.eval();

@@ -11,9 +11,11 @@ namespace StateX.Expansion;
 /// 2·G·N·(r−1)·(d_model + conv_kernel) parameters, plus 2·G·N·(r−1) for each bias it has.
 /// Initialisations of the new rows: <c>reinit</c> — fresh B/C rows and conv channels, and fresh dt_bias, A_log and
 /// gated-norm weight, as a new layer is initialised (the official code's default); <c>copy</c> — the old rows
-/// repeated r times, everything else kept (the official "merge_copy"); <c>zero</c> — old rows kept, new rows zero,
-/// dt_bias, A_log and the norm fresh as in reinit; <c>preserve</c> — old rows kept, new rows zero and everything
-/// else kept, so the expanded model computes exactly the original function at step 0 (a control no reference offers).
+/// repeated r times, everything else kept (the official "merge_copy"); <c>zero</c> — old rows kept, new C rows of in_proj
+/// and new C conv biases zero, new B rows and new conv weights fresh (C stays 0 in the new dimensions, so the SSM
+/// output is unchanged, and every new row still gets a gradient), dt_bias, A_log and
+/// the norm fresh as in reinit; <c>preserve</c> — the same rows, everything else kept, so the expanded model computes
+/// exactly the original function at step 0 and can still grow into its new state (a control no reference offers).
 /// </summary>
 public sealed class Mamba2StateWidening : IStateExpander
 {
@@ -42,8 +44,7 @@ public sealed class Mamba2StateWidening : IStateExpander
         var device = srcParams.Values.First().device;
         var dtype = srcParams.Values.First().dtype;
         // The fresh model supplies the re-initialised tensors; seed it so a request is reproducible.
-        manual_seed(seed);
-        var dst = new Mamba2ForCausalLM(newCfg);
+        var dst = TorchRandom.Seeded(seed, () => new Mamba2ForCausalLM(newCfg));
         dst.to(device).to(dtype);
         if (src.training) dst.train(); else dst.eval();
 
@@ -65,8 +66,9 @@ public sealed class Mamba2StateWidening : IStateExpander
                     WidenRows(p, s, 2 * inner, gn, mixer.Groups, r, init);
                     break;
                 case "conv1d.weight" or "conv1d.bias":
-                    // channels: [x (I), B (G·N), C (G·N)]
-                    WidenRows(p, s, inner, gn, mixer.Groups, r, init);
+                    // channels: [x (I), B (G·N), C (G·N)]. New C channels keep fresh conv weights (their input, the
+                    // zero in_proj rows, keeps them silent): with zero weights too, the zero in_proj rows would get no gradient.
+                    WidenRows(p, s, inner, gn, mixer.Groups, r, init, freshC: leaf == "conv1d.weight");
                     break;
                 case "dt_bias" or "A_log" or "norm.weight":
                     if (keepScalars) p.copy_(s);      // else: the fresh model's initialisation stays
@@ -85,7 +87,7 @@ public sealed class Mamba2StateWidening : IStateExpander
     /// the B and C blocks unchanged; the B and C blocks ([G, N, ...] each) widened to [G, r·N, ...] per the init
     /// (reinit leaves <paramref name="p"/>'s fresh rows in place).
     /// </summary>
-    static void WidenRows(Tensor p, Tensor s, long bStart, long gn, long groups, int r, ExpansionInit init)
+    static void WidenRows(Tensor p, Tensor s, long bStart, long gn, long groups, int r, ExpansionInit init, bool freshC = false)
     {
         long n = gn / groups, newGn = gn * r;
         p[..(int)bStart].copy_(s[..(int)bStart]);
@@ -97,9 +99,16 @@ public sealed class Mamba2StateWidening : IStateExpander
             var newBlock = p[(int)(bStart + blk * newGn)..(int)(bStart + (blk + 1) * newGn)];        // [G·rN, ...]
             var rest = oldBlock.shape.Skip(1).ToArray();
             var old = oldBlock.reshape([groups, n, .. rest]);                                         // [G, N, ...]
-            var widened = init == ExpansionInit.Copy
-                ? old.repeat([1, r, .. rest.Select(_ => 1L)])                                         // row j ← old row j mod N
-                : cat([old, zeros([groups, (r - 1) * n, .. rest], old.dtype, old.device)], 1);        // old rows, then zeros
+            Tensor widened;
+            if (init == ExpansionInit.Copy)
+                widened = old.repeat([1, r, .. rest.Select(_ => 1L)]);                                 // row j ← old row j mod N
+            else if (blk == 0 || freshC)
+                // B: old rows, then the fresh model's rows. With new B and new C both zero the new state dimensions
+                // would get no gradient at all (each one's gradient is a product with the other); zero C rows alone
+                // already keep the function.
+                widened = cat([old, newBlock.reshape([groups, r * n, .. rest])[.., (int)n..].clone()], 1);
+            else
+                widened = cat([old, zeros([groups, (r - 1) * n, .. rest], old.dtype, old.device)], 1);  // C: old rows, then zeros
             newBlock.copy_(widened.reshape(newBlock.shape));
         }
     }

@@ -14,7 +14,7 @@ public sealed class GlaCheckpointFamily : ICheckpointFamily
     public bool Recognizes(ConfigJson config) => config.Root["model_type"]?.ToString() == "gla";
     public ICausalLanguageModel Load(string directory, ConfigJson config, Device? device, ScalarType? dtype, Action<string>? warn) =>
         GlaCheckpoint.Load(directory, config, device, dtype, warn);
-    public ICausalLanguageModel Create(ConfigJson config, Action<string>? warn) => new GlaForCausalLM(GlaConfig.FromJson(config, warn));
+    public ICausalLanguageModel Create(ConfigJson config, Action<string>? warn) => TorchRandom.Exclusive(() => new GlaForCausalLM(GlaConfig.FromJson(config, warn)));
 }
 
 public static class GlaCheckpoint
@@ -38,7 +38,7 @@ public static class GlaCheckpoint
         using var weights = CheckpointWeights.Open(directory);
         const string embName = "model.embeddings.weight";
         var type = dtype ?? (weights.Info(embName) is { } e ? SafeTensorsReader.DTypes[e.DType].Type : ScalarType.Float32);
-        var lm = new GlaForCausalLM(cfg);
+        var lm = TorchRandom.Exclusive(() => new GlaForCausalLM(cfg));
         lm.to(type);
         var expected = new HashSet<string>(StringComparer.Ordinal);
         using (no_grad())

@@ -23,7 +23,7 @@ public sealed class Mamba2HuggingFaceFamily : ICheckpointFamily
     {
         var cfg = Mamba2Config.FromHuggingFace(config);
         if (config.UnknownKeysWarning() is { } w) warn?.Invoke(w);
-        return new Mamba2ForCausalLM(cfg);
+        return TorchRandom.Exclusive(() => new Mamba2ForCausalLM(cfg));
     }
 }
 
@@ -40,7 +40,7 @@ public sealed class Mamba2MambaSsmFamily : ICheckpointFamily
     {
         var cfg = Mamba2Config.FromMambaSsm(config, warn);
         if (config.UnknownKeysWarning() is { } w) warn?.Invoke(w);
-        return new Mamba2ForCausalLM(cfg);
+        return TorchRandom.Exclusive(() => new Mamba2ForCausalLM(cfg));
     }
 
     public ICausalLanguageModel Load(string directory, ConfigJson config, Device? device, ScalarType? dtype, Action<string>? warn)
@@ -60,7 +60,7 @@ static class Mamba2Weights
     public static Mamba2ForCausalLM Load(string directory, Mamba2Config cfg, Func<string, string> stored, Device? device, ScalarType? dtype, Action<string>? warn)
     {
         using var files = CheckpointWeights.Open(directory);
-        var model = new Mamba2ForCausalLM(cfg);
+        var model = TorchRandom.Exclusive(() => new Mamba2ForCausalLM(cfg));
         var used = new HashSet<string>(StringComparer.Ordinal);
         using (no_grad())
         {

@@ -56,8 +56,7 @@ public static class Trainer
         if (from is null)
         {
             run.TruncateAfter(-1);
-            manual_seed(unchecked((long)o.Seed));
-            model = job.CreateModel();
+            model = TorchRandom.Seeded(unchecked((long)o.Seed), job.CreateModel);
             trainable = job.Trainable ?? FrozenByModel(model);
             run.WriteConfig(RunConfig(job, model, tokenizer, trainable));
             Log($"start: {job.Recipe} recipe, {model.Family} model with {ParameterCount(model):N0} parameters, {o.Steps} steps of {o.TokensPerStep:N0} tokens on {device} ({dtype})");

@@ -21,6 +21,7 @@ type DemoArgs =
     | Steps of int
     | Seq_Len of int
     | Batch of int
+    | [<Hidden>] Worker
     interface IArgParserTemplate with
         member a.Usage =
             match a with
@@ -37,6 +38,7 @@ type DemoArgs =
             | Families _ -> "comma-separated families (default gla,mamba2)."
             | Device _ -> "override the preset's device (cpu, cuda, cuda:N)."
             | Plan -> "print the plan and exit."
+            | Worker -> "internal: run the given seed and families as one worker of a demo that runs pipelines side by side."
 
 let private plan (p: Preset) (families: string list) (out: string) =
     let tokens (b: Budget) = int64 b.Steps * int64 b.Batch * int64 b.SeqLen
@@ -50,6 +52,60 @@ let private plan (p: Preset) (families: string list) (out: string) =
     printfn "  3. evaluate base, LPT, StateX: MQAR pairs %s at length %d; passkey lengths %s × depths %s; held-out text loss" 
         (String.Join(",", p.MqarPairs)) p.MqarLength (String.Join(",", p.PasskeyLengths)) (String.Join(",", p.PasskeyDepths))
     printfn "  → %s (results.csv, report.html, a folder per seed/family/arm)" out
+
+/// Progress of pipelines that run side by side: whole lines (no carriage-return redraw, which two stages would
+/// garble), each naming its stage, one per stage every 10 seconds and at its last step.
+let private labelledReporter (clock: Diagnostics.Stopwatch) : DemoStudy.Reporter =
+    let gate = obj ()
+    let last = Collections.Concurrent.ConcurrentDictionary<string, TimeSpan>()
+    let stamp () = clock.Elapsed.ToString @"m\:ss"
+    { Stage = fun s -> lock gate (fun () -> eprintfn "[%s] %s" (stamp ()) s)
+      Progress = fun label p ->
+        let now = clock.Elapsed
+        let final = p.Step = p.TotalSteps
+        if final || p.Step = 1 || now - last.GetOrAdd(label, TimeSpan.Zero) >= TimeSpan.FromSeconds 10.0 then
+            last[label] <- now
+            let eta = match Option.ofNullable p.Eta with Some e -> e.ToString @"m\:ss" | None -> "?"
+            lock gate (fun () ->
+                eprintfn "[%s] %s: step %d/%d  loss %.4f  %.0f tok/s  eta %s" (stamp ()) label p.Step p.TotalSteps p.Loss p.TokensPerSecond eta) }
+
+/// The command line that starts this CLI again (`dotnet StateX.Cli.dll` or the app host).
+let private selfCommand () =
+    let host = Environment.ProcessPath
+    if Path.GetFileNameWithoutExtension host = "dotnet" then host, [ Reflection.Assembly.GetEntryAssembly().Location ] else host, []
+
+/// Runs every (seed, family) pipeline as a worker process of this CLI, Preset.Workers at a time, each with
+/// cores / Workers threads; a worker takes the next pipeline when it finishes one. Separate processes, not threads:
+/// TorchSharp frees implicitly created Scalars from the finaliser, which another thread's allocations can run while a
+/// native call still uses one. Stages already finished are skipped by the workers as by a single process.
+let private runWorkers (p: Preset) (families: string list) (out: string) =
+    let exe, prefix = selfCommand ()
+    let threads = max 1 (Environment.ProcessorCount / p.Workers)
+    let jobs = [| for seed in p.Seeds do for family in families -> seed, family |]
+    let next = ref -1
+    let failures = Collections.Concurrent.ConcurrentQueue<string>()
+    let work () =
+        let mutable go = true
+        while go do
+            let i = Threading.Interlocked.Increment next
+            if i >= jobs.Length || not failures.IsEmpty then go <- false
+            else
+                let seed, family = jobs[i]
+                let psi = Diagnostics.ProcessStartInfo(exe, UseShellExecute = false)
+                for a in prefix @ [ "demo"; "--preset"; p.Name; "--out"; out; "--seeds"; string seed; "--families"; family; "--device"; p.Device; "--worker" ] do
+                    psi.ArgumentList.Add a
+                psi.Environment["OMP_NUM_THREADS"] <- string threads
+                psi.Environment["MKL_NUM_THREADS"] <- string threads
+                use proc = Diagnostics.Process.Start psi
+                proc.WaitForExit()
+                if proc.ExitCode <> 0 then
+                    failures.Enqueue(sprintf "seed %d %s (exit code %d)" seed family proc.ExitCode)
+    let ts = [ for _ in 1 .. min p.Workers jobs.Length -> Threading.Thread(work) ]
+    for t in ts do t.Start()
+    for t in ts do t.Join()
+    if not failures.IsEmpty then
+        failwithf "the demo's worker for %s failed (its error is printed above); finished stages are kept: run the same command again to resume"
+            (String.Join(", ", failures))
 
 /// Runs (or resumes) a study, writes summary.txt and report.html; returns the printed summary and the report's path.
 let execute (study: DemoStudy.Study) (families: string list) (out: string) (reporter: DemoStudy.Reporter) =
@@ -117,12 +173,21 @@ let run (args: ParseResults<DemoArgs>) =
             plan preset families out
             DemoStudy.ofPreset preset, families, out
     if args.Contains Plan then 0
+    elif args.Contains Worker then
+        NativeRuntime.EnsureInitialized()
+        DemoStudy.run study out families (labelledReporter (Diagnostics.Stopwatch.StartNew())) |> ignore
+        0
     else
         let clock = Diagnostics.Stopwatch.StartNew()
+        let p = study.Preset
+        if p.Workers > 1 && p.Seeds.Length * families.Length > 1 then
+            DemoStudy.prepare study out families
+            eprintfn "running %d pipelines (seed × family), %d at a time in worker processes" (p.Seeds.Length * families.Length) p.Workers
+            runWorkers p families out
         let printer = Train.progressPrinter ()
         let reporter : DemoStudy.Reporter =
             { Stage = fun s -> eprintfn "[%s] %s" (clock.Elapsed.ToString @"m\:ss") s
-              Progress = printer }
+              Progress = fun _ p -> printer p }
         let summary, report = execute study families out reporter
         printfn ""
         printf "%s" summary

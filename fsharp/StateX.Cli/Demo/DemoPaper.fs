@@ -45,6 +45,10 @@ let preset : Preset =
       PasskeyTrials = 5
       HeldOutDocuments = 16
       Seeds = [ 0 ]
+      PretrainLr = Map.empty
+      Controls = Map.empty                   // nothing is pretrained, so there is no from-scratch control
+      ControlSeeds = []
+      Workers = 1
       Device = "cuda"
       Expected = "days per arm on one GPU: see the cost" }
 

@@ -10,8 +10,11 @@ open StateX.Cli.Demo.DemoPreset
 open StateX.Cli.Demo.DemoStudy
 open StateX.Cli.Demo.DemoSummary
 
-let private arms = [ "base", "base"; "lpt", "LPT"; "statex", "StateX" ]
-let private colors = Map [ "base", (127, 127, 127); "lpt", (31, 119, 180); "statex", (214, 39, 40) ]
+let private arms = armLabels
+let private colors = Map [ "base", (127, 127, 127); "lpt", (31, 119, 180); "statex", (214, 39, 40); "scratch", (44, 160, 44) ]
+/// The arms a family has rows for (the control runs only where the preset asks for it).
+let private armsOf (rows: Row list) (family: string) =
+    arms |> List.filter (fun (a, _) -> rows |> List.exists (fun r -> r.Family = family && r.Arm = a))
 let private rgba arm (a: float) =
     let r, g, b = colors[arm]
     Color.fromString (sprintf "rgba(%d,%d,%d,%s)" r g b (a.ToString(Globalization.CultureInfo.InvariantCulture)))
@@ -45,7 +48,7 @@ let private band (title: string) (xTitle: string) (yTitle: string) (series: (str
     |> Chart.withSize (760, 460)
 
 let private mqarChart (rows: Row list) (family: string) =
-    [ for arm, _ in arms ->
+    [ for arm, _ in armsOf rows family ->
         arm,
         rows |> List.filter (fun r -> r.Family = family && r.Arm = arm && r.Task = "mqar")
         |> List.groupBy (fun r -> settingValue "pairs" r.Setting)
@@ -110,6 +113,8 @@ let write (s: Study) (families: string list) (rows: Row list) (root: string) =
     add (sprintf "<p>Seeds %s. Each family: %s, then two post-training arms on the same data, tokens, schedule and seed (%d steps × %d×%d tokens): <b>LPT</b> trains the base model as is; <b>StateX</b> first enlarges the recurrent state of some layers (%s), then trains. Data: %s.</p>"
             (String.Join(", ", seeds)) source p.PostTrain.Steps p.PostTrain.Batch p.PostTrain.SeqLen
             (WebUtility.HtmlEncode(String.Join("; ", families |> List.map (fun f -> let e = p.Expansions[f] in sprintf "%s: %O on %O, %s" f e.Rewrite e.Layers ((string e.Init).ToLowerInvariant()))))) data)
+    if rows |> List.exists (fun r -> r.Arm = "scratch") then
+        add (sprintf "<p><b>Control</b> (green): the StateX rewrite on every layer, pretrained from scratch with the base's data and budget. It recalling more than the base at %d pairs and more is the evidence that the base's recall is limited by its state, which is what StateX addresses.</p>" manyPairs)
     add "<h2>Headline numbers</h2>"
     add (sprintf "<pre>%s</pre>" (WebUtility.HtmlEncode(table rows families post)))
     add "<h2>Outcome as measured</h2><ul>"
@@ -119,14 +124,14 @@ let write (s: Study) (families: string list) (rows: Row list) (root: string) =
     let hs = headlines post |> List.filter (fun h -> h.Name = "state" || h.Name = "params")
     add (htmlTable [ "family"; "arm"; "recurrent state (elements per sequence)"; "parameters" ]
             [ for f in families do
-                for arm, label in arms ->
+                for arm, label in armsOf rows f ->
                     [ f; label ] @ (hs |> List.map (fun h -> perSeed rows f arm h |> List.tryHead |> Option.map (fun (_, v) -> sprintf "%.0f" v) |> Option.defaultValue "-")) ])
     for f in families do
         add (sprintf "<h2>%s</h2><div class=\"row\">" f)
         add (chart (mqarChart rows f))
         add (chart (trainingChart root seeds f))
         add "</div><div class=\"row\">"
-        for arm, _ in arms do add (chart (passkeyHeatmap rows f arm))
+        for arm, _ in armsOf rows f do add (chart (passkeyHeatmap rows f arm))
         add (sprintf "</div><p>Passkey: post-training used %d-token sequences; longer contexts test extrapolation.</p>" post)
     let html =
         sprintf """<!DOCTYPE html>

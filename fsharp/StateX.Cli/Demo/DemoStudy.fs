@@ -79,10 +79,11 @@ let readRows (path: string) =
 let writeRows (path: string) (rows: Row list) =
     IO.AtomicFile.WriteAllText(path, String.Join("\n", csvHeader :: (rows |> List.map toCsv)) + "\n")
 
-/// Where a stage stands, for the console.
+/// Where a stage stands, for the console. Stages of different (seed, family) pipelines may report at once, from
+/// their own threads; Progress gets the stage's label.
 type Reporter =
     { Stage: string -> unit
-      Progress: TrainProgress -> unit }
+      Progress: string -> TrainProgress -> unit }
 
 /// Linear warm-up of every training stage: a tenth of its steps.
 let warmupSteps (b: Budget) = max 1 (b.Steps / 10)
@@ -102,7 +103,7 @@ let private trainStage (s: Study) (report: Reporter) (dir: string) (label: strin
                              CheckpointEvery = Nullable(defaultArg s.CheckpointEvery (max 1 (b.Steps / 4))), KeepLast = 1, WholeDocuments = true,
                              ActivationCheckpointing = s.ActivationCheckpointing, CheckpointSegment = Option.toNullable s.CheckpointSegment)
         let job = TrainJob(Func<_>(create), data, tokenizer, o, dir, true, recipe)
-        Trainer.Run(job, TrainHooks(Progress = Action<_>(report.Progress))) |> ignore
+        Trainer.Run(job, TrainHooks(Progress = Action<_>(report.Progress label))) |> ignore
 
 /// Mean next-token loss on `rows` rows of `seqLen` tokens of `spec`, read with heldOutSeed: for generated text,
 /// documents no run trained on; for file data, another file order (or the user's own held-out split).
@@ -178,50 +179,74 @@ let private checkSettings (s: Study) (root: string) =
         failwithf "%s holds a study from an earlier StateX that did not record its settings: choose another --out, or delete the folder to start over" root
     else IO.AtomicFile.WriteAllText(path, text + "\n")
 
-/// Runs (or resumes) the whole study under `root`; returns every row of results.csv.
-let run (s: Study) (root: string) (families: string list) (report: Reporter) : Row list =
+/// One (seed, family) pipeline: base (pretrained here, or the given checkpoint), LPT and StateX post-training, and
+/// their evaluation; then, for control seeds, the control architecture pretrained from scratch and its evaluation.
+/// Returns its rows in arm order.
+let private pipeline (s: Study) (root: string) (report: Reporter) (device: torch.Device) (evalDtype: torch.ScalarType)
+                     (seed: int, family: string) : Row list =
     let p = s.Preset
+    let dir (arm: string) = Path.Combine(root, sprintf "seed%d" seed, family, arm)
+    let tokenizer = s.Tokenizer family
+    let configPath = Path.Combine(root, "configs", family + ".json")
+    let pretrainBudget = match p.PretrainLr.TryFind family with Some lr -> { p.Pretrain with Lr = lr } | None -> p.Pretrain
+    let baseModelDir =
+        match s.Bases.TryFind family with
+        | Some checkpoint ->
+            recordBase (dir "base") checkpoint
+            checkpoint
+        | None ->
+            trainStage s report (dir "base") (sprintf "seed %d %s base (pretraining)" seed family)
+                (fun () -> Checkpoint.FromConfig(configPath, warn = ignore)) "custom" p.PretrainData tokenizer pretrainBudget seed
+            Path.Combine(dir "base", "model")
+    let baseModel () = Checkpoint.Load(baseModelDir, warn = ignore)
+    trainStage s report (dir "lpt") (sprintf "seed %d %s LPT (post-training)" seed family)
+        baseModel "lpt" p.PostTrainData tokenizer p.PostTrain seed
+    let expansion = p.Expansions[family]
+    let expansion = ExpansionRequest(expansion.Layers, expansion.Rewrite, expansion.Init, int64 seed)
+    trainStage s report (dir "statex") (sprintf "seed %d %s StateX (expand, then post-train)" seed family)
+        (fun () -> (TrainRecipes.Prepare("statex", baseModel (), expansion)).Model) "statex" p.PostTrainData tokenizer p.PostTrain seed
+    let control =
+        match p.Controls.TryFind family with
+        | Some c when List.contains seed p.ControlSeeds && not (s.Bases.ContainsKey family) ->
+            let c = ExpansionRequest(c.Layers, c.Rewrite, c.Init, int64 seed)
+            trainStage s report (dir "scratch") (sprintf "seed %d %s control: %O on %O, from scratch (pretraining)" seed family c.Rewrite c.Layers)
+                (fun () -> (TrainRecipes.Prepare("statex", Checkpoint.FromConfig(configPath, warn = ignore), c)).Model) "custom" p.PretrainData tokenizer pretrainBudget seed
+            [ "scratch" ]
+        | _ -> []
+    [ for arm in [ "base"; "lpt"; "statex" ] @ control do
+        let evalPath = Path.Combine(dir arm, "eval.csv")
+        if File.Exists evalPath then yield! readRows evalPath
+        else
+            report.Stage(sprintf "seed %d %s %s: evaluating" seed family arm)
+            let modelDir = if arm = "base" then baseModelDir else Path.Combine(dir arm, "model")
+            let model = Checkpoint.Load(modelDir, device = device, dtype = Nullable evalDtype, warn = ignore)
+            let rows = evaluate s family arm seed model
+            model.Module.Dispose()
+            writeRows evalPath rows
+            yield! rows ]
+
+/// Checks the folder's settings (refusing a study run with other settings) and writes the configs of the families
+/// pretrained here. Safe to call again; the demo calls it before starting worker processes.
+let prepare (s: Study) (root: string) (families: string list) =
     Directory.CreateDirectory root |> ignore
     checkSettings s root
-    let allRows = Collections.Generic.List<Row>()
+    for family in families do
+        if not (s.Bases.ContainsKey family) then
+            let configDir = Path.Combine(root, "configs")
+            Directory.CreateDirectory configDir |> ignore
+            let path = Path.Combine(configDir, family + ".json")
+            if not (File.Exists path) || File.ReadAllText path <> s.Preset.Configs[family] then
+                IO.AtomicFile.WriteAllText(path, s.Preset.Configs[family])
+
+/// Runs (or resumes) the whole study under `root`, one (seed, family) pipeline after another; returns every row of
+/// results.csv. (Pipelines run side by side only as separate processes, see Commands.Demo: TorchSharp's implicit
+/// Scalars can be finalised mid-call when another thread triggers a collection.)
+let run (s: Study) (root: string) (families: string list) (report: Reporter) : Row list =
+    let p = s.Preset
+    prepare s root families
     // Evaluation runs in the dtype training runs in, so base and post-trained models are compared alike.
     let device = DeviceSpec.Parse(p.Device).Resolve()
     let evalDtype = if device.``type`` = DeviceType.CUDA then torch.ScalarType.BFloat16 else torch.ScalarType.Float32
-    for seed in p.Seeds do
-        for family in families do
-            let dir (arm: string) = Path.Combine(root, sprintf "seed%d" seed, family, arm)
-            let tokenizer = s.Tokenizer family
-            let baseModelDir =
-                match s.Bases.TryFind family with
-                | Some checkpoint ->
-                    recordBase (dir "base") checkpoint
-                    checkpoint
-                | None ->
-                    let configDir = Path.Combine(root, "configs")
-                    Directory.CreateDirectory configDir |> ignore
-                    let cfgPath = Path.Combine(configDir, family + ".json")
-                    IO.AtomicFile.WriteAllText(cfgPath, p.Configs[family])
-                    trainStage s report (dir "base") (sprintf "seed %d %s base (pretraining)" seed family)
-                        (fun () -> Checkpoint.FromConfig(cfgPath, warn = ignore)) "custom" p.PretrainData tokenizer p.Pretrain seed
-                    Path.Combine(dir "base", "model")
-            let baseModel () = Checkpoint.Load(baseModelDir, warn = ignore)
-            trainStage s report (dir "lpt") (sprintf "seed %d %s LPT (post-training)" seed family)
-                baseModel "lpt" p.PostTrainData tokenizer p.PostTrain seed
-            let expansion = p.Expansions[family]
-            let expansion = ExpansionRequest(expansion.Layers, expansion.Rewrite, expansion.Init, int64 seed)
-            trainStage s report (dir "statex") (sprintf "seed %d %s StateX (expand, then post-train)" seed family)
-                (fun () -> (TrainRecipes.Prepare("statex", baseModel (), expansion)).Model) "statex" p.PostTrainData tokenizer p.PostTrain seed
-            for arm in [ "base"; "lpt"; "statex" ] do
-                let evalPath = Path.Combine(dir arm, "eval.csv")
-                if File.Exists evalPath then allRows.AddRange(readRows evalPath)
-                else
-                    report.Stage(sprintf "seed %d %s %s: evaluating" seed family arm)
-                    let modelDir = if arm = "base" then baseModelDir else Path.Combine(dir arm, "model")
-                    let model = Checkpoint.Load(modelDir, device = device, dtype = Nullable evalDtype, warn = ignore)
-                    let rows = evaluate s family arm seed model
-                    model.Module.Dispose()
-                    writeRows evalPath rows
-                    allRows.AddRange rows
-    let rows = List.ofSeq allRows
+    let rows = [ for seed in p.Seeds do for family in families do yield! pipeline s root report device evalDtype (seed, family) ]
     writeRows (Path.Combine(root, "results.csv")) rows
     rows
