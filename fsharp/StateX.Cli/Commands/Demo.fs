@@ -21,7 +21,7 @@ type DemoArgs =
     | Steps of int
     | Seq_Len of int
     | Batch of int
-    | [<Hidden>] Worker
+    | [<Hidden>] Worker of part: string
     interface IArgParserTemplate with
         member a.Usage =
             match a with
@@ -38,14 +38,23 @@ type DemoArgs =
             | Families _ -> "comma-separated families (default gla,mamba2)."
             | Device _ -> "override the preset's device (cpu, cuda, cuda:N)."
             | Plan -> "print the plan and exit."
-            | Worker -> "internal: run the given seed and families as one worker of a demo that runs pipelines side by side."
+            | Worker _ -> "internal: run one part (main or control) of the given seed and family, as a worker of a demo that runs pipelines side by side."
 
 let private plan (p: Preset) (families: string list) (out: string) =
     let tokens (b: Budget) = int64 b.Steps * int64 b.Batch * int64 b.SeqLen
     printfn "StateX demo, preset %s (%s), device %s, seeds %s, families %s" p.Name p.Expected p.Device
         (String.Join(",", p.Seeds)) (String.Join(",", families))
-    printfn "  1. pretrain base models: %d steps × %d × %d tokens = %s tokens each, lr %g" p.Pretrain.Steps p.Pretrain.Batch p.Pretrain.SeqLen ((tokens p.Pretrain).ToString "N0") p.Pretrain.Lr
+    let lrs = if p.PretrainLr.IsEmpty then "" else String.Join("", p.PretrainLr |> Seq.map (fun kv -> sprintf " (%s: %g)" kv.Key kv.Value))
+    match p.RecallPhase with
+    | Some(b, data) ->
+        printfn "  1. pretrain base models, phase 1 (MQAR alone): %d steps × %d × %d tokens = %s tokens each, lr %g%s" b.Steps b.Batch b.SeqLen ((tokens b).ToString "N0") b.Lr lrs
+        printfn "     data: %s" data
+        printfn "     phase 2 (the mixture): %d steps × %d × %d tokens = %s tokens each, lr %g%s" p.Pretrain.Steps p.Pretrain.Batch p.Pretrain.SeqLen ((tokens p.Pretrain).ToString "N0") p.Pretrain.Lr lrs
+    | None ->
+        printfn "  1. pretrain base models: %d steps × %d × %d tokens = %s tokens each, lr %g%s" p.Pretrain.Steps p.Pretrain.Batch p.Pretrain.SeqLen ((tokens p.Pretrain).ToString "N0") p.Pretrain.Lr lrs
     printfn "     data: %s" p.PretrainData
+    if not p.Controls.IsEmpty then
+        printfn "     control (seeds %s): the StateX rewrite on every layer, pretrained from scratch the same way" (String.Join(",", p.ControlSeeds))
     printfn "  2. post-train, equal budget per arm: %d steps × %d × %d tokens = %s tokens, lr %g" p.PostTrain.Steps p.PostTrain.Batch p.PostTrain.SeqLen ((tokens p.PostTrain).ToString "N0") p.PostTrain.Lr
     printfn "     LPT: the base model as is;  StateX: %s" (String.Join("; ", families |> List.map (fun f -> let e = p.Expansions[f] in sprintf "%s %O on %O (%s)" f e.Rewrite e.Layers (string e.Init |> fun s -> s.ToLowerInvariant()))))
     printfn "     data: %s" p.PostTrainData
@@ -74,14 +83,24 @@ let private selfCommand () =
     let host = Environment.ProcessPath
     if Path.GetFileNameWithoutExtension host = "dotnet" then host, [ Reflection.Assembly.GetEntryAssembly().Location ] else host, []
 
-/// Runs every (seed, family) pipeline as a worker process of this CLI, Preset.Workers at a time, each with
-/// cores / Workers threads; a worker takes the next pipeline when it finishes one. Separate processes, not threads:
+/// Runs every (seed, family) pipeline as worker processes of this CLI, Preset.Workers at a time, each with
+/// cores / Workers threads; a worker takes the next job when it finishes one. Jobs: the main arms of every pipeline,
+/// then the controls (one pretraining each), which fills the workers evenly. Separate processes, not threads:
 /// TorchSharp frees implicitly created Scalars from the finaliser, which another thread's allocations can run while a
 /// native call still uses one. Stages already finished are skipped by the workers as by a single process.
 let private runWorkers (p: Preset) (families: string list) (out: string) =
     let exe, prefix = selfCommand ()
     let threads = max 1 (Environment.ProcessorCount / p.Workers)
-    let jobs = [| for seed in p.Seeds do for family in families -> seed, family |]
+    let study = DemoStudy.ofPreset p
+    // Longest first, so the workers finish together: Mamba2's jobs take longer at the cpu preset's sizes (measured:
+    // 28K against 37K tokens/s per worker), and a main job (two phases and two post-trainings) longer than a control.
+    let order = families |> List.sortBy (fun f -> if f = "mamba2" then 0 else 1)
+    let jobs =
+        [| for family in order do for seed in p.Seeds -> seed, family, "main"
+           for family in order do for seed in p.Seeds do if DemoStudy.hasControl study (seed, family) then yield seed, family, "control" |]
+    let controls = jobs |> Array.filter (fun (_, _, part) -> part = "control") |> Array.length
+    eprintfn "running %d jobs (the main arms of %d seed × family pipelines, then %d controls), %d at a time in worker processes"
+        jobs.Length (jobs.Length - controls) controls p.Workers
     let next = ref -1
     let failures = Collections.Concurrent.ConcurrentQueue<string>()
     let work () =
@@ -90,16 +109,16 @@ let private runWorkers (p: Preset) (families: string list) (out: string) =
             let i = Threading.Interlocked.Increment next
             if i >= jobs.Length || not failures.IsEmpty then go <- false
             else
-                let seed, family = jobs[i]
+                let seed, family, part = jobs[i]
                 let psi = Diagnostics.ProcessStartInfo(exe, UseShellExecute = false)
-                for a in prefix @ [ "demo"; "--preset"; p.Name; "--out"; out; "--seeds"; string seed; "--families"; family; "--device"; p.Device; "--worker" ] do
+                for a in prefix @ [ "demo"; "--preset"; p.Name; "--out"; out; "--seeds"; string seed; "--families"; family; "--device"; p.Device; "--worker"; part ] do
                     psi.ArgumentList.Add a
                 psi.Environment["OMP_NUM_THREADS"] <- string threads
                 psi.Environment["MKL_NUM_THREADS"] <- string threads
                 use proc = Diagnostics.Process.Start psi
                 proc.WaitForExit()
                 if proc.ExitCode <> 0 then
-                    failures.Enqueue(sprintf "seed %d %s (exit code %d)" seed family proc.ExitCode)
+                    failures.Enqueue(sprintf "seed %d %s %s (exit code %d)" seed family part proc.ExitCode)
     let ts = [ for _ in 1 .. min p.Workers jobs.Length -> Threading.Thread(work) ]
     for t in ts do t.Start()
     for t in ts do t.Join()
@@ -175,14 +194,22 @@ let run (args: ParseResults<DemoArgs>) =
     if args.Contains Plan then 0
     elif args.Contains Worker then
         NativeRuntime.EnsureInitialized()
-        DemoStudy.run study out families (labelledReporter (Diagnostics.Stopwatch.StartNew())) |> ignore
+        let part =
+            match args.GetResult Worker with
+            | "main" -> DemoStudy.Main
+            | "control" -> DemoStudy.Control
+            | other -> invalidArg "worker" (sprintf "unknown worker part '%s': expected main or control" other)
+        DemoStudy.prepare study out families
+        let device, dtype = DemoStudy.evalTarget study.Preset
+        let reporter = labelledReporter (Diagnostics.Stopwatch.StartNew())
+        for seed in study.Preset.Seeds do
+            for family in families do DemoStudy.pipeline study out reporter device dtype part (seed, family) |> ignore
         0
     else
         let clock = Diagnostics.Stopwatch.StartNew()
         let p = study.Preset
         if p.Workers > 1 && p.Seeds.Length * families.Length > 1 then
             DemoStudy.prepare study out families
-            eprintfn "running %d pipelines (seed × family), %d at a time in worker processes" (p.Seeds.Length * families.Length) p.Workers
             runWorkers p families out
         let printer = Train.progressPrinter ()
         let reporter : DemoStudy.Reporter =

@@ -28,10 +28,11 @@ let preset : Preset =
     { Name = "paper"
       Configs = Map.empty                    // no pretraining: the user's checkpoints are the base models
       Expansions = Map [ for p in ExpansionPresets.All -> p.Family, p.ToRequest() ]   // gla-1.3b, mamba2-1.3b
-      Pretrain = { Steps = 0; SeqLen = 0; Batch = 0; Lr = 0.0 }
+      RecallPhase = None
+      Pretrain = { Steps = 0; SeqLen = 0; Batch = 0; Lr = 0.0; Warmup = None }
       // 64K tokens × 8 sequences = 524,288 tokens per step ("bsz-512k"); 10B / 524,288 = 19,073 steps (our
       // derivation from the config's name: the scripts themselves were not readable here). lr 3e-4 from the name.
-      PostTrain = { Steps = 19_073; SeqLen = 65_536; Batch = 8; Lr = 3e-4 }
+      PostTrain = { Steps = 19_073; SeqLen = 65_536; Batch = 8; Lr = 3e-4; Warmup = None }
       PretrainData = ""
       PostTrainData = ""                     // --data
       // Evaluation grids: our choice. MQAR ids stay below 256 (any tokenizer's model has them); 120 pairs is the

@@ -105,7 +105,9 @@ let write (s: Study) (families: string list) (rows: Row list) (root: string) =
     add (sprintf "<h1>StateX demo — preset %s</h1>" (WebUtility.HtmlEncode p.Name))
     let source, data =
         if s.Bases.IsEmpty then
-            sprintf "a base model pretrained from scratch (%d steps × %d×%d tokens)" p.Pretrain.Steps p.Pretrain.Batch p.Pretrain.SeqLen,
+            (match p.RecallPhase with
+             | Some(b, _) -> sprintf "a base model pretrained from scratch (%d steps × %d×%d tokens of MQAR alone, then %d steps × %d×%d tokens of the mixture)" b.Steps b.Batch b.SeqLen p.Pretrain.Steps p.Pretrain.Batch p.Pretrain.SeqLen
+             | None -> sprintf "a base model pretrained from scratch (%d steps × %d×%d tokens)" p.Pretrain.Steps p.Pretrain.Batch p.Pretrain.SeqLen),
             "MQAR, passkey documents and generated English-like text (<code>synth:text</code>), no download"
         else
             sprintf "the given checkpoint as the base model (%s)" (WebUtility.HtmlEncode(String.Join("; ", s.Bases |> Seq.map (fun kv -> sprintf "%s: %s" kv.Key kv.Value)))),

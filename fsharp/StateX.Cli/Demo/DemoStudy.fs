@@ -85,8 +85,8 @@ type Reporter =
     { Stage: string -> unit
       Progress: string -> TrainProgress -> unit }
 
-/// Linear warm-up of every training stage: a tenth of its steps.
-let warmupSteps (b: Budget) = max 1 (b.Steps / 10)
+/// Linear warm-up of a training stage: the budget's, or a tenth of its steps.
+let warmupSteps (b: Budget) = match b.Warmup with Some w -> w | None -> max 1 (b.Steps / 10)
 
 /// The trainer publishes RUN/model (atomically) only when the run is complete.
 let private isDone (dir: string) = File.Exists(Path.Combine(dir, "model", "model.safetensors"))
@@ -161,6 +161,7 @@ let settingsText (s: Study) =
     String.concat "\n" [
         for KeyValue(f, c) in p.Configs -> sprintf "config %s: %s" f c
         for KeyValue(f, e) in p.Expansions -> sprintf "expansion %s: %O %O %O" f e.Layers e.Rewrite e.Init
+        match p.RecallPhase with Some(b, d) -> sprintf "pretrain phase 1 %A on %s" b d | None -> ()
         sprintf "pretrain %A on %s" p.Pretrain p.PretrainData
         sprintf "post-train %A on %s" p.PostTrain p.PostTrainData
         sprintf "mqar %A len %d vocab %d × %d" p.MqarPairs p.MqarLength p.MqarVocab p.MqarExamples
@@ -179,41 +180,63 @@ let private checkSettings (s: Study) (root: string) =
         failwithf "%s holds a study from an earlier StateX that did not record its settings: choose another --out, or delete the folder to start over" root
     else IO.AtomicFile.WriteAllText(path, text + "\n")
 
+/// Which stages of a (seed, family) pipeline to run: the base and its two post-trained arms, the control, or both.
+type Part =
+    | Main
+    | Control
+    | Both
+
+/// Whether a (seed, family) pipeline has a control (the preset runs it for this seed, and the base is pretrained here).
+let hasControl (s: Study) (seed: int, family: string) =
+    s.Preset.Controls.ContainsKey family && List.contains seed s.Preset.ControlSeeds && not (s.Bases.ContainsKey family)
+
 /// One (seed, family) pipeline: base (pretrained here, or the given checkpoint), LPT and StateX post-training, and
 /// their evaluation; then, for control seeds, the control architecture pretrained from scratch and its evaluation.
-/// Returns its rows in arm order.
-let private pipeline (s: Study) (root: string) (report: Reporter) (device: torch.Device) (evalDtype: torch.ScalarType)
-                     (seed: int, family: string) : Row list =
+/// `part` picks the main arms, the control, or both. Returns its rows in arm order.
+let pipeline (s: Study) (root: string) (report: Reporter) (device: torch.Device) (evalDtype: torch.ScalarType)
+             (part: Part) (seed: int, family: string) : Row list =
     let p = s.Preset
     let dir (arm: string) = Path.Combine(root, sprintf "seed%d" seed, family, arm)
     let tokenizer = s.Tokenizer family
     let configPath = Path.Combine(root, "configs", family + ".json")
-    let pretrainBudget = match p.PretrainLr.TryFind family with Some lr -> { p.Pretrain with Lr = lr } | None -> p.Pretrain
+    let withLr (b: Budget) = match p.PretrainLr.TryFind family with Some lr -> { b with Lr = lr } | None -> b
+    /// Pretraining from `create` into dir(arm): the recall phase (into dir(arm + "-recall")) first, if the preset has one.
+    let pretrain (arm: string) (label: string) (create: unit -> ICausalLanguageModel) =
+        let create =
+            match p.RecallPhase with
+            | Some(budget, data) ->
+                trainStage s report (dir (arm + "-recall")) (sprintf "%s, phase 1: MQAR alone" label) create "custom" data tokenizer (withLr budget) seed
+                fun () -> Checkpoint.Load(Path.Combine(dir (arm + "-recall"), "model"), warn = ignore)
+            | None -> create
+        let label = if p.RecallPhase.IsSome then label + ", phase 2: the mixture" else label
+        trainStage s report (dir arm) label create "custom" p.PretrainData tokenizer (withLr p.Pretrain) seed
+    let main = part <> Control
     let baseModelDir =
         match s.Bases.TryFind family with
+        | _ when not main -> ""
         | Some checkpoint ->
             recordBase (dir "base") checkpoint
             checkpoint
         | None ->
-            trainStage s report (dir "base") (sprintf "seed %d %s base (pretraining)" seed family)
-                (fun () -> Checkpoint.FromConfig(configPath, warn = ignore)) "custom" p.PretrainData tokenizer pretrainBudget seed
+            pretrain "base" (sprintf "seed %d %s base (pretraining)" seed family) (fun () -> Checkpoint.FromConfig(configPath, warn = ignore))
             Path.Combine(dir "base", "model")
     let baseModel () = Checkpoint.Load(baseModelDir, warn = ignore)
-    trainStage s report (dir "lpt") (sprintf "seed %d %s LPT (post-training)" seed family)
-        baseModel "lpt" p.PostTrainData tokenizer p.PostTrain seed
-    let expansion = p.Expansions[family]
-    let expansion = ExpansionRequest(expansion.Layers, expansion.Rewrite, expansion.Init, int64 seed)
-    trainStage s report (dir "statex") (sprintf "seed %d %s StateX (expand, then post-train)" seed family)
-        (fun () -> (TrainRecipes.Prepare("statex", baseModel (), expansion)).Model) "statex" p.PostTrainData tokenizer p.PostTrain seed
+    if main then
+        trainStage s report (dir "lpt") (sprintf "seed %d %s LPT (post-training)" seed family)
+            baseModel "lpt" p.PostTrainData tokenizer p.PostTrain seed
+        let expansion = p.Expansions[family]
+        let expansion = ExpansionRequest(expansion.Layers, expansion.Rewrite, expansion.Init, int64 seed)
+        trainStage s report (dir "statex") (sprintf "seed %d %s StateX (expand, then post-train)" seed family)
+            (fun () -> (TrainRecipes.Prepare("statex", baseModel (), expansion)).Model) "statex" p.PostTrainData tokenizer p.PostTrain seed
     let control =
         match p.Controls.TryFind family with
-        | Some c when List.contains seed p.ControlSeeds && not (s.Bases.ContainsKey family) ->
+        | Some c when part <> Main && hasControl s (seed, family) ->
             let c = ExpansionRequest(c.Layers, c.Rewrite, c.Init, int64 seed)
-            trainStage s report (dir "scratch") (sprintf "seed %d %s control: %O on %O, from scratch (pretraining)" seed family c.Rewrite c.Layers)
-                (fun () -> (TrainRecipes.Prepare("statex", Checkpoint.FromConfig(configPath, warn = ignore), c)).Model) "custom" p.PretrainData tokenizer pretrainBudget seed
+            pretrain "scratch" (sprintf "seed %d %s control: %O on %O, from scratch (pretraining)" seed family c.Rewrite c.Layers)
+                (fun () -> (TrainRecipes.Prepare("statex", Checkpoint.FromConfig(configPath, warn = ignore), c)).Model)
             [ "scratch" ]
         | _ -> []
-    [ for arm in [ "base"; "lpt"; "statex" ] @ control do
+    [ for arm in (if main then [ "base"; "lpt"; "statex" ] else []) @ control do
         let evalPath = Path.Combine(dir arm, "eval.csv")
         if File.Exists evalPath then yield! readRows evalPath
         else
@@ -224,6 +247,12 @@ let private pipeline (s: Study) (root: string) (report: Reporter) (device: torch
             model.Module.Dispose()
             writeRows evalPath rows
             yield! rows ]
+
+/// The device a study runs on and the dtype it evaluates in: training's, so base and post-trained models are
+/// compared alike.
+let evalTarget (p: Preset) =
+    let device = DeviceSpec.Parse(p.Device).Resolve()
+    device, (if device.``type`` = DeviceType.CUDA then torch.ScalarType.BFloat16 else torch.ScalarType.Float32)
 
 /// Checks the folder's settings (refusing a study run with other settings) and writes the configs of the families
 /// pretrained here. Safe to call again; the demo calls it before starting worker processes.
@@ -244,9 +273,7 @@ let prepare (s: Study) (root: string) (families: string list) =
 let run (s: Study) (root: string) (families: string list) (report: Reporter) : Row list =
     let p = s.Preset
     prepare s root families
-    // Evaluation runs in the dtype training runs in, so base and post-trained models are compared alike.
-    let device = DeviceSpec.Parse(p.Device).Resolve()
-    let evalDtype = if device.``type`` = DeviceType.CUDA then torch.ScalarType.BFloat16 else torch.ScalarType.Float32
-    let rows = [ for seed in p.Seeds do for family in families do yield! pipeline s root report device evalDtype (seed, family) ]
+    let device, evalDtype = evalTarget p
+    let rows = [ for seed in p.Seeds do for family in families do yield! pipeline s root report device evalDtype Both (seed, family) ]
     writeRows (Path.Combine(root, "results.csv")) rows
     rows
