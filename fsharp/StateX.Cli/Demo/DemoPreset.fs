@@ -147,7 +147,7 @@ let cpu =
       ControlSeeds = [ 0 ]
       Workers = 2
       Device = "cpu"
-      Expected = "about 10 minutes on 2 idle CPU cores, build included" }
+      Expected = "about 12 minutes on 2 idle CPU cores, build included" }
 
 /// One modern GPU, a few minutes: wider and deeper models, longer contexts, more pretraining; key dimensions kept
 /// small so that recall stays limited by the state.
