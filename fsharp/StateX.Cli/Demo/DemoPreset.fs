@@ -63,9 +63,9 @@ type Preset =
 /// them). A small key set makes recall learnable within a CPU budget; 32 keys still allow up to 32 pairs.
 let mqarVocab = 65
 
-/// Pretraining: MQAR from 1 pair (learnable quickly: the only value seen) to 16 pairs (past what the base state
-/// holds), with the loss on the queried values only (Zoology), plus generated English-like text (Data/GrammarText.cs)
-/// for language-like structure. Text is weighted low: every text token is a target, an MQAR document has 1–16.
+/// MQAR documents from 1 pair (learnable quickly: the only value seen) to 16 or 32 pairs (past what the base state
+/// holds), with the loss on the queried values only (Zoology), `weight` shared equally. Pretraining adds generated
+/// English-like text (Data/GrammarText.cs) in its second phase only (see RecallPhase).
 let private mqarParts (weight: float) (seqLen: int) (pairs: int list) =
     [ for n in pairs -> sprintf "%g*synth:mqar:pairs=%d:len=%d:vocab=%d:loss=queries" (weight / float pairs.Length) n seqLen mqarVocab ]
 
