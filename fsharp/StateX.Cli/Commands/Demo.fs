@@ -64,19 +64,24 @@ let private plan (p: Preset) (families: string list) (out: string) =
 
 /// Progress of pipelines that run side by side: whole lines (no carriage-return redraw, which two stages would
 /// garble), each naming its stage, one per stage every 10 seconds and at its last step.
-let private labelledReporter (clock: Diagnostics.Stopwatch) : DemoStudy.Reporter =
+let private labelledReporter (elapsed: unit -> TimeSpan) : DemoStudy.Reporter =
     let gate = obj ()
     let last = Collections.Concurrent.ConcurrentDictionary<string, TimeSpan>()
-    let stamp () = clock.Elapsed.ToString @"m\:ss"
-    { Stage = fun s -> lock gate (fun () -> eprintfn "[%s] %s" (stamp ()) s)
+    let stamp () = (elapsed ()).ToString @"m\:ss"
+    // One write per line: workers are separate processes writing to the same terminal, and eprintfn writes a line
+    // in pieces that another process's line could split.
+    let write (line: string) = lock gate (fun () -> Console.Error.Write(line + "\n"))
+    { Stage = fun s -> write (sprintf "[%s] %s" (stamp ()) s)
       Progress = fun label p ->
-        let now = clock.Elapsed
+        let now = elapsed ()
         let final = p.Step = p.TotalSteps
         if final || p.Step = 1 || now - last.GetOrAdd(label, TimeSpan.Zero) >= TimeSpan.FromSeconds 10.0 then
             last[label] <- now
             let eta = match Option.ofNullable p.Eta with Some e -> e.ToString @"m\:ss" | None -> "?"
-            lock gate (fun () ->
-                eprintfn "[%s] %s: step %d/%d  loss %.4f  %.0f tok/s  eta %s" (stamp ()) label p.Step p.TotalSteps p.Loss p.TokensPerSecond eta) }
+            write (sprintf "[%s] %s: step %d/%d  loss %.4f  %.0f tok/s  eta %s" (stamp ()) label p.Step p.TotalSteps p.Loss p.TokensPerSecond eta) }
+
+/// Environment variable through which worker processes learn when the demo started (UTC ticks).
+let private startedVariable = "STATEX_DEMO_STARTED"
 
 /// The command line that starts this CLI again (`dotnet StateX.Cli.dll` or the app host).
 let private selfCommand () =
@@ -88,7 +93,7 @@ let private selfCommand () =
 /// then the controls (one pretraining each), which fills the workers evenly. Separate processes, not threads:
 /// TorchSharp frees implicitly created Scalars from the finaliser, which another thread's allocations can run while a
 /// native call still uses one. Stages already finished are skipped by the workers as by a single process.
-let private runWorkers (p: Preset) (families: string list) (out: string) =
+let private runWorkers (p: Preset) (families: string list) (out: string) (started: DateTime) =
     let exe, prefix = selfCommand ()
     let threads = max 1 (Environment.ProcessorCount / p.Workers)
     let study = DemoStudy.ofPreset p
@@ -115,6 +120,8 @@ let private runWorkers (p: Preset) (families: string list) (out: string) =
                     psi.ArgumentList.Add a
                 psi.Environment["OMP_NUM_THREADS"] <- string threads
                 psi.Environment["MKL_NUM_THREADS"] <- string threads
+                // The workers' progress lines count from the demo's start, not their own.
+                psi.Environment[startedVariable] <- string started.Ticks
                 use proc = Diagnostics.Process.Start psi
                 proc.WaitForExit()
                 if proc.ExitCode <> 0 then
@@ -189,7 +196,7 @@ let run (args: ParseResults<DemoArgs>) =
                 args.GetResult(Families, "gla,mamba2").Split(',', StringSplitOptions.RemoveEmptyEntries) |> List.ofArray
                 |> List.map (fun f -> if preset.Configs.ContainsKey f then f else invalidArg "families" (sprintf "unknown family '%s': expected gla, mamba2" f))
             let out = args.GetResult(Out, Path.Combine("runs", "demo-" + preset.Name))
-            plan preset families out
+            if not (args.Contains Worker) then plan preset families out
             DemoStudy.ofPreset preset, families, out
     if args.Contains Plan then 0
     elif args.Contains Worker then
@@ -201,7 +208,11 @@ let run (args: ParseResults<DemoArgs>) =
             | other -> invalidArg "worker" (sprintf "unknown worker part '%s': expected main or control" other)
         DemoStudy.prepare study out families
         let device, dtype = DemoStudy.evalTarget study.Preset
-        let reporter = labelledReporter (Diagnostics.Stopwatch.StartNew())
+        let started =
+            match Int64.TryParse(Environment.GetEnvironmentVariable startedVariable) with
+            | true, ticks -> DateTime(ticks, DateTimeKind.Utc)
+            | _ -> DateTime.UtcNow
+        let reporter = labelledReporter (fun () -> DateTime.UtcNow - started)
         for seed in study.Preset.Seeds do
             for family in families do DemoStudy.pipeline study out reporter device dtype part (seed, family) |> ignore
         0
@@ -210,7 +221,7 @@ let run (args: ParseResults<DemoArgs>) =
         let p = study.Preset
         if p.Workers > 1 && p.Seeds.Length * families.Length > 1 then
             DemoStudy.prepare study out families
-            runWorkers p families out
+            runWorkers p families out (DateTime.UtcNow - clock.Elapsed)
         let printer = Train.progressPrinter ()
         let reporter : DemoStudy.Reporter =
             { Stage = fun s -> eprintfn "[%s] %s" (clock.Elapsed.ToString @"m\:ss") s
