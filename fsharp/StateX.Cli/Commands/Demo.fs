@@ -206,15 +206,12 @@ let run (args: ParseResults<DemoArgs>) =
             | "main" -> DemoStudy.Main
             | "control" -> DemoStudy.Control
             | other -> invalidArg "worker" (sprintf "unknown worker part '%s': expected main or control" other)
-        DemoStudy.prepare study out families
-        let device, dtype = DemoStudy.evalTarget study.Preset
         let started =
             match Int64.TryParse(Environment.GetEnvironmentVariable startedVariable) with
             | true, ticks -> DateTime(ticks, DateTimeKind.Utc)
             | _ -> DateTime.UtcNow
         let reporter = labelledReporter (fun () -> DateTime.UtcNow - started)
-        for seed in study.Preset.Seeds do
-            for family in families do DemoStudy.pipeline study out reporter device dtype part (seed, family) |> ignore
+        DemoStudy.runPart study out families reporter part |> ignore
         0
     else
         let clock = Diagnostics.Stopwatch.StartNew()

@@ -193,7 +193,7 @@ let hasControl (s: Study) (seed: int, family: string) =
 /// One (seed, family) pipeline: base (pretrained here, or the given checkpoint), LPT and StateX post-training, and
 /// their evaluation; then, for control seeds, the control architecture pretrained from scratch and its evaluation.
 /// `part` picks the main arms, the control, or both. Returns its rows in arm order.
-let pipeline (s: Study) (root: string) (report: Reporter) (device: torch.Device) (evalDtype: torch.ScalarType)
+let private pipeline (s: Study) (root: string) (report: Reporter) (device: torch.Device) (evalDtype: torch.ScalarType)
              (part: Part) (seed: int, family: string) : Row list =
     let p = s.Preset
     let dir (arm: string) = Path.Combine(root, sprintf "seed%d" seed, family, arm)
@@ -250,7 +250,7 @@ let pipeline (s: Study) (root: string) (report: Reporter) (device: torch.Device)
 
 /// The device a study runs on and the dtype it evaluates in: training's, so base and post-trained models are
 /// compared alike.
-let evalTarget (p: Preset) =
+let private evalTarget (p: Preset) =
     let device = DeviceSpec.Parse(p.Device).Resolve()
     device, (if device.``type`` = DeviceType.CUDA then torch.ScalarType.BFloat16 else torch.ScalarType.Float32)
 
@@ -267,13 +267,17 @@ let prepare (s: Study) (root: string) (families: string list) =
             if not (File.Exists path) || File.ReadAllText path <> s.Preset.Configs[family] then
                 IO.AtomicFile.WriteAllText(path, s.Preset.Configs[family])
 
+/// Runs `part` of every (seed, family) pipeline under `root`, one after another; returns their rows (a demo worker
+/// process runs one part of one pipeline this way).
+let runPart (s: Study) (root: string) (families: string list) (report: Reporter) (part: Part) : Row list =
+    prepare s root families
+    let device, evalDtype = evalTarget s.Preset
+    [ for seed in s.Preset.Seeds do for family in families do yield! pipeline s root report device evalDtype part (seed, family) ]
+
 /// Runs (or resumes) the whole study under `root`, one (seed, family) pipeline after another; returns every row of
 /// results.csv. (Pipelines run side by side only as separate processes, see Commands.Demo: TorchSharp's implicit
 /// Scalars can be finalised mid-call when another thread triggers a collection.)
 let run (s: Study) (root: string) (families: string list) (report: Reporter) : Row list =
-    let p = s.Preset
-    prepare s root families
-    let device, evalDtype = evalTarget p
-    let rows = [ for seed in p.Seeds do for family in families do yield! pipeline s root report device evalDtype Both (seed, family) ]
+    let rows = runPart s root families report Both
     writeRows (Path.Combine(root, "results.csv")) rows
     rows
