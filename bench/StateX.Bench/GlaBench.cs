@@ -22,11 +22,14 @@ public sealed class GlaBench : IBenchSuite
     const string Usage = """
         usage: gla [--preset cpu|cuda] [--device D] [--dtype float32|bf16|fp16] [--hidden N] [--heads H] [--dk N] [--dv N]
                    [--T N] [--B N] [--chunk C] [--subchunk c] [--iters N] [--warmup N] [--part op|layer|both]
-                   [--no-backward] [--no-decode] [--in-process]
+                   [--backend auto|autograd|manual|fused] [--no-backward] [--no-decode] [--in-process] [--check]
           --preset cpu   CPU, float32: hidden 256, 2 heads, dk 64, dv 128, T 2048, B 1 (plus a decode step)
           --preset cuda  CUDA, bf16: the 1.3B layer (hidden 2048, 4 heads, dk 256, dv 512) and its one-head merge
                          (dk 1024, dv 2048) at T = 2K, 8K, 32K with B = 1 and B·T = 16K, plus decode steps
           explicit shape flags override the preset's single shape.
+          --backend      how the chunked form runs (default auto: fused CUDA kernels on CUDA, autograd on CPU)
+          --check        instead of timing: outputs and gradients of every backend available here against the
+                         float32 recurrence, on small shapes (T not a multiple of the chunk, with an initial state)
           Each (shape, part) runs in a child process so that the peak memory (CUDA caching allocator's high-water
           mark, or the process's peak RSS on CPU) belongs to that run alone (--in-process turns this off).
         """;
@@ -42,6 +45,8 @@ public sealed class GlaBench : IBenchSuite
         int chunk = Int(a, "chunk", ChunkedGla.DefaultChunkSize), sub = Int(a, "subchunk", ChunkedGla.DefaultSubChunkSize);
         int iters = Int(a, "iters", cuda ? 10 : 3), warmup = Int(a, "warmup", cuda ? 2 : 1);
         string part = a.GetValueOrDefault("part", "both");
+        var backend = Enum.Parse<GlaBackend>(a.GetValueOrDefault("backend", "auto"), ignoreCase: true);
+        if (a.ContainsKey("check")) return Check(device);
         bool backward = !a.ContainsKey("no-backward"), header = !a.ContainsKey("no-header");
         bool isolate = !a.ContainsKey("in-process") && !a.ContainsKey("child");
 
@@ -62,7 +67,7 @@ public sealed class GlaBench : IBenchSuite
 
         if (header)
         {
-            Console.WriteLine($"gla bench: device {device} ({DeviceName(device)}), dtype {dtype}, chunk {chunk}/{sub}, {iters} iterations after {warmup} warm-up, threads {get_num_threads()}");
+            Console.WriteLine($"gla bench: device {device} ({DeviceName(device)}), dtype {dtype}, chunk {chunk}/{sub}, backend {backend} → {ChunkedGla.Resolve(backend, device, chunk)}, {iters} iterations after {warmup} warm-up, threads {get_num_threads()}");
             Console.WriteLine(cuda
                 ? "peak memory: growth of device memory in use (cuMemGetInfo, TorchSharp exposes no allocator statistics) from the run's start: the caching allocator's reserved high-water mark, an upper bound on tensors live at once"
                 : "peak memory: the process's peak resident set (includes the .NET runtime and libtorch)");
@@ -75,8 +80,8 @@ public sealed class GlaBench : IBenchSuite
             {
                 try
                 {
-                    if (isolate) RunChild(s, which, device, dtype, chunk, sub, iters, warmup, backward);
-                    else RunShape(s, which, device, dtype, chunk, sub, iters, warmup, backward);
+                    if (isolate) RunChild(s, which, device, dtype, chunk, sub, iters, warmup, backward, backend);
+                    else RunShape(s, which, device, dtype, chunk, sub, iters, warmup, backward, backend);
                 }
                 catch (Exception e) { Console.WriteLine($"{s.Label,-14} {s.B,3} {s.T,6}: failed: {e.Message.Split('\n')[0]}"); }
             }
@@ -88,14 +93,14 @@ public sealed class GlaBench : IBenchSuite
     }
 
     /// <summary>Runs one (shape, part) in a fresh process: a fresh caching allocator, so its peak is this run's.</summary>
-    static void RunChild(Shape s, string part, Device device, ScalarType dtype, int chunk, int sub, int iters, int warmup, bool backward)
+    static void RunChild(Shape s, string part, Device device, ScalarType dtype, int chunk, int sub, int iters, int warmup, bool backward, GlaBackend backend)
     {
         var host = Environment.ProcessPath!;
         var psi = new ProcessStartInfo(host) { RedirectStandardOutput = true, UseShellExecute = false };
         if (Path.GetFileNameWithoutExtension(host) == "dotnet") psi.ArgumentList.Add(typeof(GlaBench).Assembly.Location);
         foreach (var x in new[] { "gla", "--child", "1", "--no-header", "--no-decode", "--device", device.ToString(), "--dtype", dtype.ToString(),
                      "--hidden", $"{s.Hidden}", "--heads", $"{s.Heads}", "--dk", $"{s.Dk}", "--dv", $"{s.Dv}", "--T", $"{s.T}", "--B", $"{s.B}",
-                     "--chunk", $"{chunk}", "--subchunk", $"{sub}", "--iters", $"{iters}", "--warmup", $"{warmup}", "--part", part, "--label", s.Label })
+                     "--chunk", $"{chunk}", "--subchunk", $"{sub}", "--iters", $"{iters}", "--warmup", $"{warmup}", "--part", part, "--label", s.Label, "--backend", $"{backend}" })
             psi.ArgumentList.Add(x);
         if (!backward) psi.ArgumentList.Add("--no-backward");
         using var p = Process.Start(psi)!;
@@ -104,12 +109,13 @@ public sealed class GlaBench : IBenchSuite
         if (p.ExitCode != 0) Console.WriteLine($"{s.Label,-14} {s.B,3} {s.T,6}: {part} run exited with code {p.ExitCode}");
     }
 
-    void RunShape(Shape s, string part, Device device, ScalarType dtype, int chunk, int sub, int iters, int warmup, bool backward)
+    void RunShape(Shape s, string part, Device device, ScalarType dtype, int chunk, int sub, int iters, int warmup, bool backward, GlaBackend backend)
     {
         using var scope = NewDisposeScope();
         manual_seed(0);
         long tokens = (long)s.B * s.T;
         GatedLinearAttention? attn = part == "layer" ? MakeLayer(s, device, dtype, chunk, sub) : null;
+        if (attn is not null) attn.Backend = backend;
         var x = randn(s.B, s.T, s.Hidden, dtype: dtype, device: device);
         var q = randn(s.B, s.T, s.Heads, s.Dk, dtype: dtype, device: device);
         var k = randn(s.B, s.T, s.Heads, s.Dk, dtype: dtype, device: device) * 0.1;
@@ -124,7 +130,7 @@ public sealed class GlaBench : IBenchSuite
             var kk = grad ? k.detach().requires_grad_(true) : k;
             var vv = grad ? v.detach().requires_grad_(true) : v;
             var gg = grad ? g.detach().requires_grad_(true) : g;
-            return ChunkedGla.Forward(qq, kk, vv, gg, null, scale, chunk, sub).O;
+            return ChunkedGla.Forward(qq, kk, vv, gg, null, scale, chunk, sub, backend).O;
         }
 
         long baseline = MemoryInUse(device);
@@ -146,6 +152,58 @@ public sealed class GlaBench : IBenchSuite
         }
         Console.WriteLine($"{s.Label,-14} {s.B,3} {s.T,6} {s.Heads,2} {s.Dk,5} {s.Dv,5} | {part,-5} {Rate(tokens, fwd),12} {Rate(tokens, fb),14} {Bytes(peakFwd),10} {Bytes(peakFb),10}");
         attn?.Dispose();
+    }
+
+    /// <summary>
+    /// Every backend available on the device against the float32 recurrence (outputs, final state, and the gradients
+    /// of q, k, v, g and the initial state), in float32 and bf16. Prints max abs differences; not timed.
+    /// </summary>
+    static int Check(Device device)
+    {
+        var backends = new[] { GlaBackend.Autograd, GlaBackend.Manual, GlaBackend.Fused }
+            .Where(b => b != GlaBackend.Fused || ChunkedGla.Resolve(GlaBackend.Auto, device, 64) == GlaBackend.Fused).ToArray();
+        Console.WriteLine($"gla check on {device} ({DeviceName(device)}): backends {string.Join(", ", backends)}; max abs difference from the float32 recurrence (gradients: relative to the largest reference entry)");
+        foreach (var (b, t, h, dk, dv, chunk, dtype, strong) in new[]
+                 {
+                     (2, 1000, 3, 64, 128, 64, ScalarType.Float32, false), (1, 333, 2, 256, 512, 64, ScalarType.Float32, false),
+                     (2, 700, 2, 40, 24, 32, ScalarType.Float32, true), (1, 1000, 4, 128, 256, 64, ScalarType.BFloat16, false),
+                 })
+        {
+            using var scope = NewDisposeScope();
+            manual_seed(1);
+            var q = randn(b, t, h, dk, device: device);
+            var k = randn(b, t, h, dk, device: device);
+            var v = randn(b, t, h, dv, device: device);
+            var logits = strong ? cat([rand(b, t, h, dk / 2, device: device) * -300, randn(b, t, h, dk - dk / 2, device: device) + 4], 3) : randn(b, t, h, dk, device: device) + 2;
+            var g = nn.functional.logsigmoid(logits) / (strong ? 1 : 16);
+            var s0 = randn(b, h, dk, dv, device: device);
+            var w = randn(b, t, h, dv, device: device);
+            var wS = randn(b, h, dk, dv, device: device);
+            double scale = Math.Pow(dk, -0.5);
+            Tensor[] Run(bool recurrent, GlaBackend backend)
+            {
+                var leaves = new[] { q, k, v, g, s0 }.Select((x, i) => (i < 3 ? x.to_type(recurrent ? ScalarType.Float32 : dtype) : x).detach().requires_grad_(true)).ToArray();
+                var (o, s) = recurrent ? RecurrentGla.Forward(leaves[0], leaves[1], leaves[2], leaves[3], leaves[4], scale)
+                    : ChunkedGla.Forward(leaves[0], leaves[1], leaves[2], leaves[3], leaves[4], scale, chunk, ChunkedGla.DefaultSubChunkSize, backend);
+                ((o.to_type(ScalarType.Float32) * w).sum() + (s * wS).sum()).backward();
+                return [o.detach(), s.detach(), .. leaves.Select(x => x.grad!)];
+            }
+            var reference = Run(true, GlaBackend.Autograd);
+            string[] names = ["o", "state", "dq", "dk", "dv", "dg", "ds0"];
+            Console.WriteLine($"  B={b} T={t} H={h} dk={dk} dv={dv} chunk={chunk} {dtype}{(strong ? ", strong decays" : "")}");
+            foreach (var backend in backends)
+            {
+                var got = Run(false, backend);
+                var parts = names.Select((n, i) =>
+                {
+                    double d = (got[i].to_type(ScalarType.Float32) - reference[i]).abs().max().item<float>();
+                    double m = reference[i].abs().max().item<float>();
+                    return i < 2 ? $"{n} {d:E1}" : $"{n} {d / m:E1}";
+                });
+                Console.WriteLine($"    {backend,-9} {string.Join("  ", parts)}");
+            }
+        }
+        return 0;
     }
 
     /// <summary>One token through the layer in recurrent form with a carried state (B = 1).</summary>
@@ -224,7 +282,7 @@ public sealed class GlaBench : IBenchSuite
         {
             if (!args[i].StartsWith("--")) throw new ArgumentException($"unexpected argument '{args[i]}'\n{Usage}");
             var key = args[i][2..];
-            if (key is "help" or "no-backward" or "no-decode" or "no-header" or "in-process") { d[key] = "1"; continue; }
+            if (key is "help" or "no-backward" or "no-decode" or "no-header" or "in-process" or "check") { d[key] = "1"; continue; }
             if (i + 1 >= args.Length) throw new ArgumentException($"--{key} needs a value");
             d[key] = args[++i];
         }

@@ -1,7 +1,21 @@
+using StateX.Native;
 using TorchSharp;
 using static TorchSharp.torch;
 
 namespace StateX.Gla;
+
+/// <summary>How the chunked GLA form is computed and differentiated. All compute the same function.</summary>
+public enum GlaBackend
+{
+    /// <summary>Fused on CUDA (Manual where the kernels cannot run: no NVRTC, or an unsupported chunk size), Autograd elsewhere.</summary>
+    Auto,
+    /// <summary>Tensor operations differentiated by autograd: the reference form.</summary>
+    Autograd,
+    /// <summary>Tensor operations with a hand-written backward pass (<see cref="ChunkedGlaFunction"/>): less memory, no pass through the pairwise decays.</summary>
+    Manual,
+    /// <summary>The hand-written backward with the intra-chunk scores, their gradients and the state scan as fused CUDA kernels (CUDA only).</summary>
+    Fused,
+}
 
 /// <summary>
 /// The chunked parallel form of the GLA recurrence (the same function as <see cref="RecurrentGla"/>).
@@ -33,12 +47,21 @@ public static class ChunkedGla
     /// <param name="scale">multiplies q (dk^−½ in GLA)</param>
     /// <param name="chunkSize">C; a multiple of <paramref name="subChunkSize"/></param>
     /// <param name="subChunkSize">c, the span inside which pairwise decays are exponentiated directly</param>
+    /// <param name="backend">how it is computed and differentiated (see <see cref="GlaBackend"/>)</param>
     /// <returns>o [B, T, H, dv] in v's dtype and the final state [B, H, dk, dv] (float32).</returns>
     public static (Tensor O, Tensor State) Forward(Tensor q, Tensor k, Tensor v, Tensor g, Tensor? state, double scale,
-        int chunkSize = DefaultChunkSize, int subChunkSize = DefaultSubChunkSize)
+        int chunkSize = DefaultChunkSize, int subChunkSize = DefaultSubChunkSize, GlaBackend backend = GlaBackend.Auto)
     {
         if (subChunkSize <= 0 || chunkSize <= 0 || chunkSize % subChunkSize != 0)
             throw new ArgumentException($"chunk size {chunkSize} must be a positive multiple of the sub-chunk size {subChunkSize}");
+        if (q.ndim != 4 || k.ndim != 4 || v.ndim != 4 || g.ndim != 4 || !q.shape.SequenceEqual(k.shape) || !q.shape.SequenceEqual(g.shape)
+            || v.shape[0] != q.shape[0] || v.shape[1] != q.shape[1] || v.shape[2] != q.shape[2])
+            throw new ArgumentException($"GLA expects q, k, g [B, T, H, dk] and v [B, T, H, dv]; got q {Shape(q)}, k {Shape(k)}, v {Shape(v)}, g {Shape(g)}");
+        switch (Resolve(backend, q.device, chunkSize))
+        {
+            case GlaBackend.Manual: return ChunkedGlaFunction.Apply(new GlaTensorOps(subChunkSize), q, k, v, g, state, scale, chunkSize);
+            case GlaBackend.Fused: return ChunkedGlaFunction.Apply(new GlaCudaOps(chunkSize), q, k, v, g, state, scale, chunkSize);
+        }
         using var scope = NewDisposeScope();
         long b = q.shape[0], t = q.shape[1], h = q.shape[2], dk = q.shape[3], dv = v.shape[3];
         if (t == 0)
@@ -74,6 +97,23 @@ public static class ChunkedGla
 
         var o = (oIntra + oInter).reshape(b, h, n * c, dv)[.., .., ..(int)t].transpose(1, 2).to_type(dtype); // [B, T, H, dv]
         return (o.MoveToOuterDisposeScope(), s.MoveToOuterDisposeScope());
+    }
+
+    static string Shape(Tensor x) => $"[{string.Join(", ", x.shape)}]";
+
+    /// <summary>What <see cref="GlaBackend.Auto"/> (or an explicit choice) comes to for a device and chunk size; an explicit Fused that cannot run is an error.</summary>
+    public static GlaBackend Resolve(GlaBackend backend, Device device, int chunkSize)
+    {
+        bool fusedPossible = CudaKernels.Available(device) && GlaCudaOps.Supports(chunkSize);
+        return backend switch
+        {
+            GlaBackend.Auto => device.type == DeviceType.CUDA ? (fusedPossible ? GlaBackend.Fused : GlaBackend.Manual) : GlaBackend.Autograd,
+            GlaBackend.Fused when !fusedPossible => throw new InvalidOperationException(
+                device.type != DeviceType.CUDA ? $"the fused GLA kernels run on CUDA only, not on {device}"
+                : !GlaCudaOps.Supports(chunkSize) ? $"the fused GLA kernels take chunk sizes 16, 32, 48 or 64, not {chunkSize}"
+                : $"the fused GLA kernels need NVRTC, which is {CudaKernels.Describe()}"),
+            _ => backend,
+        };
     }
 
     /// <summary>
@@ -132,7 +172,7 @@ public static class ChunkedGla
     /// A[t, s] = q_t · (k_s ⊙ exp(G_t − G_s)) for s ≤ t within each chunk, zero above the diagonal.
     /// q, k, G: [B, H, N, C, dk] (float32); returns [B, H, N, C, C] (float32).
     /// </summary>
-    static Tensor IntraChunkScores(Tensor q, Tensor k, Tensor g, long ns, long sc)
+    internal static Tensor IntraChunkScores(Tensor q, Tensor k, Tensor g, long ns, long sc)
     {
         long b = q.shape[0], h = q.shape[1], n = q.shape[2], c = q.shape[3], dk = q.shape[4];
         var dev = q.device;

@@ -38,6 +38,8 @@ public sealed class GatedLinearAttention : nn.Module<Tensor, Tensor>
     /// <summary>Chunk length of the chunked form.</summary>
     public int ChunkSize { get; set; } = ChunkedGla.DefaultChunkSize;
     public int SubChunkSize { get; set; } = ChunkedGla.DefaultSubChunkSize;
+    /// <summary>How the chunked form is computed and differentiated (fused CUDA kernels on CUDA by default).</summary>
+    public GlaBackend Backend { get; set; } = GlaBackend.Auto;
 
     public GatedLinearAttention(GlaConfig config, int numHeads, int? numKvHeads = null, string name = "GatedLinearAttention") : base(name)
     {
@@ -120,7 +122,7 @@ public sealed class GatedLinearAttention : nn.Module<Tensor, Tensor>
 
         var (o, s) = mode == ForwardMode.Recurrent
             ? RecurrentGla.Forward(q, k, v, g, state?.Recurrent, Scale)
-            : ChunkedGla.Forward(q, k, v, g, state?.Recurrent, Scale, ChunkSize, SubChunkSize);   // o [B, T, H, dv]
+            : ChunkedGla.Forward(q, k, v, g, state?.Recurrent, Scale, ChunkSize, SubChunkSize, Backend);   // o [B, T, H, dv]
 
         var gate = g_proj is null ? null : g_proj.call(x).view(b, t, NumHeads, HeadVDim);
         var normed = (g_norm_swish_gate ?? g_norm)!.Forward(o, gate).reshape(b, t, ValueDim); // [B, T, value_dim]

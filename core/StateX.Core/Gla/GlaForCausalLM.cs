@@ -101,6 +101,13 @@ public sealed class GlaForCausalLM : nn.Module<Tensor, Tensor>, ICausalLanguageM
         set { foreach (var l in model.layers) l.attn.ChunkSize = value; }
     }
 
+    /// <summary>How every layer's chunked form is computed and differentiated.</summary>
+    public GlaBackend Backend
+    {
+        get => model.layers[0].attn.Backend;
+        set { foreach (var l in model.layers) l.attn.Backend = value; }
+    }
+
     public IEnumerable<GatedLinearAttention> Attentions => model.layers.Select(l => l.attn);
 
     public override Tensor forward(Tensor inputIds) => Forward(inputIds).Logits;

@@ -70,6 +70,15 @@ public static class NativeRuntime
         lock (Gate) return Handles.TryGetValue(key, out var h) ? h : IntPtr.Zero;
     }
 
+    /// <summary>The address of a function exported by a library this set-up loaded (e.g. "LibTorchSharp"), or zero.</summary>
+    internal static IntPtr Export(string library, string symbol)
+    {
+        Initialize();
+        IntPtr h;
+        lock (Gate) if (!Handles.TryGetValue(library, out h)) return IntPtr.Zero;
+        return NativeLibrary.TryGetExport(h, symbol, out var f) ? f : IntPtr.Zero;
+    }
+
     /// <summary>The set-up result, initialising with defaults if nothing has yet.</summary>
     public static RuntimeInfo Info => Initialize();
 
