@@ -32,12 +32,14 @@ public sealed class Mamba2Bench : IBenchSuite
             var d => throw new ArgumentException($"unknown --dtype '{d}': expected bf16, fp16 or fp32"),
         };
         int iters = int.Parse(opts.GetValueOrDefault("iters", "5"), CultureInfo.InvariantCulture);
+        var backend = Enum.Parse<SsdBackend>(opts.GetValueOrDefault("backend", "auto"), ignoreCase: true);
+        if (opts.ContainsKey("check")) return Check(device);
         var shapes = Shapes(opts);
-        Console.WriteLine($"mamba2 bench on {device} ({dtype}), {iters} iterations after 1 warm-up; peak memory = {(device.type == DeviceType.CUDA ? "device memory in use (caching allocator)" : "process peak RSS")} above the start");
+        Console.WriteLine($"mamba2 bench on {device} ({dtype}), backend {backend} → {ChunkedSsd.Resolve(backend, device, shapes[0].Chunk, dtype)}, {iters} iterations after 1 warm-up; peak memory = {(device.type == DeviceType.CUDA ? "device memory in use (caching allocator)" : "process peak RSS")} above the start");
         Console.WriteLine($"{"what",-22} {"hidden",6} {"H×P",7} {"N",4} {"T",6} {"B",3} {"L",4} {"fwd tok/s",12} {"fwd+bwd tok/s",14} {"peak MiB",9}");
         foreach (var s in shapes)
         {
-            try { BenchShape(s, device, dtype, iters); }
+            try { BenchShape(s, device, dtype, iters, backend); }
             catch (Exception e) when (e is OutOfMemoryException || e.Message.Contains("out of memory", StringComparison.OrdinalIgnoreCase))
             { Console.WriteLine($"  {s}: out of memory"); }
         }
@@ -48,6 +50,10 @@ public sealed class Mamba2Bench : IBenchSuite
     const string Usage = """
         mamba2 [--preset cpu-small|cuda|cuda-expanded] [--device auto|cpu|cuda[:N]] [--dtype bf16|fp16|fp32]
                [--hidden 2048] [--heads 64] [--headdim 64] [--dstate 128] [--groups 1] [--T 2048] [--B 1] [--chunk 256] [--iters 5]
+               [--backend auto|autograd|fused] [--check]
+        --backend: how the chunked form's intra-chunk scores run (default auto: fused CUDA kernels on CUDA).
+        --check: instead of timing, the SSD core's output, final state and gradients (x, dt, A, B, C, initial state) of
+                 every backend available here against the float32 recurrence, on small shapes.
         Presets: cpu-small = hidden 256, 8×64 heads, N 64, T 1024 and 4096, B 1/4, chunk 64;
                  cuda = the 1.3B layer (hidden 2048, 64×64, N 128, chunk 256) at T 2K/8K/32K (B 1) and T 2K (B 8);
                  cuda-expanded = the same with N 512. Explicit shape flags override a preset's single shape.
@@ -71,7 +77,56 @@ public sealed class Mamba2Bench : IBenchSuite
             [new(2048, 64, 64, n, 1, 2048, 1, 256), new(2048, 64, 64, n, 1, 8192, 1, 256), new(2048, 64, 64, n, 1, 32768, 1, 256), new(2048, 64, 64, n, 1, 2048, 8, 256)];
     }
 
-    static void BenchShape(Shape s, Device device, ScalarType dtype, int iters)
+    /// <summary>Every backend available here against the float32 recurrence: output, final state, gradients. Prints max abs differences.</summary>
+    static int Check(Device device)
+    {
+        var backends = new[] { SsdBackend.Autograd, SsdBackend.Fused }.Where(b => b != SsdBackend.Fused || StateX.Native.CudaKernels.Available(device)).ToArray();
+        Console.WriteLine($"mamba2 SSD check on {device}: backends {string.Join(", ", backends)}; max abs difference from the float32 recurrence (gradients relative to the largest reference entry)");
+        foreach (var (b, t, h, p, g, n, chunk, dtype, strong) in new[]
+                 {
+                     (2, 300, 8, 16, 2, 32, 64, ScalarType.Float32, false), (1, 700, 16, 64, 1, 128, 256, ScalarType.Float32, false),
+                     (1, 100, 4, 8, 1, 16, 32, ScalarType.Float32, false), (2, 150, 6, 8, 2, 16, 64, ScalarType.Float32, true),
+                     (1, 1000, 16, 64, 1, 128, 256, ScalarType.BFloat16, false),
+                 })
+        {
+            using var scope = NewDisposeScope();
+            manual_seed(2);
+            var x = randn(b, t, h, p, device: device);
+            var dt = nn.functional.softplus(randn(b, t, h, device: device) + (strong ? 0.5 : -1)) * (strong ? 3 : 1);
+            var a = -rand(h, device: device) * (strong ? 6 : 4) - 0.5;
+            var bm = randn(b, t, g, n, device: device) * 0.5;
+            var cm = randn(b, t, g, n, device: device) * 0.5;
+            var s0 = randn(b, h, p, n, device: device);
+            var w = randn(b, t, h, p, device: device);
+            var wS = randn(b, h, p, n, device: device);
+            Tensor[] Run(bool reference, SsdBackend backend)
+            {
+                var leaves = new[] { x, dt, a, bm, cm, s0 }.Select((v, i) =>
+                    (reference ? v.to_type(ScalarType.Float32) : i is 0 or 3 or 4 ? v.to_type(dtype) : v).detach().requires_grad_(true)).ToArray();
+                var (y, st) = reference ? RecurrentSsd.Forward(leaves[0], leaves[1], leaves[2], leaves[3], leaves[4], leaves[5])
+                    : ChunkedSsd.Forward(leaves[0], leaves[1], leaves[2], leaves[3], leaves[4], chunk, leaves[5], backend);
+                ((y.to_type(ScalarType.Float64) * w.to_type(ScalarType.Float64)).sum() + (st.to_type(ScalarType.Float64) * wS.to_type(ScalarType.Float64)).sum()).backward();
+                return [y.detach(), st.detach(), .. leaves.Select(v => v.grad!)];
+            }
+            var refs = Run(true, SsdBackend.Autograd);
+            string[] names = ["y", "state", "dx", "ddt", "dA", "dB", "dC", "ds0"];
+            Console.WriteLine($"  B={b} T={t} H={h} P={p} G={g} N={n} chunk={chunk} {dtype}{(strong ? ", strong decays" : "")}");
+            foreach (var backend in backends)
+            {
+                var got = Run(false, backend);
+                var parts = names.Select((nm, i) =>
+                {
+                    double d = (got[i].to_type(ScalarType.Float64) - refs[i]).abs().max().item<double>();
+                    double m = refs[i].to_type(ScalarType.Float64).abs().max().item<double>();
+                    return i < 2 ? $"{nm} {d:E1}" : $"{nm} {d / m:E1}";
+                });
+                Console.WriteLine($"    {backend,-9} {string.Join("  ", parts)}");
+            }
+        }
+        return 0;
+    }
+
+    static void BenchShape(Shape s, Device device, ScalarType dtype, int iters, SsdBackend backend)
     {
         long tokens = (long)s.B * s.T;
         // SSD core alone: softplus'd dt, A, x, B, C as the mixer hands them over.
@@ -82,12 +137,12 @@ public sealed class Mamba2Bench : IBenchSuite
             var a = -rand(s.Heads, ScalarType.Float32, device) * 8 - 0.5;
             var bm = randn(s.B, s.T, s.Groups, s.DState, dtype, device);
             var cm = randn(s.B, s.T, s.Groups, s.DState, dtype, device);
-            var (fwd, _) = Measure(device, iters, () => { using var _ = no_grad(); var (y, h) = ChunkedSsd.Forward(x, dt, a, bm, cm, s.Chunk, null); y.Dispose(); h.Dispose(); });
+            var (fwd, _) = Measure(device, iters, () => { using var _ = no_grad(); var (y, h) = ChunkedSsd.Forward(x, dt, a, bm, cm, s.Chunk, null, backend); y.Dispose(); h.Dispose(); });
             foreach (var t in new[] { x, dt, bm, cm }) t.requires_grad_(true);
             var (both, peak) = Measure(device, iters, () =>
             {
                 using var inner = NewDisposeScope();
-                var (y, h) = ChunkedSsd.Forward(x, dt, a, bm, cm, s.Chunk, null);
+                var (y, h) = ChunkedSsd.Forward(x, dt, a, bm, cm, s.Chunk, null, backend);
                 y.backward([ones_like(y)]);
                 foreach (var t in new[] { x, dt, bm, cm }) t.grad?.zero_();
             });
@@ -101,7 +156,7 @@ public sealed class Mamba2Bench : IBenchSuite
                 VocabSize = 8, HiddenSize = s.Hidden, NumLayers = 1, StateSize = s.DState, NumHeads = s.Heads, HeadDim = s.HeadDim,
                 NGroups = s.Groups, ChunkSize = s.Chunk,
             };
-            var mixer = new Mamba2Mixer(cfg, s.DState);
+            var mixer = new Mamba2Mixer(cfg, s.DState) { Backend = backend };
             mixer.to(dtype).to(device);
             var u = randn(s.B, s.T, s.Hidden, dtype, device);
             var (fwd, _) = Measure(device, iters, () => { using var _ = no_grad(); var (y, st) = mixer.Forward(u, null, ForwardMode.Chunked); y.Dispose(); st.Dispose(); });
@@ -172,7 +227,7 @@ public sealed class Mamba2Bench : IBenchSuite
         {
             if (!args[i].StartsWith("--", StringComparison.Ordinal)) throw new ArgumentException($"unexpected argument '{args[i]}'\n{Usage}");
             var key = args[i][2..];
-            if (key is "help" || i + 1 >= args.Length) { d[key] = ""; continue; }
+            if (key is "help" or "check" || i + 1 >= args.Length) { d[key] = ""; continue; }
             d[key] = args[++i];
         }
         return d;

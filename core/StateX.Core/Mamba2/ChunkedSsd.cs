@@ -22,8 +22,10 @@ public static class ChunkedSsd
     /// <param name="cm">[B, T, G, N]</param>
     /// <param name="chunk">chunk length L</param>
     /// <param name="initialState">[B, H, P, N] float32, or null for zeros</param>
+    /// <param name="backend">how the intra-chunk scores are computed (see <see cref="SsdBackend"/>)</param>
     /// <returns>y [B, T, H, P] in x's dtype (without the D skip) and the final state [B, H, P, N] in float32.</returns>
-    public static (Tensor Y, Tensor State) Forward(Tensor x, Tensor dt, Tensor a, Tensor bm, Tensor cm, long chunk, Tensor? initialState)
+    public static (Tensor Y, Tensor State) Forward(Tensor x, Tensor dt, Tensor a, Tensor bm, Tensor cm, long chunk, Tensor? initialState,
+        SsdBackend backend = SsdBackend.Auto)
     {
         using var scope = NewDisposeScope();
         long b = x.shape[0], t = x.shape[1], h = x.shape[2], p = x.shape[3];
@@ -32,6 +34,7 @@ public static class ChunkedSsd
         long l = Math.Min(chunk, t);
         long pad = (l - t % l) % l, c = (t + pad) / l;
         var ct = x.dtype;
+        bool fused = SsdDecayMask.Resolve(backend, x.device, l, ct) == SsdBackend.Fused;
         // Padding with dt = 0 leaves the state untouched (decay 1, no input), so the final state is the state at T.
         if (pad > 0)
         {
@@ -49,10 +52,16 @@ public static class ChunkedSsd
         var cc = cm.reshape(b, c, l, g, n).permute(0, 1, 3, 2, 4);                                 // [b, c, g, l, n]
 
         // Within a chunk: y_l = Σ_{s≤l} (C_l·B_s) exp(cs_l − cs_s) dt_s x_s.
-        var above = ones(l, l, ScalarType.Bool, x.device).triu(1);                             // s > l: not causal
-        var seg = (cs.unsqueeze(-1) - cs.unsqueeze(-2)).masked_fill(above, double.NegativeInfinity).exp(); // [b, c, h, l, s]
         var cb = cc.matmul(bc.transpose(-1, -2));                                               // [b, c, g, l, s]
-        var yDiag = (cb.unsqueeze(3) * seg.reshape(b, c, g, r, l, l).to_type(ct)).matmul(xdt);     // [b, c, g, r, l, p]
+        Tensor scores;                                                                          // [b, c, g, r, l, s]
+        if (fused) scores = SsdDecayMask.Apply(cb, cs);
+        else
+        {
+            var above = ones(l, l, ScalarType.Bool, x.device).triu(1);                         // s > l: not causal
+            var seg = (cs.unsqueeze(-1) - cs.unsqueeze(-2)).masked_fill(above, double.NegativeInfinity).exp(); // [b, c, h, l, s]
+            scores = cb.unsqueeze(3) * seg.reshape(b, c, g, r, l, l).to_type(ct);
+        }
+        var yDiag = scores.matmul(xdt);                                                         // [b, c, g, r, l, p]
 
         // Each chunk's own contribution to its end state: Σ_s exp(cs_last − cs_s) dt_s x_s B_sᵀ.
         var toEnd = (cs[.., .., .., ^1..] - cs).exp().reshape(b, c, g, r, l, 1).to_type(ct);     // [b, c, g, r, l, 1]
@@ -77,6 +86,9 @@ public static class ChunkedSsd
         if (pad > 0) y = y[.., ..(int)t];
         return (y.MoveToOuterDisposeScope(), final.contiguous().MoveToOuterDisposeScope());
     }
+
+    /// <summary>What <see cref="SsdBackend.Auto"/> (or an explicit choice) comes to for a device, chunk length and dtype; an explicit Fused that cannot run is an error.</summary>
+    public static SsdBackend Resolve(SsdBackend backend, Device device, long chunk, ScalarType dtype) => SsdDecayMask.Resolve(backend, device, chunk, dtype);
 
     /// <summary>
     /// exp of segment sums: out[i, j] = exp(a_{j+1} + … + a_i) for i ≥ j, 0 above the diagonal. Summed directly (not as a

@@ -111,6 +111,13 @@ public sealed class Mamba2ForCausalLM : nn.Module, ICausalLanguageModel, Trainin
     public ModelState InitialState(long batch, Device device, ScalarType dtype) =>
         new(backbone.layers.Select(l => (ILayerState)l.mixer.InitialState(batch, device, dtype)).ToArray());
 
+    /// <summary>How every mixer's chunked form computes its intra-chunk scores.</summary>
+    public SsdBackend Backend
+    {
+        get => backbone.layers[0].mixer.Backend;
+        set { foreach (var l in backbone.layers) l.mixer.Backend = value; }
+    }
+
     public StateSizeReport StateSize() => new(backbone.layers.Select((l, i) =>
     {
         var m = l.mixer;

@@ -31,6 +31,8 @@ public sealed class Mamba2Mixer : nn.Module<Tensor, Tensor>
     public long ConvDim => Inner + 2 * Groups * DState;
     public long ConvKernel { get; }
     public long ChunkSize { get; }
+    /// <summary>How the chunked form's intra-chunk scores are computed (fused CUDA kernels on CUDA by default).</summary>
+    public SsdBackend Backend { get; set; } = SsdBackend.Auto;
     public double TimeStepLow { get; }
     public double TimeStepHigh { get; }
 
@@ -88,7 +90,7 @@ public sealed class Mamba2Mixer : nn.Module<Tensor, Tensor>
 
         var (y, ssmState) = mode == ForwardMode.Recurrent
             ? RecurrentSsd.Forward(x, dt, a, bm, cm, state?.Ssm)
-            : ChunkedSsd.Forward(x, dt, a, bm, cm, ChunkSize, state?.Ssm);                     // [B, T, H, P]
+            : ChunkedSsd.Forward(x, dt, a, bm, cm, ChunkSize, state?.Ssm, Backend);                     // [B, T, H, P]
         y = y + D.to_type(y.dtype).view(Heads, 1) * x;
         var gated = norm.forward(y.reshape(b, t, Inner), z);                                   // [B, T, I]
         var outp = out_proj.forward(gated.to_type(u.dtype));                                   // [B, T, hidden]

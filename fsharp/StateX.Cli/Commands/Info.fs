@@ -26,6 +26,9 @@ let run (args: ParseResults<InfoArgs>) =
     printfn "CUDA          %s" (if cuda then sprintf "available, %d device(s)" (torch.cuda.device_count ()) else "not available")
     for d in CudaDevices.List() do
         printfn "  cuda:%d      %s, %.1f GiB" d.Index d.Name (float d.TotalMemoryBytes / float (1L <<< 30))
+    if cuda then
+        // The fused GLA and SSD kernels are compiled at first use by NVRTC; without it the tensor-op forms run.
+        printfn "NVRTC         %s" (CudaKernels.Describe())
     printfn "CPU threads   %d" (torch.get_num_threads ())
     if args.Contains Selftest then
         let spec = DeviceSpec.Parse(args.GetResult(Device, "auto"))
