@@ -129,6 +129,20 @@ let tests =
                     Expect.isTrue (allFinite a) (name + " gradient finite")
                     expectClose a b 1e-4 (name + " gradient")
               }
+            test "an initial state that needs no gradient (a carried segment state) leaves the others' gradients intact" {
+                let q, k, v, g = inputs 3L 1L 40L 2L 8L 4L 0.0
+                let s0 = torch.randn(1L, 2L, 8L, 4L)
+                let grads (useChunked: bool) =
+                    let leaves = [ q; k; v; g ] |> List.map (fun x -> x.detach().requires_grad_(true))
+                    let struct (o, s) =
+                        if useChunked then ChunkedGla.Forward(leaves.[0], leaves.[1], leaves.[2], leaves.[3], s0, 0.5, 16, 8, backend)
+                        else RecurrentGla.Forward(leaves.[0], leaves.[1], leaves.[2], leaves.[3], s0, 0.5)
+                    (o.sum() + s.square().sum()).backward()
+                    leaves |> List.map (fun x -> x.grad)
+                for (name, a, b) in List.zip3 [ "q"; "k"; "v"; "g" ] (grads true) (grads false) do
+                    expectClose a b 1e-4 (name + " gradient")
+                Expect.isNull s0.grad "the state has no gradient"
+            }
             test "bfloat16 inputs: chunked stays within bfloat16 round-off of the float32 recurrence" {
                 let q, k, v, g = inputs 16L 1L 90L 2L 16L 8L 1.0
                 let bf = torch.ScalarType.BFloat16

@@ -25,7 +25,7 @@ type DemoArgs =
     interface IArgParserTemplate with
         member a.Usage =
             match a with
-            | Preset _ -> "cpu (default: under 15 minutes on 2 cores) | gpu (larger, about 13 minutes on one H200) | smoke (seconds; mechanics only) | paper (the paper's 1.3B post-training on checkpoints you bring: --gla/--mamba2 DIR, --data SPEC)."
+            | Preset _ -> "cpu (default: under 15 minutes on 2 cores) | gpu (larger, about 15 minutes on one H200) | smoke (seconds; mechanics only) | paper (the paper's 1.3B post-training on checkpoints you bring: --gla/--mamba2 DIR, --data SPEC)."
             | Gla _ -> "paper preset: a GLA checkpoint folder (config.json, model.safetensors, tokenizer) to post-train as the base model."
             | Mamba2 _ -> "paper preset: a Mamba2 checkpoint folder (config.json, model.safetensors, tokenizer) to post-train as the base model."
             | Data _ -> "paper preset: the post-training data (a data spec, see data/README.md), read with each checkpoint's tokenizer."
