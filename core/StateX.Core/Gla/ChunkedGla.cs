@@ -168,6 +168,13 @@ public static class ChunkedGla
         return (starts.reshape(b, h, ng * gsz, dk, dv)[.., .., ..(int)n], s);
     }
 
+    /// <summary>The sub-chunk pairs (i, j) with j &lt; i, as two index tensors [P]: the blocks below the diagonal of a chunk.</summary>
+    internal static (Tensor I, Tensor J) SubChunkPairs(long ns, Device device)
+    {
+        var pairs = Enumerable.Range(1, (int)ns - 1).SelectMany(i => Enumerable.Range(0, i).Select(j => (I: (long)i, J: (long)j))).ToArray();
+        return (tensor(pairs.Select(p => p.I).ToArray(), device: device), tensor(pairs.Select(p => p.J).ToArray(), device: device));
+    }
+
     /// <summary>
     /// A[t, s] = q_t · (k_s ⊙ exp(G_t − G_s)) for s ≤ t within each chunk, zero above the diagonal.
     /// q, k, G: [B, H, N, C, dk] (float32); returns [B, H, N, C, C] (float32).
@@ -196,9 +203,7 @@ public static class ChunkedGla
         blocks = blocks.index_add(3, diagIdx, diag, one);
         if (ns > 1)
         {
-            var pairs = Enumerable.Range(1, (int)ns - 1).SelectMany(i => Enumerable.Range(0, i).Select(j => (I: (long)i, J: (long)j))).ToArray();
-            var pi = tensor(pairs.Select(p => p.I).ToArray(), device: dev);
-            var pj = tensor(pairs.Select(p => p.J).ToArray(), device: dev);
+            var (pi, pj) = SubChunkPairs(ns, dev);
             var gFirst = gs.select(4, 0);                                                     // [B, H, N, S, dk]
             var qRef = (qs * (gs - gFirst.unsqueeze(-2)).exp()).index_select(3, pi);         // [B, H, N, P, c, dk]
             var gRef = gFirst.index_select(3, pi);                                           // [B, H, N, P, dk]

@@ -45,13 +45,29 @@ internal static class ChunkedGlaFunction
 
     sealed record Forwarded(Tensor O, Tensor Final, Tensor A, Tensor Starts);
 
-    /// <summary>[B, T, H, D] → [B, H, N, C, D] in <paramref name="type"/>, zero-padded to whole chunks (k = v = 0, g = 0 leave o and S unchanged).</summary>
+    /// <summary>
+    /// [B, T, H, D] → [B, H, N, C, D] in <paramref name="type"/>, zero-padded to whole chunks (k = v = 0, g = 0 leave o
+    /// and S unchanged). Contiguous, as the kernels read it, so that they need no copy of their own.
+    /// </summary>
     static Tensor Chunks(Tensor x, ScalarType type, long n, long c)
     {
         long b = x.shape[0], t = x.shape[1], h = x.shape[2], d = x.shape[3];
         var y = x.to_type(type).transpose(1, 2);                                                // [B, H, T, D]
         if (n * c > t) y = nn.functional.pad(y, [0, 0, 0, n * c - t]);
-        return y.reshape(b, h, n, c, d);
+        return y.reshape(b, h, n, c, d).contiguous();
+    }
+
+    /// <summary>The chunked operands both passes start from (the backward pass recomputes them rather than keep them).</summary>
+    sealed record Operands(Tensor Q, Tensor K, Tensor V, Tensor G, Tensor GammaLast, long N);
+
+    /// <returns>q·scale, k (float32), v (its dtype), G = the log decay accumulated from each chunk's start, all
+    /// [B, H, N, C, D], and γ = G at each chunk's end [B, H, N, dk].</returns>
+    static Operands Prepare(Tensor q, Tensor k, Tensor v, Tensor g, double scale, long c)
+    {
+        long n = (q.shape[1] + c - 1) / c;
+        var gc = Chunks(g, ScalarType.Float32, n, c).cumsum(3);
+        return new Operands(Chunks(q, ScalarType.Float32, n, c) * scale, Chunks(k, ScalarType.Float32, n, c), Chunks(v, v.dtype, n, c),
+            gc, gc.select(3, c - 1), n);
     }
 
     /// <summary>[B, H, N, C, D] → [B, T, H, D] in <paramref name="type"/>.</summary>
@@ -69,12 +85,7 @@ internal static class ChunkedGlaFunction
             return new Forwarded(empty(b, 0, h, dv, dtype: ct, device: v.device),
                 s0?.to_type(ScalarType.Float32).clone() ?? zeros(b, h, dk, dv, dtype: ScalarType.Float32, device: q.device),
                 empty(0), empty(0));
-        long c = chunkSize, n = (t + c - 1) / c;
-        var qc = Chunks(q, ScalarType.Float32, n, c) * scale;                                   // [B, H, N, C, dk]
-        var kc = Chunks(k, ScalarType.Float32, n, c);                                           // [B, H, N, C, dk]
-        var vc = Chunks(v, ct, n, c);                                                           // [B, H, N, C, dv]
-        var gc = Chunks(g, ScalarType.Float32, n, c).cumsum(3);                                 // [B, H, N, C, dk] G
-        var gLast = gc.select(3, c - 1);                                                        // [B, H, N, dk] γ
+        var (qc, kc, vc, gc, gLast, _) = Prepare(q, k, v, g, scale, chunkSize);               // [B, H, N, C, ·], γ [B, H, N, dk]
 
         var a = ops.IntraScores(qc, kc, gc);                                                    // [B, H, N, C, C]
         var kd = (kc * (gLast.unsqueeze(3) - gc).exp()).to_type(ct);                            // [B, H, N, C, dk] k ⊙ exp(γ − G)
@@ -140,12 +151,8 @@ internal static class ChunkedGlaFunction
                 s0 is null ? null : (dFinal ?? zeros(b, h, dk, dv, device: q.device)).to_type(s0.dtype));
         var ops = settings.Ops;
         var ct = v.dtype;
-        long c = settings.ChunkSize, n = (t + c - 1) / c;
-        var qc = Chunks(q, ScalarType.Float32, n, c) * settings.Scale;                          // [B, H, N, C, dk]
-        var kc = Chunks(k, ScalarType.Float32, n, c);
-        var vc = Chunks(v, ct, n, c);                                                           // [B, H, N, C, dv]
-        var gc = Chunks(g, ScalarType.Float32, n, c).cumsum(3);                                 // [B, H, N, C, dk] G
-        var gLast = gc.select(3, c - 1);                                                        // [B, H, N, dk] γ
+        long c = settings.ChunkSize;
+        var (qc, kc, vc, gc, gLast, n) = Prepare(q, k, v, g, settings.Scale, c);             // [B, H, N, C, ·], γ [B, H, N, dk]
         var toEnd = (gLast.unsqueeze(3) - gc).exp();                                            // exp(γ − G)
         var fromStart = gc.exp();                                                               // exp(G)
         var kd = (kc * toEnd).to_type(ct);

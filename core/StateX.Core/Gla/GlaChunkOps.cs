@@ -60,9 +60,7 @@ internal sealed class GlaTensorOps(int subChunkSize) : IGlaChunkOps
         // Across sub-chunks j < i: factors relative to the first position n of sub-chunk i, as in the forward.
         if (ns > 1)
         {
-            var pairs = Enumerable.Range(1, (int)ns - 1).SelectMany(i => Enumerable.Range(0, i).Select(j => (I: (long)i, J: (long)j))).ToArray();
-            var pi = tensor(pairs.Select(p => p.I).ToArray(), device: dev);
-            var pj = tensor(pairs.Select(p => p.J).ToArray(), device: dev);
+            var (pi, pj) = ChunkedGla.SubChunkPairs(ns, dev);
             var gFirst = gs.select(4, 0);                                                     // [B, H, N, S, dk]
             var qScale = (gs - gFirst.unsqueeze(-2)).exp().index_select(3, pi);              // [B, H, N, P, c, dk]: exp(G_t − G_n) ≤ 1
             var qRef = qs.index_select(3, pi) * qScale;
@@ -95,19 +93,11 @@ internal sealed class GlaTensorOps(int subChunkSize) : IGlaChunkOps
 /// </summary>
 internal sealed class GlaCudaOps(int chunkSize) : IGlaChunkOps
 {
-    static readonly Lazy<string> Source = new(() =>
-    {
-        using var s = typeof(GlaCudaOps).Assembly.GetManifestResourceStream("StateX.Gla.GlaKernels.cu")
-            ?? throw new InvalidOperationException("the GLA CUDA kernels are missing from StateX.Core (embedded resource StateX.Gla.GlaKernels.cu)");
-        using var r = new StreamReader(s);
-        return r.ReadToEnd();
-    });
-
     /// <summary>Chunk sizes the kernels take: the 16×16 thread tiles and the shared-memory tiles bound it.</summary>
     public static bool Supports(int chunkSize) => chunkSize is >= 16 and <= 64 && chunkSize % 16 == 0;
 
     CudaKernels.Kernel K(Device device, string name) =>
-        CudaKernels.Get(device, Source.Value, "GlaKernels.cu", name, new Dictionary<string, string> { ["CHUNK"] = $"{chunkSize}" });
+        CudaKernels.Get(device, "StateX.Gla.GlaKernels.cu", name, new Dictionary<string, string> { ["CHUNK"] = $"{chunkSize}" });
 
     static Tensor F32(Tensor x) => x.to_type(ScalarType.Float32).contiguous();
 

@@ -11,18 +11,7 @@
 #define TK 32            // feature columns per shared-memory tile
 #define THREADS 256
 
-typedef unsigned short bf16_t;
-
-__device__ __forceinline__ float load_f(const float* p, long i) { return p[i]; }
-__device__ __forceinline__ float load_f(const bf16_t* p, long i) { return __uint_as_float(((unsigned int)p[i]) << 16); }
-__device__ __forceinline__ void store_f(float* p, long i, float v) { p[i] = v; }
-__device__ __forceinline__ void store_f(bf16_t* p, long i, float v)
-{
-    unsigned int b = __float_as_uint(v);
-    if ((b & 0x7f800000u) == 0x7f800000u && (b & 0x007fffffu)) { p[i] = (bf16_t)((b >> 16) | 0x40); return; }   // NaN stays NaN
-    b += 0x7fffu + ((b >> 16) & 1u);                                                                              // round to nearest even
-    p[i] = (bf16_t)(b >> 16);
-}
+// load_f / store_f (float and bf16 storage) come from Runtime/CudaCommon.cuh.
 
 // A[t, s] = Σ_k q[t,k] k[s,k] exp(G[t,k] − G[s,k]) for s ≤ t, 0 above the diagonal. One block per chunk row;
 // the CHUNK×CHUNK output is cut into 16×16 thread tiles of RT×RT entries.

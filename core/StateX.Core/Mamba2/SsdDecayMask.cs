@@ -24,14 +24,6 @@ public enum SsdBackend
 /// </summary>
 internal static class SsdDecayMask
 {
-    static readonly Lazy<string> Source = new(() =>
-    {
-        using var s = typeof(SsdDecayMask).Assembly.GetManifestResourceStream("StateX.Mamba2.SsdKernels.cu")
-            ?? throw new InvalidOperationException("the SSD CUDA kernels are missing from StateX.Core (embedded resource StateX.Mamba2.SsdKernels.cu)");
-        using var r = new StreamReader(s);
-        return r.ReadToEnd();
-    });
-
     const int RowsPerBlock = 16;   // TL in SsdKernels.cu
 
     /// <summary>What <see cref="SsdBackend.Auto"/> (or an explicit choice) comes to; an explicit Fused that cannot run is an error.</summary>
@@ -62,7 +54,7 @@ internal static class SsdDecayMask
         return outs[0].MoveToOuterDisposeScope();
     }
 
-    static CudaKernels.Kernel K(Device device, string name) => CudaKernels.Get(device, Source.Value, "SsdKernels.cu", name);
+    static CudaKernels.Kernel K(Device device, string name) => CudaKernels.Get(device, "StateX.Mamba2.SsdKernels.cu", name);
 
     static string Suffix(ScalarType t) => t == ScalarType.BFloat16 ? "bf16" : "f32";
 

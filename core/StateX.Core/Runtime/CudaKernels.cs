@@ -53,32 +53,44 @@ public static unsafe partial class CudaKernels
     }
 
     /// <summary>
-    /// A kernel from a CUDA C source, compiled once per (device, source, defines). The source's kernels are
-    /// extern "C"; <paramref name="defines"/> become -D options (compile-time sizes).
+    /// A kernel from one of StateX.Core's embedded CUDA C sources (e.g. "StateX.Gla.GlaKernels.cu"), compiled once per
+    /// (device, source, defines) with Runtime/CudaCommon.cuh in front. The source's kernels are extern "C";
+    /// <paramref name="defines"/> become -D options (compile-time sizes).
     /// </summary>
-    public static Kernel Get(Device device, string source, string sourceName, string function, IReadOnlyDictionary<string, string>? defines = null)
+    public static Kernel Get(Device device, string resource, string function, IReadOnlyDictionary<string, string>? defines = null)
     {
         int ordinal = device.index < 0 ? 0 : (int)device.index;
-        EnsureContext(ordinal);
         var defs = defines is null ? "" : string.Join(";", defines.OrderBy(p => p.Key).Select(p => $"{p.Key}={p.Value}"));
-        var key = (ordinal, $"{sourceName}|{defs}|{source.GetHashCode()}");
-        var module = Modules.GetOrAdd(key, _ => new Lazy<Module>(() =>
+        var module = Modules.GetOrAdd((ordinal, $"{resource}|{defs}"), _ => new Lazy<Module>(() =>
         {
+            EnsureContext(ordinal);
             Check(cuDeviceGet(out var dev, ordinal), "cuDeviceGet");
             Check(cuDeviceGetAttribute(out var major, AttrComputeMajor, dev), "cuDeviceGetAttribute");
             Check(cuDeviceGetAttribute(out var minor, AttrComputeMinor, dev), "cuDeviceGetAttribute");
             var options = (defines ?? new Dictionary<string, string>()).Select(p => $"-D{p.Key}={p.Value}").Append("--use_fast_math");
-            var cubin = Nvrtc.Compile(source, sourceName, major, minor, options);
+            var cubin = Nvrtc.Compile(ReadSource(resource), resource, major, minor, options);
             IntPtr handle;
-            fixed (byte* image = cubin) Check(cuModuleLoadData(out handle, image), $"cuModuleLoadData({sourceName})");
+            fixed (byte* image = cubin) Check(cuModuleLoadData(out handle, image), $"cuModuleLoadData({resource})");
             return new Module(handle, new ConcurrentDictionary<string, IntPtr>());
         })).Value;
         var fn = module.Functions.GetOrAdd(function, name =>
         {
-            Check(cuModuleGetFunction(out var f, module.Handle, name), $"cuModuleGetFunction({sourceName}: {name})");
+            Check(cuModuleGetFunction(out var f, module.Handle, name), $"cuModuleGetFunction({resource}: {name})");
             return f;
         });
-        return new Kernel(fn, ordinal, $"{sourceName}:{function}");
+        return new Kernel(fn, ordinal, $"{resource}:{function}");
+    }
+
+    static string ReadSource(string resource)
+    {
+        string Read(string name)
+        {
+            using var s = typeof(CudaKernels).Assembly.GetManifestResourceStream(name)
+                ?? throw new InvalidOperationException($"the CUDA source {name} is missing from StateX.Core (an embedded resource)");
+            using var r = new StreamReader(s);
+            return r.ReadToEnd();
+        }
+        return Read("StateX.Native.CudaCommon.cuh") + "\n#line 1 \"" + resource + "\"\n" + Read(resource);
     }
 
     /// <summary>
