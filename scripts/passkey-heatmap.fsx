@@ -21,7 +21,7 @@ let out = outDir "passkey-heatmap"
 let tokenizer =
     if modelDir <> "" && (File.Exists(Path.Combine(modelDir, "tokenizer.json")) || File.Exists(Path.Combine(modelDir, "tokenizer.model"))) then modelDir
     else "byte"
-let evals = { EvalSpec.tasks [ Passkey(lengths, depths, trials) ] with Tokenizer = tokenizer }
+let evals = { EvalSpec.tasks [ Passkey(lengths, depths, trials, "default") ] with Tokenizer = tokenizer }
 let pipeline =
     if modelDir <> "" then
         Pipeline.create (Path.GetFileName(Path.GetFullPath modelDir)) (Model.ofCheckpoint modelDir) |> Pipeline.startFrom modelDir |> Pipeline.evaluate evals

@@ -27,7 +27,7 @@ printfn "expanded: %s" (Model.summary expanded)
 let data = sprintf "synth:mqar:pairs=%d:len=%d:vocab=259" pairs seqLen
 let pretrain = TrainSpec.on data |> TrainSpec.steps steps |> TrainSpec.seqLen seqLen |> TrainSpec.batch 8 |> TrainSpec.lr 3e-3
 let posttrain = pretrain |> TrainSpec.steps (max 1 (steps / 2))
-let evals = EvalSpec.tasks [ Mqar([ 2; pairs; 2 * pairs ], seqLen, 32) ]
+let evals = EvalSpec.tasks [ Mqar([ 2; pairs; 2 * pairs ], seqLen, 32, None) ]
 
 // 3. The two arms share the pretraining stage (same folder, run once).
 let statex = Pipeline.statex "statex" expanded pretrain posttrain evals

@@ -26,7 +26,7 @@ let pretrain =
     TrainSpec.on (sprintf "synth:mqar:pairs=%d:len=%d:vocab=259" pairs seqLen)
     |> TrainSpec.steps steps |> TrainSpec.seqLen seqLen |> TrainSpec.batch 8 |> TrainSpec.lr 3e-3
 let posttrain = pretrain |> TrainSpec.steps (max 1 (steps / 2))
-let evals = EvalSpec.tasks [ Mqar([ pairs; 2 * pairs ], seqLen, 32) ]
+let evals = EvalSpec.tasks [ Mqar([ pairs; 2 * pairs ], seqLen, 32, None) ]
 
 let withRatio r (p: Pipeline) =
     p |> Pipeline.mapModel (fun m -> if r = 1 then Expand.none m else Expand.none m |> Expand.every every (MergeHeadsTo(heads / r, Reinit)))

@@ -125,11 +125,28 @@ module Analysis =
     let readJsonLines (path: string) : Frame<int, string> = ofRows [] (jsonLines path)
 
     /// A CSV file (a results CSV of the core, or a frame saved by <see cref="save"/>).
+    /// Columns whose every cell reads as a number are numeric, the rest text (Deedle's own inference would make a
+    /// column of 0s and 1s, such as passkey depths, boolean).
     let readCsv (path: string) : Frame<int, string> =
         if not (File.Exists path) then raise (FileNotFoundException(sprintf "results file not found: %s" path, path))
-        Frame.ReadCsv(path, hasHeaders = true, inferTypes = true, culture = "")
+        let raw = Frame.ReadCsv(path, hasHeaders = true, inferTypes = false, culture = "")
+        let number (t: string) =
+            match Double.TryParse(t, NumberStyles.Float, inv) with
+            | true, v -> Some v
+            | _ -> match t with "NaN" -> Some nan | "Infinity" -> Some infinity | "-Infinity" -> Some -infinity | _ -> None
+        let numeric =
+            set [ for c in raw.ColumnKeys do
+                    let cells = raw.Columns.[c].Values |> Seq.map string |> Seq.filter (fun t -> t <> "") |> List.ofSeq
+                    if not cells.IsEmpty && cells |> List.forall (fun t -> (number t).IsSome) then yield c ]
+        ofRows (List.ofSeq raw.ColumnKeys)
+            [ for r in rows raw ->
+                r |> Map.toList |> List.choose (fun (k, c) ->
+                    match c with
+                    | Cell.Text "" -> None
+                    | Cell.Text t when numeric.Contains k -> Some(k, Cell.Num (number t).Value)
+                    | c -> Some(k, c)) |> Map.ofList ]
 
-    /// Evaluation results written by the core (ResultWriters) or `statex eval`: .csv or .jsonl.
+    /// Evaluation results written by the core (ResultFiles) or `statex eval`: .csv or .jsonl.
     let readResults (path: string) : Frame<int, string> =
         match Path.GetExtension(path).ToLowerInvariant() with
         | ".csv" -> readCsv path

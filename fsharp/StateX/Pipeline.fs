@@ -184,25 +184,7 @@ module Pipeline =
         acquire false
 
     let private rename (name: string) (rs: EvalResult seq) =
-        [ for r in rs -> EvalResult(name, r.Task, r.Setting, r.Metric, r.Value, r.N) ]
-
-    let private readResults (file: string) : EvalResult list =
-        if not (File.Exists file) then []
-        else
-            [ for line in File.ReadLines file do
-                if line.Trim() <> "" then
-                    let o = JsonNode.Parse(line).AsObject()
-                    let setting =
-                        [| for KeyValue(k, v) in o.["setting"].AsObject() ->
-                            let value : obj =
-                                match v.GetValueKind() with
-                                | Text.Json.JsonValueKind.Number ->
-                                    let d = v.GetValue<float>()
-                                    if Math.Floor d = d && abs d < 2e9 then box (int d) else box d
-                                | _ -> box (v.GetValue<string>())
-                            struct (k, value) |]
-                    yield EvalResult(o.["model"].GetValue<string>(), o.["task"].GetValue<string>(), EvalResult.SettingOf setting,
-                                     o.["metric"].GetValue<string>(), o.["value"].GetValue<float>(), o.["n"].GetValue<int64>()) ]
+        [ for r in rs -> EvalResult(name, r.Task, r.Setting, r.Metric, r.Value, r.N, Labels = r.Labels) ]
 
     /// <summary>
     /// Runs the stages not yet done, each in its folder under <c>root</c> (finished ones are skipped: their folder holds
@@ -262,8 +244,8 @@ module Pipeline =
                             | Evaluate e ->
                                 let lm = load input
                                 let rs = EvalSpec.run settings.Device "model" e lm
-                                ResultWriters.Write(resultsFile folder, rs)
-                                ResultWriters.Write(Path.Combine(folder, "results.csv"), rs)
+                                ResultFiles.Write(resultsFile folder, rs)
+                                ResultFiles.Write(Path.Combine(folder, "results.csv"), rs)
                                 None
                         writeDone folder name clock.Elapsed.TotalSeconds loss
                         loss
@@ -274,7 +256,7 @@ module Pipeline =
                 | PostTrain _ -> trainable <- None
                 | _ -> ()
                 if output.IsSome then input <- output
-                let rs = match stage with Evaluate _ -> rename p.Name (readResults (resultsFile folder)) | _ -> []
+                let rs = match stage with Evaluate _ -> rename p.Name (ResultFiles.ReadJsonLines(resultsFile folder)) | _ -> []
                 if not skipped then
                     settings.Log(sprintf "%s: finished in %.1f s%s" tag seconds (match loss with Some l -> sprintf ", loss %.4f" l | None -> ""))
                 yield { Stage = name; Key = key; Folder = folder; Skipped = skipped; Seconds = seconds; ModelDirectory = output; Loss = loss; Results = rs } ]
@@ -297,7 +279,7 @@ module Pipeline =
     let runner (settings: RunSettings) (stagesRoot: string) : Pipeline -> string -> Map<string, float> =
         fun p dir ->
             let r = run settings stagesRoot p
-            ResultWriters.Write(Path.Combine(dir, "eval.jsonl"), r.Results)
+            ResultFiles.Write(Path.Combine(dir, "eval.jsonl"), r.Results)
             for s in r.Stages do
                 let metrics = Path.Combine(s.Folder, "metrics.jsonl")
                 if File.Exists metrics then File.Copy(metrics, Path.Combine(dir, sprintf "%s.metrics.jsonl" s.Stage), true)

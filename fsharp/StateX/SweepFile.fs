@@ -159,15 +159,17 @@ module SweepFile =
                     let limit () = if s.Has "limit" then Some(s.Get<int>("limit", 0)) else None
                     let t =
                         match name with
-                        | "mqar" -> Mqar(s.Ints "pairs", s.Get("seq_len", 256), s.Get("examples", 100))
-                        | "passkey" -> Passkey(s.Ints "lengths", s.Floats "depths", s.Get("trials", 5))
-                        | "haystack" | "niah" -> Haystack(s.Ints "lengths", s.Get("needles", 4), s.Get("trials", 5))
+                        | "mqar" -> Mqar(s.Ints "pairs", s.Get("seq_len", 256), s.Get("examples", 100), (if s.Has "vocab" then Some(s.Get<int>("vocab", 0)) else None))
+                        | "passkey" -> Passkey(s.Ints "lengths", s.Floats "depths", s.Get("trials", 5), s.Get("template", "default"))
+                        | "haystack" | "niah" -> Haystack(s.Ints "lengths", s.Get("needles", 4), s.Get("queries", 1), s.Get("trials", 5))
+                        | "heldout_loss" -> HeldOutLoss(s.Required<string> "data", s.Get("rows", 16), s.Get("length", 2048))
+                        | "model_size" -> ModelSize
                         | "icl" -> FewShot(s.Ints "shots", s.Get("classes", 2), s.Get("trials", 100))
                         | "icl_file" -> FewShotFile(resolvePath file (s.Required<string> "file"), s.Ints "shots", limit ())
                         | "loss_vs_position" -> LossVsPosition(s.Required<string> "data", s.Get("documents", 8), s.Get("length", 2048))
                         | "recall_qa" -> RecallQa(resolvePath file (s.Required<string> "file"), s.Get("max_new_tokens", 48), limit ())
                         | "multiple_choice" -> MultipleChoice(resolvePath file (s.Required<string> "file"), limit ())
-                        | other -> fail file "evaluate: unknown task '%s' (mqar, passkey, haystack, icl, icl_file, loss_vs_position, recall_qa, multiple_choice)" other
+                        | other -> fail file "evaluate: unknown task '%s' (mqar, passkey, haystack, icl, icl_file, loss_vs_position, heldout_loss, recall_qa, multiple_choice, model_size)" other
                     s.CheckKnown()
                     t
                 | _ -> fail file "evaluate: each task is {\"NAME\": {settings}}, got %s" (n.ToJsonString())

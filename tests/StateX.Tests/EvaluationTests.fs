@@ -401,17 +401,17 @@ let tests =
                            EvalResult("m,2", "passkey", EvalResult.SettingOf(struct ("depth", box 0.25)), "accuracy", 1.0, 3L) ]
                 let dir = Fixtures.tempDir ()
                 let csv = Path.Combine(dir, "r.csv")
-                ResultWriters.Write(csv, rs)
+                ResultFiles.Write(csv, rs)
                 let lines = File.ReadAllLines csv
                 Expect.equal lines.[0] "model,task,depth,pairs,seq_len,metric,value,n" "header: setting keys as columns"
                 Expect.equal lines.[1] "m,mqar,,8,256,accuracy,0.5,10" "row"
                 Expect.equal lines.[2] "\"m,2\",passkey,0.25,,,accuracy,1,3" "quoted"
                 let jl = Path.Combine(dir, "r.jsonl")
-                ResultWriters.Write(jl, rs)
+                ResultFiles.Write(jl, rs)
                 let first = System.Text.Json.JsonDocument.Parse(File.ReadAllLines(jl).[0]).RootElement
                 Expect.equal (first.GetProperty("setting").GetProperty("pairs").GetInt32()) 8 "numbers stay numbers"
                 Expect.equal (first.GetProperty("value").GetDouble()) 0.5 "value"
-                throwsWith (fun () -> ResultWriters.Write(Path.Combine(dir, "r.txt"), rs)) [ "r.txt"; ".csv" ]
+                throwsWith (fun () -> ResultFiles.Write(Path.Combine(dir, "r.txt"), rs)) [ "r.txt"; ".csv" ]
                 let seen = List<EvalProgress>()
                 Scoring.ScoreTokens(RunningSumModel(7), Array.init 7 (fun i -> [| 1; i |]), EvalOptions(BatchSize = 3, Progress = Action<EvalProgress>(seen.Add))) |> ignore
                 Expect.equal [ for p in seen -> p.Step ] [ 6L; 12L; 14L ] "a report per batch, in tokens"

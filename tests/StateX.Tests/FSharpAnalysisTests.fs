@@ -46,7 +46,7 @@ let tests =
             let expected = Analysis.ofResults results |> Analysis.rows
             for file in [ "r.csv"; "r.jsonl" ] do
                 let path = Path.Combine(dir, file)
-                ResultWriters.Write(path, results)
+                ResultFiles.Write(path, results)
                 let back = Analysis.readResults path
                 Expect.equal (List.ofSeq back.ColumnKeys) [ "model"; "task"; "classes"; "depth"; "from"; "length"; "pairs"; "seq_len"; "shots"; "to"; "vocab"; "metric"; "value"; "n" ] (file + ": columns")
                 Expect.equal (Analysis.rows back) expected (file + ": same rows")
@@ -112,7 +112,7 @@ let tests =
             let sweep = Sweep.grid [ Axis.values "heads" [ 1; 4 ] (fun h m -> if h = 4 then m else m |> Expand.all (MergeHeadsTo(h, Reinit))); Axis.values "seed" [ 0; 1 ] (fun s m -> m |> Model.withVocab (259 + s)) ] FSharpModelTests.glaWide
             let run (m: Model) dir =
                 let acc = if m.Expansions.IsEmpty then 0.25 else 0.75
-                ResultWriters.Write(Path.Combine(dir, "eval.jsonl"), [ result "m" "mqar" [ "pairs", box 4 ] "accuracy" (acc + 0.01 * float (m.Arch |> function Gla g -> g.Vocab - 259 | _ -> 0)) 32L ])
+                ResultFiles.Write(Path.Combine(dir, "eval.jsonl"), [ result "m" "mqar" [ "pairs", box 4 ] "accuracy" (acc + 0.01 * float (m.Arch |> function Gla g -> g.Vocab - 259 | _ -> 0)) 32L ])
                 Map [ "state_size", float (Model.stateSize m) ]
             Sweep.runWith { Sweep.options folder with Log = ignore } run sweep |> ignore
             let files = Analysis.sweepFiles folder "eval.jsonl"

@@ -10,7 +10,7 @@ open StateX.Models
 let tinyTraining =
     TrainSpec.on "synth:mqar:pairs=2:len=16:vocab=259" |> TrainSpec.steps 2 |> TrainSpec.seqLen 16 |> TrainSpec.batch 2 |> TrainSpec.lr 1e-2
 
-let tinyEval = EvalSpec.tasks [ Mqar([ 2 ], 16, 4) ]
+let tinyEval = EvalSpec.tasks [ Mqar([ 2 ], 16, 4, None) ]
 let settings = { RunSettings.quiet with Device = "cpu" }
 
 let private model = Model.gla { GlaSpec.tiny with Heads = 2; Hidden = 32 }

@@ -91,16 +91,45 @@ let tests =
             Expect.equal (List.ofSeq (Analysis.readCsv (Path.Combine(out2, "passkey.csv"))).ColumnKeys) [ "length"; "0"; "1" ] "a column per depth"
         }
 
-        test "the notebooks' F# cells run through dotnet fsi at tiny sizes" {
+        test "the quickstart notebook's F# cells run through dotnet fsi at tiny sizes" {
             let ws = workspace AppContext.BaseDirectory
-            for name, charts in [ "quickstart", [ "mqar.html"; "post-training.html" ]
-                                  "statex-vs-lpt", [ "mqar-side-by-side.html"; "recall-vs-state-size.html"; "passkey-statex.html"; "post-training.html" ] ] do
-                let script = Path.Combine(ws, "notebooks", name + ".fsx")
-                File.WriteAllText(script, notebookScript (Path.Combine(ws, "notebooks", name + ".ipynb")))
-                let out = Path.Combine(ws, "out-" + name)
-                let o = fsi [ "STATEX_STEPS", "2"; "STATEX_SEEDS", "2"; "STATEX_DEVICE", "cpu"; "STATEX_OUT", out ] 300 script []
-                expectSuccess (name + ".ipynb") o
-                for c in charts do selfContained (Path.Combine(out, c))
+            let script = Path.Combine(ws, "notebooks", "quickstart.fsx")
+            File.WriteAllText(script, notebookScript (Path.Combine(ws, "notebooks", "quickstart.ipynb")))
+            let out = Path.Combine(ws, "out-quickstart")
+            let o = fsi [ "STATEX_STEPS", "2"; "STATEX_DEVICE", "cpu"; "STATEX_OUT", out ] 300 script []
+            expectSuccess "quickstart.ipynb" o
+            for c in [ "mqar.html"; "post-training.html" ] do selfContained (Path.Combine(out, c))
+        }
+
+        test "statex demo --preset smoke, scripts/statex-vs-lpt.fsx and the statex-vs-lpt notebook give the same result rows" {
+            let ws = workspace AppContext.BaseDirectory
+            let cli = Path.Combine(ws, "out-cli")
+            let r = Cli.runWith [ "OMP_NUM_THREADS", "1" ] 300 [ "demo"; "--preset"; "smoke"; "--out"; cli ]
+            Expect.equal r.ExitCode 0 (sprintf "demo exit 0; stderr: %s" r.Stderr)
+            Expect.stringContains r.Stderr "2 at a time in worker processes" "the CLI runs its jobs in two worker processes"
+            let outScript = Path.Combine(ws, "out-script")
+            let sc = fsi [] 300 (Path.Combine(ws, "scripts", "statex-vs-lpt.fsx")) [ "preset=smoke"; "device=cpu"; "out=" + outScript ]
+            expectSuccess "statex-vs-lpt.fsx" sc
+            let nbScript = Path.Combine(ws, "notebooks", "statex-vs-lpt.fsx")
+            File.WriteAllText(nbScript, notebookScript (Path.Combine(ws, "notebooks", "statex-vs-lpt.ipynb")))
+            let outNb = Path.Combine(ws, "out-notebook")
+            let nb = fsi [ "STATEX_DEVICE", "cpu"; "STATEX_OUT", outNb ] 300 nbScript []
+            expectSuccess "statex-vs-lpt.ipynb" nb
+            for c in [ "mqar-side-by-side.html"; "recall-vs-state-size.html"; "passkey-statex.html"; "post-training.html" ] do selfContained (Path.Combine(outNb, c))
+            let key (r: StudyRow) = r.Family, r.Arm, r.Seed, r.Task, ValueJson.toText (r.Result.Setting |> Seq.map (fun kv -> kv.Key, string kv.Value) |> List.ofSeq), r.Metric, r.Result.N
+            let reference = Study.readRows cli
+            Expect.isGreaterThan reference.Length 50 "the smoke study's rows"
+            for name, folder in [ "the script", outScript; "the notebook", outNb ] do
+                let rows = Study.readRows folder
+                Expect.equal (rows |> List.map key) (reference |> List.map key) (name + ": the same rows in the same order")
+                // Values up to round-off: the CLI's workers run libtorch on one thread each like these scripts, but in
+                // other processes; float sums may still split differently. Accuracies: at most two of N answers
+                // flipped; losses: 2%.
+                for a, b in List.zip reference rows do
+                    if a.Task = "model" then Expect.equal b.Value a.Value (sprintf "%s %A: exact" name (key a))
+                    else
+                        let tol = if a.Metric = "accuracy" then 2.0 / float a.Result.N else 0.02 * max 1.0 (abs a.Value)
+                        Expect.isLessThanOrEqual (abs (b.Value - a.Value)) tol (sprintf "%s %A: %g vs %g" name (key a) b.Value a.Value)
         }
 
         test "without a build, a script stops with the command that makes it" {

@@ -8,9 +8,14 @@ namespace StateX.Evaluation;
 /// One number an evaluation produced: <c>Value</c> of <c>Metric</c> for <c>Task</c> under <c>Setting</c>
 /// (e.g. {"pairs": 8, "seq_len": 256}), measured over <c>N</c> items (queries, examples, tokens).
 /// Setting values are strings, ints, longs or doubles (written as JSON numbers where numeric).
+/// <c>Labels</c> say which run of a larger experiment the number belongs to (a study's family, arm and seed; a
+/// sweep's axes): empty for a plain evaluation. Results files (<see cref="ResultFiles"/>) carry them as leading columns.
 /// </summary>
 public sealed record EvalResult(string Model, string Task, IReadOnlyDictionary<string, object> Setting, string Metric, double Value, long N)
 {
+    /// <summary>Which run this result belongs to, label → value (ordered as given); empty by default.</summary>
+    public IReadOnlyList<KeyValuePair<string, string>> Labels { get; init; } = [];
+
     /// <summary>A setting from name/value pairs, ordered by name (so files list them the same way every time).</summary>
     public static IReadOnlyDictionary<string, object> SettingOf(params (string Key, object Value)[] pairs)
     {

@@ -216,48 +216,55 @@ let run (args: ParseResults<EvalArgs>) =
 
     let dir = args.GetResult Model
     let model = loadModel dir device dtype
-    let tokenizer () = resolveTokenizer dir (args.TryGetResult Tokenizer) model
+    // The tokenizer is checked against the model here; the evaluation loads it by the same name.
+    let tokenizerSource () =
+        let tok = resolveTokenizer dir (args.TryGetResult Tokenizer) model
+        match args.TryGetResult Tokenizer with
+        | Some t -> t
+        | None -> if tok :? StateX.Tokenization.ByteTokenizer && not (IO.File.Exists(Path.Combine(dir, StateX.Tokenization.ByteTokenizer.MarkerFile))) then "byte" else dir
     let progress = ProgressLine(not (args.Contains No_Progress))
-    let options = EvalOptions(SegmentLength = segment, BatchSize = batch, Device = device, ModelName = args.GetResult(Name, modelName dir), Progress = Action<EvalProgress>(progress.Report))
-    let clock = Stopwatch.StartNew()
-    let results: EvalResult list =
-        (match task with
+    let name = args.GetResult(Name, modelName dir)
+    let evalTasks : EvalTask list =
+        match task with
         | "mqar" ->
             let vocab = args.GetResult(Vocab, min 8192 model.VocabSize)
             if vocab > model.VocabSize then bad "vocab" "%d exceeds the model's vocabulary of %d" vocab model.VocabSize
             let pairs = args.TryGetResult Pairs |> Option.map (list "pairs" (count "pairs" >> positive "pairs")) |> Option.defaultValue [| 4; 8; 16 |]
             let lens = args.TryGetResult Seq_Len |> Option.map (list "seq-len" (parseLength "seq-len")) |> Option.defaultValue [| 256 |]
+            let examples = positive "examples" (args.GetResult(Examples, 100))
             let settings =
-                [| for p in pairs do
-                     for l in lens do
-                         if l >= 4 * p then yield MqarConfig(p, l, vocab)
-                         else eprintfn "statex: note: skipping mqar pairs=%d seq_len=%d (needs seq_len ≥ 4 × pairs)" p l |]
-            if settings.Length = 0 then bad "seq-len" "too short for every --pairs (MQAR needs seq_len ≥ 4 × pairs)"
-            settings |> Array.iter (fun c -> try c.Validate() with :? ArgumentException as e -> bad "vocab" "%s" e.Message)
-            Mqar.Evaluate(model, settings, positive "examples" (args.GetResult(Examples, 100)), seed, options)
+                [ for l in lens do
+                    let ps = pairs |> Array.filter (fun p -> l >= 4 * p)
+                    for p in pairs do
+                        if l < 4 * p then eprintfn "statex: note: skipping mqar pairs=%d seq_len=%d (needs seq_len ≥ 4 × pairs)" p l
+                    if ps.Length > 0 then
+                        for p in ps do
+                            try MqarConfig(p, l, vocab).Validate() with :? ArgumentException as e -> bad "vocab" "%s" e.Message
+                        yield EvalTask.Mqar(List.ofArray ps, l, examples, Some vocab) ]
+            if settings.IsEmpty then bad "seq-len" "too short for every --pairs (MQAR needs seq_len ≥ 4 × pairs)"
+            settings
         | "passkey" ->
             let depths = args.TryGetResult Depths |> Option.map (list "depths" (percent "depths")) |> Option.defaultValue [| 0.0; 0.25; 0.5; 0.75; 1.0 |]
-            Passkey.Evaluate(model, tokenizer (), lengths, depths, trials 5, seed, options)
+            [ EvalTask.Passkey(List.ofArray lengths, List.ofArray depths, trials 5, "default") ]
         | "haystack" ->
-            let c = lengths |> Array.map (fun l -> HaystackConfig(l, positive "needles" (args.GetResult(Needles, 4)), positive "queries" (args.GetResult(Queries, 1))))
-            c |> Array.iter (fun c -> try c.Validate() with :? ArgumentException as e -> bad "queries" "%s" e.Message)
-            Haystack.Evaluate(model, tokenizer (), c, trials 5, seed, options)
+            let needles, queries = positive "needles" (args.GetResult(Needles, 4)), positive "queries" (args.GetResult(Queries, 1))
+            try HaystackConfig(lengths[0], needles, queries).Validate() with :? ArgumentException as e -> bad "queries" "%s" e.Message
+            [ EvalTask.Haystack(List.ofArray lengths, needles, queries, trials 5) ]
         | "icl" ->
-            let shots dflt =
-                args.TryGetResult Shots |> Option.map (list "shots" (count "shots")) |> Option.defaultValue dflt
+            let shots dflt = args.TryGetResult Shots |> Option.map (list "shots" (count "shots")) |> Option.defaultValue dflt |> List.ofArray
             match args.TryGetResult File with
-            | Some f -> InContextLearning.EvaluateFile(model, tokenizer (), f, shots [| 0; 1; 2; 4 |], limit, seed, options)
-            | None -> InContextLearning.EvaluateSynthetic(model, tokenizer (), shots [| 0; 1; 2; 4; 8 |], args.GetResult(Classes, 2), trials 100, seed, options)
-        | "qa" -> RecallQa.Evaluate(model, tokenizer (), args.GetResult File, positive "max-new" (args.GetResult(Max_New, 48)), limit, options)
-        | "mc" -> MultipleChoice.Evaluate(model, tokenizer (), args.GetResult File, limit, options)
+            | Some f -> [ EvalTask.FewShotFile(f, shots [| 0; 1; 2; 4 |], Option.ofNullable limit) ]
+            | None -> [ EvalTask.FewShot(shots [| 0; 1; 2; 4; 8 |], args.GetResult(Classes, 2), trials 100) ]
+        | "qa" -> [ EvalTask.RecallQa(args.GetResult File, positive "max-new" (args.GetResult(Max_New, 48)), Option.ofNullable limit) ]
+        | "mc" -> [ EvalTask.MultipleChoice(args.GetResult File, Option.ofNullable limit) ]
         | _ ->
-            let docs = EvalFiles.ReadDocuments(args.GetResult File, tokenizer ()) |> Seq.truncate (if limit.HasValue then limit.Value else Int32.MaxValue) |> Array.ofSeq
-            let maxLen = args.TryGetResult Max_Len |> Option.map (parseLength "max-len") |> Option.defaultValue (docs |> Array.map Array.length |> Array.max)
-            let edges = args.TryGetResult Bin_Width |> Option.map (fun w -> LossVsPosition.LinearEdges(maxLen, positive "bin-width" w))
-            LossVsPosition.Evaluate(model, docs, maxLen, Option.toObj edges, options))
-        |> List.ofSeq
+            [ EvalTask.LossVsPositionFile(args.GetResult File, Option.ofNullable limit, args.TryGetResult Max_Len |> Option.map (parseLength "max-len"),
+                                 args.TryGetResult Bin_Width |> Option.map (positive "bin-width")) ]
+    let spec = { EvalSpec.tasks evalTasks with Tokenizer = (if task = "mqar" then "byte" else tokenizerSource ()); Seed = int64 seed; SegmentLength = segment; BatchSize = batch }
+    let clock = Stopwatch.StartNew()
+    let results = EvalSpec.runWith (string (DeviceSpec.Parse(args.GetResult(Device, "auto")))) name (Some progress.Report) spec model
     progress.Finish()
-    eprintfn "statex: %s on %s: %d results in %s (%O, segment %d, batch %d)" task options.ModelName results.Length (ProgressLine.Format clock.Elapsed) device segment batch
+    eprintfn "statex: %s on %s: %d results in %s (%O, segment %d, batch %d)" task name results.Length (ProgressLine.Format clock.Elapsed) device segment batch
     if task = "passkey" then
         AnsiConsole.Write(passkeyGrid results "accuracy")
         AnsiConsole.Write(passkeyGrid results "answer_nll")
@@ -266,7 +273,7 @@ let run (args: ParseResults<EvalArgs>) =
     | Some path ->
         let parent = Path.GetDirectoryName(Path.GetFullPath path)
         Directory.CreateDirectory parent |> ignore
-        ResultWriters.Write(path, results)
+        ResultFiles.Write(path, results)
         printfn "results written to %s" path
     | None -> ()
     0

@@ -58,7 +58,7 @@ type TrainArgs =
             | Lr _ -> "peak learning rate (default 3e-4)."
             | Schedule _ -> "cosine | wsd[:F] | constant (default cosine, to 10% of the peak)."
             | Warmup _ -> "warm-up steps (default 5% of the steps)."
-            | Weight_Decay _ -> "AdamW weight decay on matrices (default 0.1; none on norms, biases, A_log, D, dt_bias)."
+            | Weight_Decay _ -> "AdamW weight decay on every tensor of ≥2 dims, embeddings and conv weights included (default 0.1, as the official StateX code); none on the rest (norms, biases, A_log, D, dt_bias)."
             | Clip _ -> "global gradient-norm clip (default 1.0; 0 = off)."
             | Seed _ -> "seed of the initialisation and data order (default 0)."
             | Device _ -> "auto | cpu | cuda | cuda:N (default auto)."
@@ -110,26 +110,32 @@ let expansionRequest (args: ParseResults<TrainArgs>) (seed: uint64) : ExpansionR
                 int64 seed))
     | None -> None
 
-let optionsOf (args: ParseResults<TrainArgs>) =
-    let d = TrainOptions()
-    TrainOptions(
-        Steps = args.GetResult(Steps, d.Steps),
-        SeqLen = args.GetResult(Seq_Len, d.SeqLen),
-        BatchSize = args.GetResult(Batch, d.BatchSize),
-        GradAccum = args.GetResult(Grad_Accum, d.GradAccum),
-        LearningRate = args.GetResult(Lr, d.LearningRate),
-        Schedule = args.GetResult(Schedule, d.Schedule),
-        WarmupSteps = (match args.TryGetResult Warmup with Some w -> Nullable w | None -> Nullable()),
-        WeightDecay = args.GetResult(Weight_Decay, d.WeightDecay),
-        ClipNorm = args.GetResult(Clip, d.ClipNorm),
-        Seed = args.GetResult(Seed, d.Seed),
-        Device = args.GetResult(Device, d.Device),
-        Precision = args.GetResult(Precision, d.Precision),
-        ActivationCheckpointing = args.Contains Activation_Checkpointing,
-        CheckpointSegment = (match args.TryGetResult Checkpoint_Segment with Some n -> Nullable n | None -> Nullable()),
-        CheckpointEvery = (match args.TryGetResult Checkpoint_Every with Some c -> Nullable c | None -> Nullable()),
-        KeepLast = args.GetResult(Keep_Last, d.KeepLast),
-        WholeDocuments = args.Contains Whole_Documents)
+/// What the run computes, from the options (the rest of TrainSpec's defaults are the core's).
+let specOf (args: ParseResults<TrainArgs>) (data: string) (tokenizer: string) : TrainSpec =
+    let d = TrainSpec.on data
+    { d with
+        Tokenizer = tokenizer
+        Steps = args.GetResult(Steps, d.Steps)
+        SeqLen = args.GetResult(Seq_Len, d.SeqLen)
+        BatchSize = args.GetResult(Batch, d.BatchSize)
+        GradAccum = args.GetResult(Grad_Accum, d.GradAccum)
+        LearningRate = args.GetResult(Lr, d.LearningRate)
+        Schedule = args.GetResult(Schedule, d.Schedule)
+        Warmup = args.TryGetResult Warmup
+        WeightDecay = args.GetResult(Weight_Decay, d.WeightDecay)
+        ClipNorm = args.GetResult(Clip, d.ClipNorm)
+        Seed = int64 (args.GetResult(Seed, uint64 d.Seed))
+        Precision = args.GetResult(Precision, d.Precision)
+        ActivationCheckpointing = args.Contains Activation_Checkpointing
+        CheckpointSegment = args.TryGetResult Checkpoint_Segment
+        WholeDocuments = args.Contains Whole_Documents }
+
+/// How the run is carried out (not hashed into anything): device, checkpoint interval, checkpoints kept.
+let settingsOf (args: ParseResults<TrainArgs>) : RunSettings =
+    { RunSettings.quiet with
+        Device = args.GetResult(Device, RunSettings.defaults.Device)
+        CheckpointEvery = args.TryGetResult Checkpoint_Every
+        KeepLast = args.GetResult(Keep_Last, RunSettings.defaults.KeepLast) }
 
 let run (args: ParseResults<TrainArgs>) =
     let out = match args.TryGetResult Out with Some o -> o | None -> raise (ArgumentException "--out DIR is required: the run folder")
@@ -141,7 +147,8 @@ let run (args: ParseResults<TrainArgs>) =
         | None, None when args.Contains Resume -> None, None
         | _ -> raise (ArgumentException "give exactly one of --model DIR or --config FILE")
     let recipe = args.GetResult(Recipe, "lpt")
-    let options = optionsOf args
+    let tokenizer = args.GetResult(Tokenizer, defaultTokenizer modelDir)
+    let options = TrainSpec.optionsWith (settingsOf args) (specOf args data tokenizer)
     let expansion = expansionRequest args options.Seed
     if recipe = "lpt" && expansion.IsSome then raise (ArgumentException "--expand-* options belong to --recipe statex")
     let describe = Text.Json.Nodes.JsonObject()
@@ -156,7 +163,6 @@ let run (args: ParseResults<TrainArgs>) =
         for kv in p.Describe |> Seq.toArray do describe[kv.Key] <- kv.Value.DeepClone()
         p.Model
     describe["model"] <- Text.Json.Nodes.JsonValue.Create(defaultArg modelDir (defaultArg configFile ""))
-    let tokenizer = args.GetResult(Tokenizer, defaultTokenizer modelDir)
     let job = TrainJob(Func<_>(create), data, tokenizer, options, out, args.Contains Resume, recipe, Describe = describe)
     let hooks = TrainHooks(Progress = Action<_>(progressPrinter ()), Log = Action<string>(fun l -> eprintfn "%s" l))
     let summary = Trainer.Run(job, hooks)

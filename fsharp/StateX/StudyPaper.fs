@@ -1,57 +1,35 @@
-/// `statex demo --preset paper`: the StateX paper's 1.3B post-training recipe on checkpoints the user brings.
-/// Checks every input before anything heavy, and prints the plan with its cost from measured throughputs.
-module StateX.Cli.Demo.DemoPaper
+/// `statex demo --preset paper`: the StateX paper's 1.3B post-training recipe, as the official code runs it
+/// (../shared/docs/statex-official.md §2), on checkpoints the user brings. Checks every input before anything heavy,
+/// and prints the plan with its cost from measured throughputs.
+[<RequireQualifiedAccess>]
+module StateX.StudyPaper
 
 open System
 open System.IO
 open System.Globalization
-open StateX
 open StateX.IO
 open StateX.Data
 open StateX.Models
 open StateX.Expansion
 open StateX.Tokenization
-open StateX.Cli.Demo.DemoPreset
 
-// ---- the recipe -----------------------------------------------------------------------------------------------
+// ---- the recipe (statex-official.md §2: configs/training/drop/10b_bsz-512k_64k_cos_3e-4_slimpj.json) ----------------
 
-/// Tokens per post-training run in the paper: the official run config is
-/// configs/training/drop/10b_bsz-512k_64k_cos_3e-4_slimpj.json (github.com/THUNLP/StateX, named in its README):
-/// 10B tokens, 512K tokens per step, 64K-token sequences, cosine schedule, peak learning rate 3e-4, SlimPajama.
-let paperTokens = 10_000_000_000L
+/// The official post-training: 20,000 steps (n_train_steps) of 8 × 65,536 tokens (8 GPUs × batch 1 × max_len; about
+/// 10.49B tokens), AdamW lr 3e-4, betas (0.9, 0.95), weight decay 0.1 on every tensor of ≥ 2 dims and none on the
+/// rest, clip 1.0, 1000 linear warm-up steps, then cosine to 0 (cosine_with_min_lr, min_lr 0). LPT and StateX alike.
+let officialSteps, officialSeqLen, officialBatch, officialWarmup, officialLr = 20_000, 65_536, 8, 1_000, 3e-4
 
 /// Sequences longer than this are checkpointed in segments of this many tokens: the measured setting that fits
 /// GLA 1.3B at 64K in 39 GB and Mamba2 1.3B in 60 GB (an 80 GB GPU, as the official README asks for).
 let segmentTokens = 8192
 
-let preset : Preset =
-    { Name = "paper"
-      Configs = Map.empty                    // no pretraining: the user's checkpoints are the base models
-      Expansions = Map [ for p in ExpansionPresets.All -> p.Family, p.ToRequest() ]   // gla-1.3b, mamba2-1.3b
-      RecallPhase = None
-      Pretrain = { Steps = 0; SeqLen = 0; Batch = 0; Lr = 0.0; Warmup = None }
-      // 64K tokens × 8 sequences = 524,288 tokens per step ("bsz-512k"); 10B / 524,288 = 19,073 steps (our
-      // derivation from the config's name: the scripts themselves were not readable here). lr 3e-4 from the name.
-      PostTrain = { Steps = 19_073; SeqLen = 65_536; Batch = 8; Lr = 3e-4; Warmup = None }
-      PretrainData = ""
-      PostTrainData = ""                     // --data
-      // Evaluation grids: our choice. MQAR ids stay below 256 (any tokenizer's model has them); 120 pairs is the
-      // most 127 keys allow with room. Passkey from 4K to twice the 64K training length.
-      MqarPairs = [ 16; 32; 64; 120 ]
-      MqarVocab = 256
-      MqarLength = 2048
-      MqarExamples = 64
-      PasskeyLengths = [ 4096; 8192; 16384; 32768; 65536; 131072 ]
-      PasskeyDepths = [ 0.0; 0.25; 0.5; 0.75; 1.0 ]
-      PasskeyTrials = 5
-      HeldOutDocuments = 16
-      Seeds = [ 0 ]
-      PretrainLr = Map.empty
-      Controls = Map.empty                   // nothing is pretrained, so there is no from-scratch control
-      ControlSeeds = []
-      Workers = 1
-      Device = "cuda"
-      Expected = "days per arm on one GPU: see the cost" }
+/// The evaluation grids of the paper preset: our choice (the official code has no evaluation, §1f). MQAR ids stay
+/// below 256 (any tokenizer's model has them); 120 pairs is the most 127 keys allow with room. Passkey from 4K to
+/// twice the 64K training length, Stuffed Mamba's depths.
+let mqarPairs, mqarVocab, mqarLength, mqarExamples = [ 16; 32; 64; 120 ], 256, 2048, 64
+let passkeyLengths, passkeyDepths, passkeyTrials = [ 4096; 8192; 16384; 32768; 65536; 131072 ], [ 0.0; 0.25; 0.5; 0.75; 1.0 ], 5
+let heldOutRows = 16
 
 // ---- measured cost ----------------------------------------------------------------------------------------------
 
@@ -132,12 +110,16 @@ let private rootMessage (e: exn) =
     let rec go (e: exn) = if isNull e.InnerException then e else go e.InnerException
     (go e).Message
 
-/// The post-training budget after --steps / --seq-len / --batch.
-let budget (i: Inputs) =
-    { preset.PostTrain with
-        Steps = defaultArg i.Steps preset.PostTrain.Steps
-        SeqLen = defaultArg i.SeqLen preset.PostTrain.SeqLen
-        Batch = defaultArg i.Batch preset.PostTrain.Batch }
+/// The post-training of both arms after --steps / --seq-len / --batch: the official recipe, one sequence per
+/// micro-batch, activation checkpointing (in segments beyond segmentTokens), the whole stream packed as the
+/// official loader does (no document boundaries kept).
+let postTrain (i: Inputs) (data: string) =
+    let steps, seqLen, batch = defaultArg i.Steps officialSteps, defaultArg i.SeqLen officialSeqLen, defaultArg i.Batch officialBatch
+    { TrainSpec.on data with
+        Steps = steps; SeqLen = seqLen; BatchSize = batch; GradAccum = 1; LearningRate = officialLr
+        Schedule = "cosine"; Warmup = Some(min officialWarmup (max 0 (steps - 1))); FloorRatio = 0.0; WeightDecay = 0.1; ClipNorm = 1.0 }
+    |> TrainSpec.microBatch 1
+    |> TrainSpec.checkpointed (if seqLen > segmentTokens then Some segmentTokens else None)
 
 /// Opens `spec` with the family's tokenizer and reads one row of `seqLen` tokens; the problems found.
 let private checkData (flag: string) (spec: string) (parsed: DataSpec) (family: string) (tok: ITokenizer) (vocab: int) (seqLen: int) =
@@ -182,8 +164,8 @@ let private checkBase (flag: string) (family: string) (dir: string) (data: (stri
             let vocab = match m.Arch with Arch.Gla g -> g.Vocab | Arch.Mamba2 s -> s.Vocab
             if not (File.Exists(Path.Combine(dir, CheckpointWeights.WeightsFile)) || File.Exists(Path.Combine(dir, CheckpointWeights.IndexFile))) then
                 problems.Add(at (sprintf "no weights: expected %s or %s (other formats, e.g. pytorch_model.bin, are not read; save them as safetensors)" CheckpointWeights.WeightsFile CheckpointWeights.IndexFile))
-            if vocab < preset.MqarVocab then
-                problems.Add(at (sprintf "the model's vocabulary of %d ids is smaller than the %d ids of the MQAR evaluation" vocab preset.MqarVocab))
+            if vocab < mqarVocab then
+                problems.Add(at (sprintf "the model's vocabulary of %d ids is smaller than the %d ids of the MQAR evaluation" vocab mqarVocab))
             let tokenizer =
                 try Some(Tokenizers.Load dir)
                 with e ->
@@ -243,7 +225,7 @@ let validate (i: Inputs) : Result<Base list, string list> =
             with e -> problems.Add(sprintf "%s '%s': %s" flag s (rootMessage e)); None
     let data = [ parse "--data" i.Data; parse "--heldout" i.HeldOut ] |> List.choose id
     // Data that did not parse is reported once above, not again per family.
-    let seqLen = max 2 (budget i).SeqLen
+    let seqLen = max 2 (defaultArg i.SeqLen officialSeqLen)
     let bases =
         [ for flag, family, dir in [ "--gla", "gla", i.Gla; "--mamba2", "mamba2", i.Mamba2 ] do
             match dir with
@@ -254,20 +236,25 @@ let validate (i: Inputs) : Result<Base list, string list> =
             | None -> () ]
     if problems.Count = 0 then Ok bases else Error(List.ofSeq problems)
 
-/// The study of checked base models: the paper's preset with the budget overrides, trained in bf16 on CUDA
-/// (TrainOptions' "auto") with activation checkpointing, one sequence per micro-batch.
-let study (i: Inputs) (bases: Base list) : DemoStudy.Study =
-    let b = budget i
+
+/// The study of checked base models: LPT and StateX (the paper's expansion of the family) from each checkpoint,
+/// post-trained by the official recipe, evaluated in bf16 on CUDA.
+let study (i: Inputs) (bases: Base list) : Study =
     let data = defaultArg i.Data ""
-    { Preset = { preset with PostTrain = b; PostTrainData = data }
-      Bases = Map [ for x in bases -> x.Family, x.Dir ]
-      HeldOut = defaultArg i.HeldOut data
-      MicroBatch = Some 1
-      ActivationCheckpointing = true
-      CheckpointSegment = if b.SeqLen > segmentTokens then Some segmentTokens else None
-      // A checkpoint about every 6 hours at the measured GLA speed (42 s per 524K-token step); our choice.
-      CheckpointEvery = Some(min 500 (max 1 (b.Steps / 4)))
-      PasskeyTemplate = "default" }
+    let train = postTrain i data
+    { Name = "paper"
+      Families =
+        [ for b in bases ->
+            { Name = b.Family; Base = b.Model; Start = Some b.Dir; Pretrain = []; Tokenizer = b.Dir; Control = None
+              Arms = [ { Name = "statex"; Label = "StateX"; Expansions = [ Expand.ofRequest (b.Expansion.ToRequest()) ] } ] } ]
+      PostTrain = train
+      Evaluation =
+        { EvalSpec.tasks [ Mqar(mqarPairs, mqarLength, mqarExamples, Some mqarVocab)
+                           Passkey(passkeyLengths, passkeyDepths, passkeyTrials, "default")
+                           HeldOutLoss(defaultArg i.HeldOut data, heldOutRows, train.SeqLen)
+                           ModelSize ] with SegmentLength = segmentTokens; Precision = "bf16" }
+      Seeds = [ 0 ]
+      ControlSeeds = [] }
 
 // ---- the plan ------------------------------------------------------------------------------------------------------
 
@@ -283,15 +270,15 @@ let private duration (seconds: float) =
     else "about a minute or less"
 
 /// The plan of a paper study with its cost, as printed before it starts.
-let plan (s: DemoStudy.Study) (bases: Base list) (out: string) =
-    let p = s.Preset
-    let b = p.PostTrain
+let plan (s: Study) (device: string) (bases: Base list) (out: string) =
+    let b = s.PostTrain
     let sb = Text.StringBuilder()
     let line (fmt: Printf.StringFormat<'a, unit>) = Printf.kprintf (fun t -> sb.AppendLine t |> ignore) fmt
-    let perArm = int64 b.Steps * int64 b.Batch * int64 b.SeqLen
-    let arms = 2 * p.Seeds.Length
+    let sequences = b.BatchSize * b.GradAccum
+    let perArm = int64 b.Steps * int64 sequences * int64 b.SeqLen
+    let arms = 2 * s.Seeds.Length
     line "StateX demo, preset paper (the StateX paper's 1.3B post-training on your checkpoints), device %s, seeds %s, families %s"
-        p.Device (String.Join(",", p.Seeds)) (String.Join(",", bases |> List.map (fun x -> x.Family)))
+        device (String.Join(",", s.Seeds)) (String.Join(",", bases |> List.map (fun x -> x.Family)))
     line "  1. base models: your checkpoints as they are (no pretraining)"
     for x in bases do
         let e = x.Expansion
@@ -305,31 +292,31 @@ let plan (s: DemoStudy.Study) (bases: Base list) (out: string) =
             (n0 (Model.paramCount x.StateX)) (if Model.paramCount x.StateX >= Model.paramCount x.Model then "+" else "-")
             (n0 (abs (Model.paramCount x.StateX - Model.paramCount x.Model)))
         for n in x.Notes do line "             note: %s" n
-    line "  2. post-train each base model twice on an equal budget: LPT (the model as is) and StateX (expanded as above)"
-    line "     %s steps × %d sequences × %s tokens = %s tokens per arm%s; lr %s, cosine, warm-up %s steps, floor 10%%, AdamW"
-        (n0 (int64 b.Steps)) b.Batch (n0 (int64 b.SeqLen)) (tokensText perArm)
-        (if perArm = int64 preset.PostTrain.Steps * int64 preset.PostTrain.Batch * int64 preset.PostTrain.SeqLen then " (the paper: 10B tokens, 512K per step, 64K sequences)"
-         else sprintf " (the paper: %s)" (tokensText paperTokens))
-        (b.Lr.ToString("0.##e+0", CultureInfo.InvariantCulture)) (n0 (int64 (DemoStudy.warmupSteps b)))
-    line "     each step: %d micro-batch(es) of 1 × %s tokens; bf16 on CUDA (fp32 on CPU); activation checkpointing%s; a checkpoint every %s steps"
-        b.Batch (n0 (int64 b.SeqLen))
-        (match s.CheckpointSegment with Some g -> sprintf " in %s-token segments" (n0 (int64 g)) | None -> " of whole sequences")
-        (n0 (int64 (defaultArg s.CheckpointEvery 1)))
-    line "     data: %s" p.PostTrainData
-    line "  3. evaluate base, LPT and StateX: MQAR pairs %s at length %s (%d examples each); passkey lengths %s × depths %s (%d keys each, %s template);"
-        (String.Join(",", p.MqarPairs)) (n0 (int64 p.MqarLength)) p.MqarExamples
-        (String.Join(",", p.PasskeyLengths |> List.map (fun l -> if l >= 1024 && l % 1024 = 0 then sprintf "%dK" (l / 1024) else string l)))
-        (String.Join(",", p.PasskeyDepths)) p.PasskeyTrials s.PasskeyTemplate
-    line "     held-out loss on %d rows × %s tokens of %s (loader seed 0x%X, which no training run uses%s)" p.HeldOutDocuments (n0 (int64 b.SeqLen)) s.HeldOut DemoStudy.heldOutSeed
-        (if s.HeldOut = p.PostTrainData then ": other documents of generated data, another file order of files; give --heldout SPEC for a separate split" else "")
-    line "  cost, from throughputs measured on ONE H200 (141 GB) with the paper's 1.3B models (DemoPaper.measured); evaluation not included:"
+    line "  2. post-train each base model twice on an equal budget: LPT (the model as is) and StateX (expanded as above), every parameter trained"
+    line "     %s steps × %d sequences × %s tokens = %s tokens per arm%s"
+        (n0 (int64 b.Steps)) sequences (n0 (int64 b.SeqLen)) (tokensText perArm)
+        (if b.Steps = officialSteps && sequences = officialBatch && b.SeqLen = officialSeqLen then " (the official run: 20,000 steps × 8 × 64K)"
+         else sprintf " (the official run: %s)" (tokensText (int64 officialSteps * int64 officialBatch * int64 officialSeqLen)))
+    line "     official hyperparameters (statex-official.md §2): AdamW lr %s, betas (0.9, 0.95), eps 1e-8, weight decay %g on every tensor of ≥2 dims (embeddings and conv weights included), none on the rest;"
+        (b.LearningRate.ToString("0.##e+0", CultureInfo.InvariantCulture)) b.WeightDecay
+    line "     clip %g; %s warm-up steps, then %s to %g×lr" b.ClipNorm (n0 (int64 (defaultArg b.Warmup 0))) b.Schedule b.FloorRatio
+    line "     each step: %d micro-batch(es) of %d × %s tokens; bf16 compute with fp32 master weights on CUDA (the official code keeps bf16 weights), fp32 on CPU; activation checkpointing%s"
+        b.GradAccum b.BatchSize (n0 (int64 b.SeqLen))
+        (match b.CheckpointSegment with Some g -> sprintf " in %s-token segments" (n0 (int64 g)) | None -> " of whole sequences")
+    line "     data: %s (packed as one stream, as the official loader does)" b.Data
+    line "  3. evaluate base, LPT and StateX: %s" (s.Evaluation.Tasks |> List.map (fun t -> ValueJson.toText t) |> String.concat "; ")
+    line "     (held-out rows are read with loader seed 0x%X, which no training run uses%s)" EvalSpec.heldOutSeed
+        (match s.Evaluation.Tasks |> List.tryPick (function HeldOutLoss(d, _, _) -> Some d | _ -> None) with
+         | Some d when d = b.Data -> ": other documents of generated data, another file order of files; give --heldout SPEC for a separate split"
+         | _ -> "")
+    line "  cost, from throughputs measured on ONE H200 (141 GB) with the paper's 1.3B models (StudyPaper.measured); evaluation not included:"
     line "     total: %s tokens of post-training (%d arm(s) × %d family(ies) × %s)" (tokensText (perArm * int64 arms * int64 bases.Length)) arms bases.Length (tokensText perArm)
     for x in bases do
         let total = float perArm * float arms
         let size = float (Model.paramCount x.Model) / float (measuredParameters x.Family)
         let applies = if size < 0.5 || size > 2.0 then sprintf " [measured on %s-parameter models; yours has %s, so this does not apply to it]" (tokensText (measuredParameters x.Family)) (n0 (Model.paramCount x.Model)) else ""
         let seg (m: Measurement) = match m.Segment with Some g -> sprintf ", %s-token segments" (n0 (int64 g)) | None -> ""
-        match estimate x.Family b.SeqLen s.CheckpointSegment with
+        match estimate x.Family b.SeqLen b.CheckpointSegment with
         | Measured({ Result = Some(tps, gb) } as m) ->
             line "     %-7s %s tokens at %.1fK tokens/s ≈ %s; peak ≈ %.0f GB (measured at %s tokens%s)%s"
                 x.Family (tokensText (int64 total)) (tps / 1000.0) (duration (total / tps)) gb (n0 (int64 m.SeqLen)) (seg m) applies
@@ -339,8 +326,7 @@ let plan (s: DemoStudy.Study) (bases: Base list) (out: string) =
                 x.Family x.Family (n0 (int64 b.SeqLen)) (if m.SeqLen = b.SeqLen then "" else sprintf " (measured at %s)" (n0 (int64 m.SeqLen)))
             match fallback with
             | Some({ Result = Some(tps, gb) } as f) ->
-                // Keeping the tokens per step needs a proportionally larger batch.
-                let keep = if (b.Batch * b.SeqLen) % f.SeqLen = 0 then sprintf "; with --batch %d the steps keep their %s tokens" (b.Batch * b.SeqLen / f.SeqLen) (n0 (int64 b.Batch * int64 b.SeqLen)) else ""
+                let keep = if (sequences * b.SeqLen) % f.SeqLen = 0 then sprintf "; with --batch %d the steps keep their %s tokens" (sequences * b.SeqLen / f.SeqLen) (n0 (int64 sequences * int64 b.SeqLen)) else ""
                 line "             Use --seq-len %d (measured: %.1fK tokens/s, %.0f GB peak: %s tokens would take %s%s) or a GPU with more memory.%s"
                     f.SeqLen (tps / 1000.0) gb (tokensText (int64 total)) (duration (total / tps)) keep applies
             | _ -> line "             Use a shorter --seq-len or a GPU with more memory.%s" applies
@@ -349,5 +335,5 @@ let plan (s: DemoStudy.Study) (bases: Base list) (out: string) =
                 x.Family (tokensText (int64 total)) (tps / 1000.0) (duration (total / tps)) (n0 (int64 b.SeqLen)) (n0 (int64 m.SeqLen)) (seg m) applies
         | _ -> line "     %-7s no measurement to estimate from" x.Family
     line "     the StateX arm's expanded layers may run slower than the measured base models; the official scripts use 8 GPUs of at least 80 GB"
-    line "  → %s (results.csv, summary.txt, report.html, a folder per seed/family/arm)" out
+    line "  → %s (results.csv, summary.txt, report.html, stages/ with a folder per stage)" out
     sb.ToString()
