@@ -154,15 +154,21 @@ module Study =
             { Family = r.Family; Arm = r.Arm; Seed = r.Seed
               Result = EvalResult(e.Model, e.Task, e.Setting, e.Metric, e.Value, e.N, Labels = [ Collections.Generic.KeyValuePair("family", r.Family); Collections.Generic.KeyValuePair("arm", r.Arm); Collections.Generic.KeyValuePair("seed", string r.Seed) ]) } ]
 
-    /// Runs (or resumes) the pipelines of `part` (None: all), one after another, under `root`; returns their rows.
-    /// Several processes may run parts of one study at once: a stage is worked on by one of them at a time.
-    let runPart (settings: RunSettings) (root: string) (part: StudyPart option) (s: Study) : StudyRow list =
+    /// Runs (or resumes) the pipelines `keep` selects, one after another, with their stages in `stages` (which
+    /// several studies may share: an ablation's budgets share their pretraining) and the study's guard in `root`;
+    /// returns their rows. Several processes may run parts of one study at once: a stage is worked on by one of
+    /// them at a time.
+    let runWhere (settings: RunSettings) (stages: string) (root: string) (keep: StudyRun -> bool) (s: Study) : StudyRow list =
         validate s
         prepare s root
         [ for r in runs s do
-            if part.IsNone || part = Some r.Part then
-                let result = Pipeline.run settings (stagesFolder root) r.Pipeline
+            if keep r then
+                let result = Pipeline.run settings stages r.Pipeline
                 yield! labelled r result.Results ]
+
+    /// Runs (or resumes) the pipelines of `part` (None: all), one after another, under `root`; returns their rows.
+    let runPart (settings: RunSettings) (root: string) (part: StudyPart option) (s: Study) : StudyRow list =
+        runWhere settings (stagesFolder root) root (fun r -> part.IsNone || part = Some r.Part) s
 
     /// Where a study's rows are written: results.csv and results.jsonl (the core's results format, with the labels
     /// family, arm, seed), which Analysis.readResults reads.

@@ -29,7 +29,7 @@ let tests =
                 let statex = Model.stateSize { f.Base with Expansions = arm.Expansions }
                 let control = Model.stateSize (Model.flatten { f.Base with Expansions = f.Control.Value })
                 Expect.isGreaterThan statex (Model.stateSize f.Base) (f.Name + ": StateX's state is larger than the base's")
-                Expect.isGreaterThan control statex (f.Name + ": the control expands every layer, StateX the last")
+                Expect.isGreaterThan control statex (f.Name + ": the control expands every layer, StateX layer 0 (every 6th)")
         }
 
         test "a smoke study runs, writes one results file Analysis reads, and a re-run trains and evaluates nothing" {
@@ -43,7 +43,7 @@ let tests =
             for f in s.Families do
                 Expect.equal (value f.Name "statex" "state_elements") (float (Model.stateSize { f.Base with Expansions = f.Arms.Head.Expansions })) "StateX's state as the description computes it"
                 Expect.equal (value f.Name "control" "parameters") (float (Model.paramCount (Model.flatten { f.Base with Expansions = f.Control.Value }))) "the control's parameters as the description computes them"
-                for arm in [ "base"; "lpt"; "statex"; "control" ] do
+                for arm in [ "base"; "lpt"; "control" ] @ (f.Arms |> List.map (fun a -> a.Name)) do
                     let loss = value f.Name arm "loss"
                     Expect.isTrue (Double.IsFinite loss && loss > 0.0) (sprintf "%s %s: held-out loss %g" f.Name arm loss)
             // One results schema: labels, then the evaluation's columns; Analysis reads it as it reads any results file.
@@ -53,7 +53,7 @@ let tests =
             Expect.equal frame.RowCount rows.Length "a row per result"
             Expect.equal (Analysis.readResults jsonl).RowCount rows.Length "the JSON Lines file holds the same results"
             let mqar = frame |> Analysis.where "task" "mqar" |> Analysis.summarize [ "family"; "arm"; "pairs" ] "value"
-            Expect.equal mqar.RowCount (2 * 4 * 2) "2 families × 4 arms × 2 pair counts"
+            Expect.equal mqar.RowCount ((4 + 5) * 2) "(GLA 4 arms + Mamba2 5 arms: two StateX arms) × 2 pair counts"
             Expect.equal (Study.readRows out |> List.map (fun r -> r.Family, r.Arm, r.Seed, r.Task, r.Metric, r.Value)) (rows |> List.map (fun r -> r.Family, r.Arm, r.Seed, r.Task, r.Metric, r.Value)) "read back exactly"
             // Again: nothing runs.
             log.Clear()
@@ -62,7 +62,7 @@ let tests =
             Expect.equal (again |> List.map (fun r -> r.Result.Value)) (rows |> List.map (fun r -> r.Result.Value)) "the same numbers"
             // The summary and the report.
             let table = StudySummary.table s rows
-            for line in [ "  base"; "  LPT"; "  StateX"; "  control"; "Δ StateX − LPT" ] do Expect.stringContains table line "a row per arm and the delta"
+            for line in [ "  base"; "  LPT"; "  StateX"; "  StateX, every layer"; "  control"; "Δ StateX − LPT"; "Δ StateX, every layer − LPT" ] do Expect.stringContains table line "a row per arm and a delta per StateX arm"
             let verdicts = StudySummary.verdicts s rows
             Expect.isTrue (verdicts |> List.exists (fun v -> v.StartsWith "gla, state limit: ")) "a state-limit verdict"
             Expect.isTrue (verdicts |> List.exists (fun v -> v.StartsWith "mamba2 base at its easiest MQAR setting (4 pairs)")) "whether the base passes its easiest setting"
@@ -94,5 +94,70 @@ let tests =
             Expect.isFalse (Directory.Exists(Path.Combine(old, "stages"))) "nothing written"
             let bad = Expect.throwsC (fun () -> Study.families [ "rwkv" ] s |> ignore) id
             Expect.stringContains bad.Message "unknown family 'rwkv': this study has gla" "unknown family named"
+        }
+    
+        test "the ablation: every (layers, init) arm at each budget against LPT at the same budget, one pretraining per (family, seed)" {
+            let a = StudyPresets.ablationSmoke
+            let out = Path.Combine(Fixtures.tempDir (), "ablation")
+            let results = StudyAblation.run quiet out a
+            let pretrains = Directory.GetDirectories(Path.Combine(out, "stages"), "*-pretrain")
+            Expect.equal pretrains.Length (2 * 2) "2 families × 2 seeds: every budget and arm post-trains the same bases"
+            let x1, x2 = StudyAblation.studyAt a 1, StudyAblation.studyAt a 2
+            Expect.equal x2.PostTrain.Steps (2 * x1.PostTrain.Steps) "×2 has twice the post-training steps"
+            Expect.equal ((x1.Families |> List.find (fun f -> f.Name = "mamba2")).Arms |> List.map (fun r -> r.Name))
+                [ "statex-first-reinit"; "statex-first-copy"; "statex-first-preserve"; "statex-all-reinit"; "statex-all-copy"; "statex-all-preserve" ] "Mamba2: layers × inits"
+            let ds = StudyAblation.deltas a results
+            let headlines = (StudyAblation.headlines x1).Length
+            Expect.equal ds.Length (2 * (4 + 6) * headlines) "budgets × arms × headlines"
+            for d in ds do
+                Expect.equal d.Seeds 2 (sprintf "%s %s ×%d: paired over both seeds" d.Family d.Arm d.Budget)
+                Expect.isTrue (d.Min <= d.Mean && d.Mean <= d.Max) "mean within [min, max]"
+            // The delta is the arm's value minus LPT's at the same budget, seed by seed.
+            let rows2 = results |> List.find (fst >> (=) 2) |> snd
+            let h = StudyAblation.headlines x2 |> List.find (fun h -> h.Name = "held-out loss")
+            let lpt = StudySummary.perSeed rows2 "gla" "lpt" h |> Map.ofList
+            let arm = StudySummary.perSeed rows2 "gla" "statex-all-inherit" h
+            let expected = arm |> List.map (fun (seed, v) -> v - lpt[seed]) |> List.average
+            let d = ds |> List.find (fun d -> d.Family = "gla" && d.Budget = 2 && d.Arm = "statex-all-inherit" && d.Headline = "held-out loss")
+            Expect.floatClose Accuracy.veryHigh d.Mean expected "Δ = arm − LPT per seed, averaged"
+            let csv = StudyAblation.csv ds
+            Expect.stringStarts csv "family,budget,arm,headline,lpt,delta_mean,delta_min,delta_max,seeds\n" "CSV header"
+            let html = StudyAblation.section a ds
+            Expect.stringContains html "<h3>mamba2</h3><table>" "a table per family"
+            Expect.stringContains html "all layers, preserve" "the arms' labels"
+        }
+
+        test "capacity: the largest retrieved setting needs every smaller one, and the power-law fit is least squares in log2" {
+            Expect.equal (StudyCapacity.fit [ 1.0, 2.0; 2.0, 4.0; 4.0, 8.0 ]) (Some(1.0, 1.0)) "y = 2x: log2 y = 1 + 1·log2 x"
+            let a, b = (StudyCapacity.fit [ 100.0, 4.0; 400.0, 16.0; 1600.0, 64.0 ]).Value
+            Expect.floatClose Accuracy.high b 1.0 "slope 1"
+            Expect.floatClose Accuracy.high (2.0 ** (a + b * log 100.0 / log 2.0)) 4.0 "through the points"
+            Expect.isNone (StudyCapacity.fit [ 8.0, 2.0; 8.0, 4.0 ]) "one state size: no fit"
+            let c = StudyPresets.capacitySmoke
+            let result pairs acc =
+                Evaluation.EvalResult("m", "mqar", Evaluation.EvalResult.SettingOf(struct ("pairs", box pairs)), "accuracy", acc, 10L,
+                                      Labels = [ for k, v in [ "family", "gla"; "scale", "x1"; "state", "100"; "seed", "0" ] -> Collections.Generic.KeyValuePair(k, v) ])
+            let p = StudyCapacity.points { c with Threshold = 0.9 } [ result 1 1.0; result 2 0.95; result 4 0.5; result 8 0.92 ] |> List.exactlyOne
+            Expect.equal p.Pairs (Some 2.0) "4 pairs fail, so 8 (a lucky 92%) does not count"
+            Expect.equal p.PasskeyLength None "no passkey rows"
+            let none = StudyCapacity.points c [ result 1 0.5 ] |> List.exactlyOne
+            Expect.equal none.Pairs None "nothing retrieved"
+        }
+
+        test "a capacity study runs: one model per (family, scale), its state as described, a section with the fitted trend" {
+            let c = StudyPresets.capacitySmoke
+            let out = Path.Combine(Fixtures.tempDir (), "capacity")
+            let rs = StudyCapacity.run quiet out c
+            let ps = StudyCapacity.points c rs
+            Expect.equal (ps |> List.map (fun p -> p.Family, p.Scale)) [ "gla", "x1"; "gla", "x2"; "mamba2", "x1"; "mamba2", "x2" ] "a point per model"
+            for f, models in c.Models do
+                for scale, m in models do
+                    let p = ps |> List.find (fun p -> p.Family = f && p.Scale = scale)
+                    Expect.equal p.State (Model.stateSize m) (sprintf "%s %s: state as the description computes it" f scale)
+                    let measured = rs |> List.find (fun e -> e.Metric = "state_elements" && e.Labels |> Seq.exists (fun kv -> kv.Key = "scale" && kv.Value = scale) && e.Labels |> Seq.exists (fun kv -> kv.Key = "family" && kv.Value = f))
+                    Expect.equal (int64 measured.Value) (Model.stateSize m) "and as the built model has it"
+            Expect.isLessThan (ps |> List.find (fun p -> p.Scale = "x1" && p.Family = "gla")).State (ps |> List.find (fun p -> p.Scale = "x2" && p.Family = "gla")).State "×2 is larger"
+            Expect.stringContains (StudyCapacity.section c rs) "<h2>State capacity</h2>" "the section"
+            Expect.isTrue (File.Exists(Path.Combine(out, "results.csv"))) "results.csv"
         }
     ]

@@ -22,11 +22,13 @@ type DemoArgs =
     | Steps of int
     | Seq_Len of int
     | Batch of int
+    | Workers of int
     | [<Hidden>] Worker of part: string
     interface IArgParserTemplate with
         member a.Usage =
             match a with
-            | Preset _ -> "cpu (default: under 15 minutes on 2 cores) | gpu (larger, one H200) | smoke (seconds; mechanics only) | paper (the paper's 1.3B post-training on checkpoints you bring: --gla/--mamba2 DIR, --data SPEC)."
+            | Preset _ -> "cpu (default: under 15 minutes on 2 cores) | gpu (three seeds, one H200) | smoke (seconds; mechanics only) | ablation (layers × init × budget, three seeds) | capacity (recall against state size) | paper (the paper's 1.3B post-training on checkpoints you bring: --gla/--mamba2 DIR, --data SPEC); ablation-smoke and capacity-smoke try the last two in seconds."
+            | Workers _ -> "jobs run at once in worker processes (default: the preset's; 2 on the CPU)."
             | Gla _ -> "paper preset: a GLA checkpoint folder (config.json, model.safetensors, tokenizer) to post-train as the base model."
             | Mamba2 _ -> "paper preset: a Mamba2 checkpoint folder (config.json, model.safetensors, tokenizer) to post-train as the base model."
             | Data _ -> "paper preset: the post-training data (a data spec, see data/README.md), read with each checkpoint's tokenizer."
@@ -74,38 +76,41 @@ let private jobs (s: Study) =
             for seed in s.Seeds do
                 if has family seed part then yield family, seed, word |]
 
-/// Runs the study's jobs as worker processes of this CLI, `workers` at a time, each with cores / workers threads.
-/// Separate processes, not threads: TorchSharp frees implicitly created Scalars from the finaliser, which another
-/// thread's allocations can run while a native call still uses one. Finished stages are skipped by the workers.
-let private runWorkers (preset: StudyPreset) (s: Study) (out: string) (started: DateTime) =
+/// Runs jobs as worker processes of this CLI (`demo --preset P --out O --device D` plus each job's own arguments),
+/// `workers` at a time, each with cores / workers threads. Separate processes, not threads: TorchSharp frees
+/// implicitly created Scalars from the finaliser, which another thread's allocations can run while a native call
+/// still uses one. Finished stages are skipped by the workers; one failure stops handing out jobs.
+let private runWorkers (preset: string) (device: string) (workers: int) (out: string) (started: DateTime) (jobs: (string * string list) array) =
     let exe, prefix = selfCommand ()
-    let threads = max 1 (Environment.ProcessorCount / preset.Workers)
-    let all = jobs s
-    eprintfn "running %d jobs (family × seed × part), %d at a time in worker processes" all.Length preset.Workers
+    let threads = max 1 (Environment.ProcessorCount / workers)
+    eprintfn "running %d jobs, %d at a time in worker processes" jobs.Length workers
     let next = ref -1
     let failures = Collections.Concurrent.ConcurrentQueue<string>()
     let work () =
         let mutable go = true
         while go do
             let i = Threading.Interlocked.Increment next
-            if i >= all.Length || not failures.IsEmpty then go <- false
+            if i >= jobs.Length || not failures.IsEmpty then go <- false
             else
-                let family, seed, part = all[i]
+                let name, args = jobs[i]
                 let psi = Diagnostics.ProcessStartInfo(exe, UseShellExecute = false)
-                for a in prefix @ [ "demo"; "--preset"; preset.Name; "--out"; out; "--seeds"; string seed; "--families"; family; "--device"; preset.Device; "--worker"; part ] do
-                    psi.ArgumentList.Add a
+                for a in prefix @ [ "demo"; "--preset"; preset; "--out"; out; "--device"; device ] @ args do psi.ArgumentList.Add a
                 psi.Environment["OMP_NUM_THREADS"] <- string threads
                 psi.Environment["MKL_NUM_THREADS"] <- string threads
                 psi.Environment[startedVariable] <- string started.Ticks
                 use proc = Diagnostics.Process.Start psi
                 proc.WaitForExit()
-                if proc.ExitCode <> 0 then failures.Enqueue(sprintf "seed %d %s %s (exit code %d)" seed family part proc.ExitCode)
-    let ts = [ for _ in 1 .. min preset.Workers all.Length -> Threading.Thread(work) ]
+                if proc.ExitCode <> 0 then failures.Enqueue(sprintf "%s (exit code %d)" name proc.ExitCode)
+    let ts = [ for _ in 1 .. min workers jobs.Length -> Threading.Thread(work) ]
     for t in ts do t.Start()
     for t in ts do t.Join()
     if not failures.IsEmpty then
         failwithf "the demo's worker for %s failed (its error is printed above); finished stages are kept: run the same command again to resume"
             (String.Join(", ", failures))
+
+/// The study's jobs for runWorkers.
+let private studyJobs (s: Study) =
+    jobs s |> Array.map (fun (family, seed, part) -> sprintf "seed %d %s %s" seed family part, [ "--seeds"; string seed; "--families"; family; "--worker"; part ])
 
 /// What the report says the study is.
 let private description (preset: StudyPreset) =
@@ -158,9 +163,70 @@ let private paperPreset (args: ParseResults<DemoArgs>) (out: string) =
         if not (args.Contains Worker) then printf "%s" (StudyPaper.plan study device bases out)
         { Name = "paper"; Study = study; Device = device; Workers = 1; Expected = "days per arm on one GPU: see the cost" }
 
+/// The ablation and capacity presets: jobs in worker processes (`--worker job:KEY`), then the section and tables.
+let private runSweepPreset (args: ParseResults<DemoArgs>) (name: string) (out: string) =
+    let device = args.GetResult(Device, "cpu")
+    let workers = args.GetResult(Workers, 2)
+    let started = match Int64.TryParse(Environment.GetEnvironmentVariable startedVariable) with | true, t -> DateTime(t, DateTimeKind.Utc) | _ -> DateTime.UtcNow
+    let settings log = { RunSettings.defaults with Device = device; Log = log; ProgressEvery = 10.0; KeepLast = 1 }
+    let keys, runJob, finish, plan =
+        match name with
+        | "ablation" | "ablation-smoke" ->
+            let a = if name = "ablation" then StudyPresets.ablation else StudyPresets.ablationSmoke
+            let a = match args.TryGetResult Seeds with Some t -> { a with Base = Study.seeds (seedList t) a.Base } | None -> a
+            let a = if device.StartsWith "cuda" then { a with Base = { a.Base with Evaluation = { a.Base.Evaluation with Precision = "bf16" } } } else a
+            StudyAblation.jobs a |> List.map (fun j -> j.Key),
+            (fun log key -> StudyAblation.runJob (settings log) out a key),
+            (fun log ->
+                let results = StudyAblation.run (settings log) out a
+                let ds = StudyAblation.deltas a results
+                IO.AtomicFile.WriteAllText(Path.Combine(out, "ablation.csv"), StudyAblation.csv ds)
+                let path = Path.Combine(out, "report.html")
+                IO.AtomicFile.WriteAllText(path, StudyReport.page "StateX ablation" (StudyAblation.section a ds))
+                sprintf "ablation table  %s\nreport          %s" (Path.Combine(out, "ablation.csv")) path),
+            sprintf "StateX ablation %s: %s arms per family (layers %s × inits), budgets ×%s of %d post-training steps, seeds %s, device %s"
+                a.Name (String.Join(", ", a.Base.Families |> List.map (fun f -> sprintf "%s %d" f.Name (StudyAblation.arms a f).Length)))
+                (String.Join("/", a.Layers |> List.map fst)) (String.Join(", ×", a.Budgets)) a.Base.PostTrain.Steps (String.Join(",", a.Base.Seeds)) device
+        | _ ->
+            let c = if name = "capacity" then StudyPresets.capacity else StudyPresets.capacitySmoke
+            let c = match args.TryGetResult Seeds with Some t -> { c with Seeds = seedList t } | None -> c
+            let c = if device.StartsWith "cuda" then { c with Evaluation = { c.Evaluation with Precision = "bf16" } } else c
+            StudyCapacity.jobs c,
+            (fun log key -> StudyCapacity.runJob (settings log) out c key),
+            (fun log ->
+                let rs = StudyCapacity.run (settings log) out c
+                let path = Path.Combine(out, "report.html")
+                IO.AtomicFile.WriteAllText(path, StudyReport.page "StateX state capacity" (StudyCapacity.section c rs))
+                let pts = StudyCapacity.points c rs
+                let show = function Some v -> sprintf "%g" v | None -> "-"
+                let table = [ for p in pts -> sprintf "%-7s %-4s state %6d seed %d: MQAR pairs ≥90%%: %s, passkey tokens ≥90%%: %s" p.Family p.Scale p.State p.Seed (show p.Pairs) (show p.PasskeyLength) ]
+                String.Join("\n", table) + sprintf "\nresults  %s\nreport   %s" (Path.Combine(out, "results.csv")) path),
+            sprintf "StateX capacity study %s: %s, seeds %s, device %s" c.Name
+                (String.Join("; ", c.Models |> List.map (fun (f, ms) -> sprintf "%s %s" f (String.Join("/", ms |> List.map (fun (s, m) -> sprintf "%s (state %d)" s (Model.stateSize m))))))) (String.Join(",", c.Seeds)) device
+    match args.TryGetResult Worker with
+    | Some w when w.StartsWith "job:" ->
+        NativeRuntime.EnsureInitialized()
+        let key = w.Substring 4
+        runJob (linePrinter started (key + ": ")) key
+        0
+    | Some w -> invalidArg "worker" (sprintf "unknown worker '%s'" w)
+    | None ->
+        printfn "%s\n  → %s" plan out
+        if args.Contains Plan then 0
+        else
+            NativeRuntime.EnsureInitialized()
+            let clock = Diagnostics.Stopwatch.StartNew()
+            Directory.CreateDirectory out |> ignore
+            if workers > 1 then runWorkers name device workers out started [| for k in keys -> k, [ "--worker"; "job:" + k ] |]
+            let log = linePrinter started ""
+            let text = finish (fun l -> if not (l.Contains "done earlier, skipped" || l.StartsWith "pipeline ") then log l)
+            printfn "%s\nelapsed %s" text (clock.Elapsed.ToString @"m\:ss")
+            0
+
 let run (args: ParseResults<DemoArgs>) =
     let name = args.GetResult(Preset, "cpu").ToLowerInvariant()
     let out = args.GetResult(Out, Path.Combine("runs", "demo-" + name))
+    if List.contains name [ "ablation"; "ablation-smoke"; "capacity"; "capacity-smoke" ] then runSweepPreset args name out else
     let preset =
         if name = "paper" then paperPreset args out
         else
@@ -193,9 +259,10 @@ let run (args: ParseResults<DemoArgs>) =
         let clock = Diagnostics.Stopwatch.StartNew()
         let started = DateTime.UtcNow
         let s = preset.Study
-        if preset.Workers > 1 && (jobs s).Length > 1 then
+        let workers = args.GetResult(Workers, preset.Workers)
+        if workers > 1 && (jobs s).Length > 1 then
             Study.prepare s out       // refuses a folder of another study once, before any worker starts
-            runWorkers preset s out started
+            runWorkers preset.Name preset.Device workers out started (studyJobs s)
         let log = linePrinter started ""
         // After the workers every stage is done: the final pass only gathers results, so it prints nothing per stage.
         let quietAfterWorkers (line: string) = if not (line.Contains "done earlier, skipped" || line.StartsWith "pipeline ") then log line
