@@ -30,8 +30,10 @@ module StudyPresets =
         [ for n in pairs -> sprintf "%g*synth:mqar:pairs=%d:len=%d:vocab=%d:loss=queries" (weight / float pairs.Length) n seqLen mqarVocab ]
 
     /// Passkey documents for the small byte-level models: the `tiny` template (a 5-digit key over a small
-    /// alphabet, few fixed bytes) with the loss on the answer only, `weight` of a mixture.
-    let passkeyPart (weight: float) (seqLen: int) = sprintf "%g*synth:passkey:len=%d:template=tiny:loss=answer" weight seqLen
+    /// alphabet, few fixed bytes) with the loss on the answer only, `weight` of a mixture. The prompt is 8 tokens
+    /// shorter than the sequence so that prompt and answer fit in one row: whole-document packing keeps a document
+    /// whole only when it fits, and a cut one would put the answer out of its prompt's reach.
+    let passkeyPart (weight: float) (seqLen: int) = sprintf "%g*synth:passkey:len=%d:template=tiny:loss=answer" weight (seqLen - 8)
 
     /// Recall tasks alone (MQAR, 15% passkey): pretraining's first phase.
     let recallOnly (seqLen: int) (pairs: int list) = mqarParts 0.85 seqLen pairs @ [ passkeyPart 0.15 seqLen ] |> String.concat "," |> sprintf "mix:%s"
@@ -166,10 +168,10 @@ module StudyPresets =
           Layers = [ "first", LayerSet.First 1; "last", LayerSet.Last 1; "all", LayerSet.All ]
           Inits = Map [ "gla", [ Reinit; Inherit ]; "mamba2", [ Reinit; Copy; Preserve ] ] }
 
-    /// The ablation at seconds-long sizes (tests): the smoke study, two seeds, ×1 and ×2, two layer choices.
+    /// The ablation at seconds-long sizes (tests): the smoke study's GLA, two seeds, ×1 and ×2, every layer.
     let ablationSmoke : Ablation =
-        { ablation with Name = "ablation-smoke"; Base = smoke.Study |> Study.seeds [ 0; 1 ]; Budgets = [ 1; 2 ]
-                        Layers = [ "first", LayerSet.First 1; "all", LayerSet.All ] }
+        { ablation with Name = "ablation-smoke"; Base = smoke.Study |> Study.seeds [ 0; 1 ] |> Study.families [ "gla" ]; Budgets = [ 1; 2 ]
+                        Layers = [ "all", LayerSet.All ] }
 
     /// State capacity of each family at ×1, ×2, ×4, ×8 state, pretrained as the cpu preset's bases, evaluated on MQAR
     /// to 32 pairs, passkey to 2048 tokens (32× the training length) and loss by position to 2048 tokens.

@@ -165,6 +165,41 @@ let tests =
                         Expect.isTrue (text.EndsWith " What is the pass key? The pass key is") "ends with the question"
                 throwsWith (fun () -> Passkey.Build(byteTok, 100, 0.5, 0UL, 0L)) [ "shorter than the prompt" ]
             }
+            test "passkey, tiny template: the prompt byte for byte, keys over its digits, answer-only targets" {
+                let t = PasskeyTemplate.Named "tiny"
+                let e = Passkey.Build(byteTok, 64, 0.5, 3UL, 0L, t)
+                Expect.equal e.Prompt.Length 64 "exact length"
+                Expect.equal e.Key "12114" "the key of (seed 3, example 0), pinned"
+                Expect.equal (byteTok.Decode(e.Prompt, skipSpecialTokens = true))
+                    " The sky is blue. key 12114. The sky is blue. The sky is b key:" "the prompt, pinned: 1 of 2 whole filler sentences before the needle at depth 0.5"
+                Expect.equal (byteTok.Decode e.Answer) "12114" "the answer: the key's 5 bytes"
+                for i in 0L .. 200L do
+                    let k = (Passkey.Build(byteTok, 64, 0.5, 9UL, i, t)).Key
+                    Expect.isTrue (k.Length = 5 && k |> Seq.forall (fun c -> "1234".Contains c)) (sprintf "5 digits of 1-4: %s" k)
+                let keys = set [ for i in 0L .. 400L -> (Passkey.Build(byteTok, 64, 0.5, 9UL, i, t)).Key ]
+                Expect.isGreaterThan keys.Count 300 "keys spread over the 1,024 possible"
+                for depth, expected in [ 0.0, 1; 1.0, 1 + 2 * 17 ] do
+                    let e = Passkey.Build(byteTok, 64, depth, 3UL, 1L, t)
+                    Expect.equal e.NeedlePosition expected (sprintf "needle after BOS and %g of the whole filler sentences" depth)
+                    Expect.equal (byteTok.Decode e.Prompt.[e.NeedlePosition .. e.NeedlePosition + e.NeedleLength - 1]) (sprintf " key %s." e.Key) "the needle"
+                // The default template's keys are unchanged (pinned): 10000..99999.
+                Expect.equal (Passkey.Build(byteTok, 400, 0.5, 3UL, 0L)).Key "13181" "default key of (seed 3, example 0), as before the tiny template"
+                // Training documents with the loss on the answer only.
+                use src = DataSpec.Parse("synth:passkey:len=56:template=tiny:loss=answer:depth=50:count=1").Build().Open(SourceContext(ByteTokenizer(), 3UL), null)
+                let mutable c = Unchecked.defaultof<DocumentChunk>
+                Expect.isTrue (src.TryNext(&c)) "a document"
+                let doc = Passkey.Build(byteTok, 56, 0.5, 3UL, 0L, t)
+                Expect.equal (Array.ofSeq c.Tokens) (Array.append doc.Prompt doc.Answer) "prompt and answer"
+                let targets = Array.ofSeq c.Targets
+                Expect.equal [ for i in 0 .. targets.Length - 1 do if targets.[i] then yield i ] [ 56 .. 60 ] "targets: exactly the 5 answer tokens"
+                use d = DataSpec.Parse("synth:passkey:len=56:template=tiny:digits=9:count=1").Build().Open(SourceContext(ByteTokenizer(), 3UL), null)
+                Expect.isTrue (d.TryNext(&c)) "a document"
+                Expect.stringContains (byteTok.Decode(Array.ofSeq c.Tokens, skipSpecialTokens = true)) "key 99999." "digits= overrides the template's"
+                let opened spec = fun () -> DataSpec.Parse(spec).Build().Open(SourceContext(ByteTokenizer(), 3UL), null) :> obj
+                throwsWith (opened "synth:passkey:len=56:template=huge") [ "synth:passkey"; "unknown passkey template 'huge'"; "default, short or tiny" ]
+                throwsWith (opened "synth:passkey:len=56:loss=queries") [ "synth:passkey"; "loss=queries"; "all or answer" ]
+                throwsWith (opened "synth:passkey:len=56:digits=") [ "synth:passkey"; "digits= is empty" ]
+            }
             test "haystack: length, needles once each, queried keys among needles" {
                 let c = HaystackConfig(1500, 5, 3)
                 let e = Haystack.Build(byteTok, c, 1UL, 2L)

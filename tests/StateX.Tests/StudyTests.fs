@@ -101,14 +101,16 @@ let tests =
             let out = Path.Combine(Fixtures.tempDir (), "ablation")
             let results = StudyAblation.run quiet out a
             let pretrains = Directory.GetDirectories(Path.Combine(out, "stages"), "*-pretrain")
-            Expect.equal pretrains.Length (2 * 2) "2 families × 2 seeds: every budget and arm post-trains the same bases"
+            Expect.equal pretrains.Length 2 "1 family × 2 seeds: every budget and arm post-trains the same bases"
             let x1, x2 = StudyAblation.studyAt a 1, StudyAblation.studyAt a 2
             Expect.equal x2.PostTrain.Steps (2 * x1.PostTrain.Steps) "×2 has twice the post-training steps"
-            Expect.equal ((x1.Families |> List.find (fun f -> f.Name = "mamba2")).Arms |> List.map (fun r -> r.Name))
-                [ "statex-first-reinit"; "statex-first-copy"; "statex-first-preserve"; "statex-all-reinit"; "statex-all-copy"; "statex-all-preserve" ] "Mamba2: layers × inits"
+            Expect.equal (x1.Families.Head.Arms |> List.map (fun r -> r.Name)) [ "statex-all-reinit"; "statex-all-inherit" ] "GLA: layers × inits"
+            let full = StudyAblation.studyAt StudyPresets.ablation 1
+            Expect.equal ((full.Families |> List.find (fun f -> f.Name = "mamba2")).Arms |> List.map (fun r -> r.Name))
+                [ for l in [ "first"; "last"; "all" ] do for i in [ "reinit"; "copy"; "preserve" ] -> sprintf "statex-%s-%s" l i ] "the full ablation's Mamba2 arms: layers × inits"
             let ds = StudyAblation.deltas a results
             let headlines = (StudyAblation.headlines x1).Length
-            Expect.equal ds.Length (2 * (4 + 6) * headlines) "budgets × arms × headlines"
+            Expect.equal ds.Length (2 * 2 * headlines) "budgets × arms × headlines"
             for d in ds do
                 Expect.equal d.Seeds 2 (sprintf "%s %s ×%d: paired over both seeds" d.Family d.Arm d.Budget)
                 Expect.isTrue (d.Min <= d.Mean && d.Mean <= d.Max) "mean within [min, max]"
@@ -123,8 +125,9 @@ let tests =
             let csv = StudyAblation.csv ds
             Expect.stringStarts csv "family,budget,arm,headline,lpt,delta_mean,delta_min,delta_max,seeds\n" "CSV header"
             let html = StudyAblation.section a ds
-            Expect.stringContains html "<h3>mamba2</h3><table>" "a table per family"
-            Expect.stringContains html "all layers, preserve" "the arms' labels"
+            Expect.stringContains html "<h3>gla</h3>" "a section per family"
+            Expect.stringContains html "<table><tr><th>arm</th>" "with its table"
+            Expect.stringContains html "all layers, inherit" "the arms' labels"
         }
 
         test "capacity: the largest retrieved setting needs every smaller one, and the power-law fit is least squares in log2" {

@@ -25,6 +25,7 @@ type EvalArgs =
     | Seed of int64
     | Name of string
     | No_Progress
+    | Template of name: string
     | Lengths of list: string
     | Depths of list: string
     | Trials of int
@@ -55,6 +56,7 @@ type EvalArgs =
             | Seed _ -> "seed of the synthetic tasks and of the shots drawn from files (default 0)."
             | Name _ -> "model name in the results (default: the folder's name)."
             | No_Progress -> "no progress line on stderr."
+            | Template _ -> "passkey: prompt template: default (the instructions of Landmark Attention's passkey test), short (no instructions), tiny (22 fixed bytes, keys over 1-4: tiny byte-level models)."
             | Lengths _ -> "passkey, haystack: context lengths in tokens, e.g. 1k,8k,128k (default 1k,2k,4k)."
             | Depths _ -> "passkey: needle depths in percent of the filler (default 0,25,50,75,100)."
             | Trials _ -> "passkey, haystack (default 5), synthetic icl (default 100): examples per setting."
@@ -82,7 +84,7 @@ let private common = set [ "--model"; "--task"; "--device"; "--dtype"; "--out"; 
 /// Task name (with aliases) → (canonical name, the task's own options).
 let private tasks =
     [ [ "mqar" ], ("mqar", [ "--pairs"; "--seq-len"; "--vocab"; "--examples" ])
-      [ "passkey" ], ("passkey", [ "--lengths"; "--depths"; "--trials" ])
+      [ "passkey" ], ("passkey", [ "--lengths"; "--depths"; "--trials"; "--template" ])
       [ "haystack"; "niah" ], ("haystack", [ "--lengths"; "--needles"; "--queries"; "--trials" ])
       [ "icl" ], ("icl", [ "--shots"; "--classes"; "--trials"; "--file"; "--limit" ])
       [ "qa"; "recall-qa" ], ("qa", [ "--file"; "--limit"; "--max-new" ])
@@ -245,7 +247,9 @@ let run (args: ParseResults<EvalArgs>) =
             settings
         | "passkey" ->
             let depths = args.TryGetResult Depths |> Option.map (list "depths" (percent "depths")) |> Option.defaultValue [| 0.0; 0.25; 0.5; 0.75; 1.0 |]
-            [ EvalTask.Passkey(List.ofArray lengths, List.ofArray depths, trials 5, "default") ]
+            let template = args.GetResult(Template, "default")
+            (try StateX.Evaluation.Tasks.PasskeyTemplate.Named template |> ignore with :? ArgumentException as e -> bad "template" "%s" e.Message)
+            [ EvalTask.Passkey(List.ofArray lengths, List.ofArray depths, trials 5, template) ]
         | "haystack" ->
             let needles, queries = positive "needles" (args.GetResult(Needles, 4)), positive "queries" (args.GetResult(Queries, 1))
             try HaystackConfig(lengths[0], needles, queries).Validate() with :? ArgumentException as e -> bad "queries" "%s" e.Message

@@ -5,24 +5,48 @@ using StateX.Tokenization;
 
 namespace StateX.Evaluation.Tasks;
 
-/// <summary>The texts of a passkey prompt; <c>{key}</c> is replaced by the 5-digit key.</summary>
+/// <summary>
+/// The texts of a passkey prompt; <c>{key}</c> is replaced by the 5-character key. <c>Digits</c>: the characters a
+/// key is drawn from, uniformly and independently (null: a number 10000..99999, as Landmark Attention and Stuffed
+/// Mamba draw it).
+/// </summary>
 public sealed record PasskeyTemplate(
     string Intro = "There is an important info hidden inside a lot of irrelevant text. Find it and memorize it. I will quiz you about the important information there.",
     string Filler = TextParts.Filler,
     string Needle = " The pass key is {key}. Remember it. {key} is the pass key.",
     string Question = " What is the pass key? The pass key is",
-    string Answer = " {key}")
+    string Answer = " {key}",
+    string? Digits = null)
 {
     /// <summary>The same task with the instructions left out: for small models with short contexts (byte-level, a few hundred tokens).</summary>
     public static readonly PasskeyTemplate Short = new(Intro: "", Needle: " The pass key is {key}. Remember it.");
 
-    /// <summary>"default" or "short".</summary>
+    /// <summary>
+    /// For tiny byte-level models trained at 64 tokens: 22 fixed bytes (needle " key 12341.", question " key:"), a
+    /// 17-byte filler sentence, and 5-digit keys over the digits 1–4 (1,024 keys), so that a model of a few thousand
+    /// state elements can learn it at its training length and its accuracy at 2–16× that length measures what the
+    /// state keeps.
+    /// </summary>
+    public static readonly PasskeyTemplate Tiny = new(Intro: "", Filler: " The sky is blue.", Needle: " key {key}.", Question: " key:", Answer: "{key}", Digits: "1234");
+
+    /// <summary>"default", "short" or "tiny".</summary>
     public static PasskeyTemplate Named(string name) => name.Trim().ToLowerInvariant() switch
     {
         "default" => new PasskeyTemplate(),
         "short" => Short,
-        _ => throw new ArgumentException($"unknown passkey template '{name}': expected default or short"),
+        "tiny" => Tiny,
+        _ => throw new ArgumentException($"unknown passkey template '{name}': expected default, short or tiny"),
     };
+
+    /// <summary>A key of 5 characters for this template (see <see cref="Digits"/>).</summary>
+    public string DrawKey(Rng rng)
+    {
+        if (Digits is null) return (10000 + rng.NextInt(90000)).ToString(CultureInfo.InvariantCulture);
+        if (Digits.Length == 0) throw new ArgumentException("passkey digits must not be empty: give the characters keys are drawn from");
+        var key = new char[5];
+        for (int i = 0; i < key.Length; i++) key[i] = Digits[rng.NextInt(Digits.Length)];
+        return new string(key);
+    }
 }
 
 /// <summary>
@@ -44,7 +68,7 @@ public static class Passkey
         var t = template ?? new PasskeyTemplate();
         if (!(depth >= 0 && depth <= 1)) throw new ArgumentException($"passkey depth must be in [0, 1] (got {depth})");
         var rng = new Rng(Rng.Derive(seed, index, length, (long)Math.Round(depth * 1e6)));
-        var key = (10000 + rng.NextInt(90000)).ToString(CultureInfo.InvariantCulture);
+        var key = t.DrawKey(rng);
         string lastFiller = t.Filler.TrimStart();
         var intro = tok.Encode(t.Intro, addSpecialTokens: true);
         var unit = TextParts.After(tok, lastFiller, t.Filler);
@@ -89,8 +113,13 @@ public static class Passkey
     }
 }
 
-/// <summary>Passkey prompts (with their answers) as a training source: <c>synth:passkey:len=1024</c> (+ <c>depth=PERCENT</c>; random by default; <c>template=short</c> leaves out the instructions).</summary>
-public sealed class PasskeyGenerator(int length, int? depthPercent, PasskeyTemplate? template = null) : ISyntheticGenerator
+/// <summary>
+/// Passkey prompts (with their answers) as a training source: <c>synth:passkey:len=1024</c> (+ <c>depth=PERCENT</c>;
+/// random by default; <c>template=short|tiny</c>; <c>digits=CHARS</c> to draw keys from; <c>loss=answer</c> to train
+/// on the answer tokens only, as MQAR's <c>loss=queries</c>). <c>len</c> is the prompt's length: the document is that
+/// plus the answer, so give a row a few tokens more than <c>len</c> to keep a whole document in it.
+/// </summary>
+public sealed class PasskeyGenerator(int length, int? depthPercent, PasskeyTemplate? template = null, bool answerOnly = false) : ISyntheticGenerator
 {
     public string Name => "passkey";
 
@@ -100,7 +129,11 @@ public sealed class PasskeyGenerator(int length, int? depthPercent, PasskeyTempl
         try
         {
             var e = Passkey.Build(tokenizer, length, depth, seed, index, template);
-            return new SyntheticDocument(Tokens: [.. e.Prompt, .. e.Answer]);
+            int[] tokens = [.. e.Prompt, .. e.Answer];
+            if (!answerOnly) return new SyntheticDocument(Tokens: tokens);
+            var targets = new bool[tokens.Length];
+            for (int i = e.Prompt.Length; i < tokens.Length; i++) targets[i] = true;     // the answer tokens are predicted
+            return new SyntheticDocument(Tokens: tokens, Targets: targets);
         }
         catch (ArgumentException ex) { throw new DataException($"synth:passkey: {ex.Message}", ex); }
     }
@@ -112,6 +145,13 @@ public sealed class PasskeyGenerator(int length, int? depthPercent, PasskeyTempl
         PasskeyTemplate template;
         try { template = PasskeyTemplate.Named(o.TryGetValue("template", out var t) ? t : "default"); }
         catch (ArgumentException e) { throw new DataException($"synth:passkey: {e.Message}"); }
-        return new PasskeyGenerator(SpecOptions.Int(o, "len", 1024, "synth:passkey"), depth, template);
+        if (o.TryGetValue("digits", out var digits))
+        {
+            if (digits.Length == 0) throw new DataException("synth:passkey: digits= is empty: give the characters keys are drawn from, e.g. digits=1234");
+            template = template with { Digits = digits };
+        }
+        var loss = o.TryGetValue("loss", out var l) ? l : "all";
+        if (loss is not ("all" or "answer")) throw new DataException($"synth:passkey: loss={loss}: expected all or answer");
+        return new PasskeyGenerator(SpecOptions.Int(o, "len", 1024, "synth:passkey"), depth, template, loss == "answer");
     }
 }
