@@ -27,7 +27,8 @@ let segmentTokens = 8192
 let preset : Preset =
     { Name = "paper"
       Configs = Map.empty                    // no pretraining: the user's checkpoints are the base models
-      Expansions = Map [ for p in ExpansionPresets.All -> p.Family, p.ToRequest() ]   // gla-1.3b, mamba2-1.3b
+      // One recipe per family, by name: the paper's (mamba2-1.3b-script, the shipped script's all-layer variant, is not it).
+      Expansions = Map [ for name in [ "gla-1.3b"; "mamba2-1.3b" ] -> let p = ExpansionPresets.Get name in p.Family, p.ToRequest() ]
       RecallPhase = None
       Pretrain = { Steps = 0; SeqLen = 0; Batch = 0; Lr = 0.0; Warmup = None }
       // 64K tokens × 8 sequences = 524,288 tokens per step ("bsz-512k"); 10B / 524,288 = 19,073 steps (our
