@@ -9,17 +9,25 @@ open StateX.Mamba2
 open StateX.Models
 open StateX.Expansion
 
-/// How the parameters of an expanded layer start (see the core's ExpansionInit).
+/// How the parameters of an expanded layer start (see the core's ExpansionInit; statex-official.md §1b, §1c, §3).
+/// Every mode but Preserve reproduces an official thunlp/StateX drop_mode parameter by parameter.
 type Init =
-    /// GLA head merge: keep every projection (the per-head norm weight is tiled).
+    /// GLA head merge = official drop_mode 'merge' (the inheritance ablation; modeling/gla/layer.py:L261-291):
+    /// projections kept verbatim, the per-head output-norm weight tiled H/H', attn_norm reset to ones.
     | Inherit
-    /// Fresh parameters, as the reference initialises a new layer (the paper's choice).
+    /// The paper's reinitialisation, default of both official scripts. GLA = drop_mode 'gla' (modeling/gla/layer.py:L250-258):
+    /// a fresh attention, xavier_uniform(gain 2^-2.5) on every Linear, zero biases, norms 1, short convs at nn.Conv1d's default;
+    /// attn_norm reset to ones. Mamba2 = drop_mode 'mamba4' (modeling/mamba2/layer.py:L209-398): all B/C rows of in_proj and
+    /// conv1d at PyTorch's default init, dt_bias = 1, A_log = log(1..H), gated norm 1; z/x/dt rows, D, out_proj kept.
     | Reinit
-    /// Mamba2 widening: old B/C rows repeated.
+    /// Mamba2 widening = official 'merge_copy': old B/C rows and conv channels block-tiled r times (per group when
+    /// n_groups > 1); dt_bias, A_log, norm reset as in Reinit.
     | Copy
-    /// Mamba2 widening: old rows kept, new rows zero; dt_bias, A_log, norm re-initialised.
+    /// Mamba2 widening = official 'merge_zero': [B_old, 0…], [C_old, 0…] for in_proj rows and conv weight and bias;
+    /// dt_bias, A_log, norm reset as in Reinit. The new dimensions get no gradient (new B and C both exactly 0).
     | Zero
-    /// Mamba2 widening: old rows kept, new rows zero, all else kept: the same function at step 0.
+    /// Mamba2 widening, ours (no official counterpart): old rows kept, new C rows zero, new B rows fresh (default init),
+    /// everything else kept: the same function at step 0, and the new dimensions still get gradients.
     | Preserve
 
 /// The architectural change made to the chosen layers.
@@ -204,7 +212,7 @@ module Expand =
     let parse (layers: string) (rewrite: string) (init: string) m =
         apply (ofRequest (ExpansionRequest(LayerSelection.Parse layers, StateX.Expansion.Rewrite.Parse rewrite, ExpansionRequest.ParseInit init))) m
 
-    /// A paper recipe of the core (gla-1.3b, mamba2-1.3b) as an expansion step.
+    /// A recipe of the core (gla-1.3b, mamba2-1.3b, mamba2-1.3b-script; see ExpansionPresets) as an expansion step.
     let preset (name: string) m = apply (ofRequest ((ExpansionPresets.Get name).ToRequest())) m
 
 [<RequireQualifiedAccess>]

@@ -31,6 +31,9 @@ let mqarPairs, mqarVocab, mqarLength, mqarExamples = [ 16; 32; 64; 120 ], 256, 2
 let passkeyLengths, passkeyDepths, passkeyTrials = [ 4096; 8192; 16384; 32768; 65536; 131072 ], [ 0.0; 0.25; 0.5; 0.75; 1.0 ], 5
 let heldOutRows = 16
 
+/// The paper's expansion per family (statex-official.md §1a: every 6th layer, +50% state, <1% parameters).
+let paperPresets = Map [ "gla", "gla-1.3b"; "mamba2", "mamba2-1.3b" ]
+
 // ---- measured cost ----------------------------------------------------------------------------------------------
 
 type Measurement =
@@ -171,7 +174,8 @@ let private checkBase (flag: string) (family: string) (dir: string) (data: (stri
                 with e ->
                     problems.Add(at (sprintf "no usable tokenizer (%s); the paper preset reads your data with the checkpoint's own tokenizer: copy tokenizer.json (and tokenizer.model for SentencePiece models) from where the checkpoint came from into the folder" (rootMessage e)))
                     None
-            let expansion = ExpansionPresets.All |> Seq.tryFind (fun p -> p.Family = family)
+            // The paper's recipe per family, by name (mamba2-1.3b-script, the shipped script's all-layer variant, is not it).
+            let expansion = paperPresets |> Map.tryFind family |> Option.map ExpansionPresets.Get
             let expanded =
                 match expansion with
                 | None -> problems.Add(at (sprintf "no StateX expansion preset for %s models" family)); None

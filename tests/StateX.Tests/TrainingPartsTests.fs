@@ -81,12 +81,11 @@ let tests =
                 Expect.equal (opt.Parameters |> Seq.map (fun e -> e.Name) |> List.ofSeq) [ "a" ] "only trainable"
                 Expect.throwsC (fun () -> new AdamW([ struct ("b", b) ]) |> ignore) (fun e -> Expect.stringContains e.Message "frozen" "says why")
             }
-            test "no decay for norms, biases, A_log, D, dt_bias" {
-                let two = torch.ones(2L, 2L)
-                let one = torch.ones(2L)
-                for n in [ "model.layers.0.attn_norm.weight"; "backbone.norm_f.weight"; "backbone.layers.1.mixer.norm.weight"; "x.bias"; "mixer.A_log"; "mixer.D"; "mixer.dt_bias" ] do
-                    Expect.isFalse (AdamW.DecaysByDefault(n, one)) n
-                Expect.isTrue (AdamW.DecaysByDefault("model.layers.0.attn.q_proj.weight", two)) "projection decays"
+            test "decay exactly on tensors of two or more dimensions (the official p.dim() >= 2 rule)" {
+                Expect.isFalse (AdamW.DecaysByDefault(torch.ones(2L))) "1-D: norms, biases, A_log, D, dt_bias"
+                Expect.isFalse (AdamW.DecaysByDefault(torch.ones(Array.empty<int64>))) "0-D"
+                Expect.isTrue (AdamW.DecaysByDefault(torch.ones(2L, 2L))) "2-D: projections, embeddings"
+                Expect.isTrue (AdamW.DecaysByDefault(torch.ones(2L, 1L, 4L))) "3-D: conv1d weights"
             }
         ]
 

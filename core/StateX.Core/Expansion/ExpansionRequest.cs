@@ -2,18 +2,57 @@ using System.Globalization;
 
 namespace StateX.Expansion;
 
-/// <summary>How the parameters of an expanded layer start.</summary>
+/// <summary>
+/// How the parameters of an expanded layer start. Every mode except <see cref="Preserve"/> reproduces one
+/// <c>drop_mode</c> of the official code (thunlp/StateX), parameter by parameter, as described in
+/// docs: statex-official.md §1b (GLA), §1c (Mamba2) and §3 (state at step 0: load first, then expand). Fresh values
+/// are drawn from a generator seeded with the request's seed, on the model's device.
+/// </summary>
 public enum ExpansionInit
 {
-    /// <summary>GLA merge: keep every projection; the per-head output-norm weight is tiled.</summary>
+    /// <summary>
+    /// GLA head merge, official <c>drop_mode='merge'</c> (the README's parameter-inheritance ablation;
+    /// statex-official.md §1b; thunlp/StateX modeling/gla/layer.py:L261-291, L315-323): q/k/v/g/gk/o projections
+    /// (and short convolutions) kept verbatim, the per-head output-norm weight tiled H/H' times, and the layer's
+    /// <c>attn_norm</c> reset to ones (modeling/gla/model.py:L197-198, done for every drop_mode). <c>mlp_norm</c> and
+    /// <c>mlp</c> stay pretrained. Not function-preserving.
+    /// </summary>
     Inherit,
-    /// <summary>Fresh parameters, initialised as the reference initialises a new layer (the paper's choice).</summary>
+    /// <summary>
+    /// The paper's "reinitialization", and the default of both official StateX scripts.
+    /// GLA, official <c>drop_mode='gla'</c> (statex-official.md §1b; modeling/gla/model.py:L197-218,
+    /// modeling/gla/layer.py:L250-258): the attention is a brand-new module initialised by fla's GatedLinearAttention
+    /// constructor — xavier_uniform(gain 2^-2.5) on every nn.Linear weight, zero Linear biases, output-norm weight 1,
+    /// short convolutions (if any) nn.Conv1d's default U(±1/√kernel) for weight and bias; <c>attn_norm</c> reset to
+    /// ones; <c>mlp_norm</c>, <c>mlp</c> pretrained.
+    /// Mamba2, official <c>drop_mode='mamba4'</c> (statex-official.md §1c; modeling/mamba2/layer.py:L209-398):
+    /// in_proj z/x/dt rows and conv1d x channels copied; ALL B/C rows of in_proj (the original ones too) PyTorch's
+    /// default Linear init U(±1/√d_model) (bias likewise, when in_proj has one); all B/C conv channels nn.Conv1d's
+    /// default U(±1/√kernel) for weight and bias; dt_bias = 1, A_log = log(1..H), gated-norm weight = 1;
+    /// D, out_proj and the block pre-norm kept.
+    /// </summary>
     Reinit,
-    /// <summary>Mamba2 widen: the old B/C rows (and conv channels) repeated r times.</summary>
+    /// <summary>
+    /// Mamba2 widen, official <c>drop_mode='merge_copy'</c> (statex-official.md §1c; modeling/mamba2/layer.py:L260-286,
+    /// L337-363, L369-391): the old B and C rows of in_proj and their conv channels (weight and bias) block-tiled r
+    /// times, [B;B;…], [C;C;…]; dt_bias, A_log and the gated norm reset as in <see cref="Reinit"/>. The official code
+    /// assumes n_groups = 1; with G &gt; 1 each group's N rows are tiled within that group.
+    /// </summary>
     Copy,
-    /// <summary>Mamba2 widen: old rows kept, new C rows zero, new B rows fresh; dt_bias, A_log and the norm reinitialised as in reinit.</summary>
+    /// <summary>
+    /// Mamba2 widen, official <c>drop_mode='merge_zero'</c> (statex-official.md §1c; same lines as merge_copy):
+    /// [B_old, 0×(r−1)] and [C_old, 0×(r−1)] (per group) for the in_proj rows and the conv weights and biases alike;
+    /// dt_bias, A_log and the gated norm reset as in <see cref="Reinit"/>. Since the new B and C rows are both exactly
+    /// zero, the new state dimensions get no gradient (each one's gradient is a product with the other): that is what
+    /// the official code does.
+    /// </summary>
     Zero,
-    /// <summary>Mamba2 widen: old rows kept, new C rows zero, new B rows fresh, everything else kept: the expanded model computes the original function at step 0, and its new state dimensions get gradients.</summary>
+    /// <summary>
+    /// Mamba2 widen, ours (no official counterpart): old rows kept, new C rows of in_proj and new C conv biases zero,
+    /// new B rows, new B conv channels and new C conv weights fresh with the same default-init rule as
+    /// <see cref="Reinit"/>; everything else (dt_bias, A_log, norm) kept. The expanded model computes the original
+    /// function at step 0, and its new state dimensions get gradients.
+    /// </summary>
     Preserve,
 }
 

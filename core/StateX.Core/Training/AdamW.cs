@@ -1,4 +1,3 @@
-using System.Text.RegularExpressions;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -26,15 +25,18 @@ public sealed class AdamW : IDisposable
     readonly Tensor[] _m, _v;
     readonly Tensor?[] _master;
 
-    /// <summary>Names that never get weight decay: norms, biases, and the SSM's A_log, D and dt_bias (as mamba_ssm marks them).</summary>
-    public static readonly Regex NoDecay = new(@"(^|\.)(bias|A_log|D|dt_bias)$|norm[^.]*\.weight$|(^|\.)norm\.weight$", RegexOptions.Compiled);
-
-    public static bool DecaysByDefault(string name, Tensor p) => p.dim() >= 2 && !NoDecay.IsMatch(name);
+    /// <summary>
+    /// Weight decay applies exactly to the tensors with two or more dimensions — every Linear weight, the embeddings,
+    /// lm_head and the (3-D) conv1d weights — and to nothing else (norm weights, biases, A_log, D, dt_bias). This is the
+    /// official StateX optimizer's rule (thunlp/StateX optim/optimizer.py:L22-27, <c>p.dim() &gt;= 2</c>;
+    /// statex-official.md §2), which ignores parameter names.
+    /// </summary>
+    public static bool DecaysByDefault(Tensor p) => p.dim() >= 2;
 
     public AdamW(IEnumerable<(string Name, TorchSharp.Modules.Parameter Parameter)> parameters, double weightDecay = 0.1, double beta1 = 0.9, double beta2 = 0.95, double eps = 1e-8)
     {
         Beta1 = beta1; Beta2 = beta2; Eps = eps; WeightDecay = weightDecay;
-        Parameters = parameters.Where(p => p.Parameter.requires_grad).Select(p => new ParameterEntry(p.Name, p.Parameter, DecaysByDefault(p.Name, p.Parameter))).ToArray();
+        Parameters = parameters.Where(p => p.Parameter.requires_grad).Select(p => new ParameterEntry(p.Name, p.Parameter, DecaysByDefault(p.Parameter))).ToArray();
         if (Parameters.Count == 0) throw new ArgumentException("no trainable parameters: every parameter is frozen");
         _m = new Tensor[Parameters.Count];
         _v = new Tensor[Parameters.Count];

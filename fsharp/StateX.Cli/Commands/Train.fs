@@ -49,7 +49,7 @@ type TrainArgs =
             | Expand_Layers _ -> "statex: layers to expand: all | every:K | list:I,J | fraction:F | first:N | last:N (default: the paper's every:6)."
             | Expand_Rewrite _ -> "statex: merge-heads[:H] (GLA) | state:xR (Mamba2) (default: the paper's)."
             | Expand_Init _ -> "statex: inherit | reinit | copy | zero | preserve (default reinit)."
-            | Expand_Preset _ -> "statex: a named expansion preset (gla-1.3b, mamba2-1.3b) instead of --expand-*."
+            | Expand_Preset _ -> sprintf "statex: a named expansion preset (%s) instead of --expand-*." (ExpansionPresets.All |> Seq.map (fun p -> p.Name) |> String.concat ", ")
             | Freeze_Unexpanded -> "statex: train only the expanded layers."
             | Steps _ -> "optimiser steps (default 100)."
             | Seq_Len _ -> "tokens per sequence (default 2048)."
