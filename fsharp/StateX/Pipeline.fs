@@ -167,7 +167,8 @@ module Pipeline =
         let o = JsonObject()
         o.["stage"] <- JsonValue.Create stage
         o.["seconds"] <- JsonValue.Create(Math.Round(seconds, 3))
-        match loss with Some l -> o.["loss"] <- JsonValue.Create l | None -> ()
+        // JSON has no NaN: an unknown loss (a run resumed at its last step from a checkpoint that did not record one) is left out.
+        match loss with Some l when Double.IsFinite l -> o.["loss"] <- JsonValue.Create l | _ -> ()
         o.["finished"] <- JsonValue.Create(DateTimeOffset.UtcNow.ToString("o", Globalization.CultureInfo.InvariantCulture))
         IO.AtomicFile.WriteAllText(doneFile folder, o.ToJsonString() + "\n")
 

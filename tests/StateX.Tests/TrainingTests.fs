@@ -137,6 +137,18 @@ let tests =
                 elif not (name.StartsWith "model.layers.1.") then Expect.isTrue same (sprintf "%s (frozen) unchanged" name)
         }
 
+        test "a run killed after its last checkpoint resumes with nothing to train and its final loss, not NaN" {
+            let dir = Fixtures.tempDir ()
+            let o = options 6
+            let first = Trainer.Run(job glaConfig dir o, TrainHooks())
+            // As if killed between the last checkpoint and publishing the model: the model folder is missing.
+            Directory.Delete(first.ModelDirectory, true)
+            let again = Trainer.Run(resumeJob glaConfig dir o, TrainHooks())
+            Expect.equal again.ResumedFrom (Nullable 6) "resumed at the last step"
+            Expect.equal again.FinalLoss first.FinalLoss "the final loss saved with the checkpoint"
+            Expect.equal (fileBytes again.ModelDirectory) (fileBytes first.ModelDirectory) "the same model published"
+        }
+
         test "a truncated newest checkpoint is reported and an older intact one is resumed" {
             let dir = Fixtures.tempDir ()
             let o = options 9

@@ -52,7 +52,7 @@ public static class Trainer
         DataCursor? cursor = null;
         int startStep = 0;
         long tokens = 0;
-        double priorSeconds = 0;
+        double priorSeconds = 0, resumedLoss = double.NaN;
         if (from is null)
         {
             run.TruncateAfter(-1);
@@ -69,6 +69,9 @@ public static class Trainer
             startStep = state["step"]!.GetValue<int>();
             tokens = state["tokens"]!.GetValue<long>();
             priorSeconds = state["elapsed_s"]!.GetValue<double>();
+            // A run resumed at its last step trains nothing; its final loss is the one saved with the checkpoint
+            // (absent from checkpoints written before it was saved: NaN, "unknown").
+            resumedLoss = state["loss"]?.GetValue<double>() ?? double.NaN;
             trainable = state["trainable"] is JsonArray a ? a.Select(n => n!.GetValue<string>()).ToArray() : null;
             cursor = DataCursor.Load(Path.Combine(from.Directory, "cursor.json"));
             run.TruncateAfter(startStep);
@@ -90,7 +93,7 @@ public static class Trainer
 
         var clock = Stopwatch.StartNew();
         int stepsThisSession = 0;
-        double lastLoss = double.NaN, tokensPerSecond = 0;
+        double lastLoss = resumedLoss, tokensPerSecond = 0;
         long peakMemory = 0;
         int? resumedFrom = from?.Step;
 
@@ -145,7 +148,7 @@ public static class Trainer
                 Evaluate(run, hooks, model, done);
             if (done % o.CheckpointInterval == 0 || done == o.Steps)
             {
-                var entry = SaveCheckpoint(store, model, opt, loader, done, tokens, priorSeconds + clock.Elapsed.TotalSeconds, trainable);
+                var entry = SaveCheckpoint(store, model, opt, loader, done, tokens, priorSeconds + clock.Elapsed.TotalSeconds, lastLoss, trainable);
                 Log($"checkpoint: step {done} → {entry.Directory}");
             }
         }
@@ -247,7 +250,7 @@ public static class Trainer
     }
 
     static CheckpointEntry SaveCheckpoint(CheckpointStore store, ICausalLanguageModel model, AdamW opt, DataLoader loader,
-        int step, long tokens, double elapsedSeconds, IReadOnlyList<string>? trainable) =>
+        int step, long tokens, double elapsedSeconds, double loss, IReadOnlyList<string>? trainable) =>
         store.Save(step, dir =>
         {
             model.Save(dir);
@@ -256,7 +259,7 @@ public static class Trainer
             loader.Cursor.Save(Path.Combine(dir, "cursor.json"));
             AtomicFile.WriteAllText(Path.Combine(dir, "trainer.json"), new JsonObject
             {
-                ["step"] = step, ["tokens"] = tokens, ["elapsed_s"] = elapsedSeconds,
+                ["step"] = step, ["tokens"] = tokens, ["elapsed_s"] = elapsedSeconds, ["loss"] = loss,
                 ["trainable"] = trainable is null ? null : new JsonArray(trainable.Select(n => (JsonNode)n!).ToArray()),
             }.ToJsonString());
         });
