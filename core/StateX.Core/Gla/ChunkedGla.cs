@@ -147,7 +147,7 @@ public static class ChunkedGla
         // Inside a group: Σ_{m<n} exp(Σ_{m<l<n} γ_l) ⊙ U_m, a batched matmul per key channel.
         var later = ones(gsz, gsz, dtype: ScalarType.Bool, device: u.device).triu(0).unsqueeze(-1); // m ≥ n, [G, G, 1]
         var wLog = between.view(gsz * gsz, gsz).matmul(gam).view(b, h, ng, gsz, gsz, dk);     // [B, H, Ng, G(n), G(m), dk]
-        var w = wLog.masked_fill(later, double.NegativeInfinity).exp();
+        var w = wLog.masked_fill(later, Scalars.NegativeInfinity).exp();
         var within = w.permute(0, 1, 2, 5, 3, 4).matmul(ug.permute(0, 1, 2, 4, 3, 5))          // [B, H, Ng, dk, G(n), dv]
             .permute(0, 1, 2, 4, 3, 5);                                                        // [B, H, Ng, G, dk, dv]
 
@@ -189,7 +189,7 @@ public static class ChunkedGla
 
         // Inside a sub-chunk: the full pairwise decay, masked (s > t) before exponentiating.
         var above = ones(sc, sc, dtype: ScalarType.Bool, device: dev).triu(1).unsqueeze(-1);  // [c, c, 1]
-        var pairDecay = (gs.unsqueeze(-2) - gs.unsqueeze(-3)).masked_fill(above, double.NegativeInfinity).exp(); // [.., c(t), c(s), dk]
+        var pairDecay = (gs.unsqueeze(-2) - gs.unsqueeze(-3)).masked_fill(above, Scalars.NegativeInfinity).exp(); // [.., c(t), c(s), dk]
         var kPair = pairDecay * ks.unsqueeze(-3);                                              // [.., c(t), c(s), dk]
         var diag = kPair.matmul(qs.unsqueeze(-1)).squeeze(-1);                                 // [B, H, N, S, c(t), c(s)]
 

@@ -52,7 +52,7 @@ internal sealed class GlaTensorOps(int subChunkSize) : IGlaChunkOps
         // Inside a sub-chunk: the pairwise decay, masked above the diagonal before exponentiating.
         var dAd = blocks.index_select(3, arange(ns, device: dev) * (ns + 1));                  // [B, H, N, S, c(t), c(s)]
         var above = ones(sc, sc, dtype: ScalarType.Bool, device: dev).triu(1).unsqueeze(-1);  // [c, c, 1]
-        var pair = (gs.unsqueeze(-2) - gs.unsqueeze(-3)).masked_fill(above, double.NegativeInfinity).exp(); // [.., c(t), c(s), dk]
+        var pair = (gs.unsqueeze(-2) - gs.unsqueeze(-3)).masked_fill(above, Scalars.NegativeInfinity).exp(); // [.., c(t), c(s), dk]
         var dq = dAd.unsqueeze(-2).matmul(pair * ks.unsqueeze(-3)).squeeze(-2);               // [B, H, N, S, c(t), dk]
         var dkk = dAd.transpose(-1, -2).unsqueeze(-2)
             .matmul((pair * qs.unsqueeze(-2)).transpose(-2, -3)).squeeze(-2);                  // [B, H, N, S, c(s), dk]

@@ -58,7 +58,7 @@ public static class ChunkedSsd
         else
         {
             var above = ones(l, l, ScalarType.Bool, x.device).triu(1);                         // s > l: not causal
-            var seg = (cs.unsqueeze(-1) - cs.unsqueeze(-2)).masked_fill(above, double.NegativeInfinity).exp(); // [b, c, h, l, s]
+            var seg = (cs.unsqueeze(-1) - cs.unsqueeze(-2)).masked_fill(above, Scalars.NegativeInfinity).exp(); // [b, c, h, l, s]
             scores = cb.unsqueeze(3) * seg.reshape(b, c, g, r, l, l).to_type(ct);
         }
         var yDiag = scores.matmul(xdt);                                                         // [b, c, g, r, l, p]
@@ -101,9 +101,9 @@ public static class ChunkedSsd
         using var scope = NewDisposeScope();
         long k = a.shape[^1];
         var strictlyBelow = ones(k, k, ScalarType.Bool, a.device).tril(-1);                     // [K, K]: i > j
-        var rows = a.unsqueeze(-1).expand([.. a.shape, k]).masked_fill(strictlyBelow.logical_not(), 0); // [..., i, j] = a_i if i > j
+        var rows = a.unsqueeze(-1).expand([.. a.shape, k]).masked_fill(strictlyBelow.logical_not(), Scalars.Zero); // [..., i, j] = a_i if i > j
         var sums = rows.cumsum(-2);                                                              // [..., i, j] = Σ_{j<m≤i} a_m
         var causal = ones(k, k, ScalarType.Bool, a.device).tril();
-        return sums.masked_fill(causal.logical_not(), double.NegativeInfinity).exp().MoveToOuterDisposeScope();
+        return sums.masked_fill(causal.logical_not(), Scalars.NegativeInfinity).exp().MoveToOuterDisposeScope();
     }
 }

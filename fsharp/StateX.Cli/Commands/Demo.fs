@@ -98,17 +98,19 @@ let private runWorkers (preset: string) (device: string) (workers: int) (out: st
                 psi.Environment["OMP_NUM_THREADS"] <- string threads
                 psi.Environment["MKL_NUM_THREADS"] <- string threads
                 psi.Environment[startedVariable] <- string started.Ticks
-                // A worker killed by a signal (exit code 128 + N: the native crash of the README's known issue) is
-                // started again: its finished stages are kept and an interrupted training resumes from its checkpoint.
+                // A worker that failed is started again, up to three attempts: its finished stages are kept and an
+                // interrupted training resumes from its checkpoint, so a transient native fault (the README's known
+                // issue) costs little, and a deterministic error only repeats quickly.
                 let rec attempt k =
                     use proc = Diagnostics.Process.Start psi
                     proc.WaitForExit()
                     match proc.ExitCode with
                     | 0 -> ()
-                    | code when code > 128 && k < 3 ->
-                        eprintfn "statex: the worker for %s died with signal %d; starting it again (attempt %d of 3), it resumes" name (code - 128) (k + 1)
+                    | code when k < 3 ->
+                        let how = if code > 128 then sprintf "died with signal %d" (code - 128) else sprintf "failed (exit code %d)" code
+                        eprintfn "statex: the worker for %s %s; starting it again (attempt %d of 3), it resumes" name how (k + 1)
                         attempt (k + 1)
-                    | code -> failures.Enqueue(sprintf "%s (exit code %d)" name code)
+                    | code -> failures.Enqueue(sprintf "%s (exit code %d, after 3 attempts)" name code)
                 attempt 1
     let ts = [ for _ in 1 .. min workers jobs.Length -> Threading.Thread(work) ]
     for t in ts do t.Start()
