@@ -27,7 +27,7 @@ type DemoArgs =
     interface IArgParserTemplate with
         member a.Usage =
             match a with
-            | Preset _ -> "cpu (default: under 15 minutes on 2 cores) | gpu (three seeds, one H200) | smoke (seconds; mechanics only) | ablation (layers × init × budget, three seeds) | capacity (recall against state size) | paper (the paper's 1.3B post-training on checkpoints you bring: --gla/--mamba2 DIR, --data SPEC); ablation-smoke and capacity-smoke try the last two in seconds."
+            | Preset _ -> "cpu (default: about 25 minutes on 2 cores) | gpu (three seeds, one H200) | smoke (seconds; mechanics only) | ablation (layers × init × budget, three seeds) | capacity (recall against state size) | paper (the paper's 1.3B post-training on checkpoints you bring: --gla/--mamba2 DIR, --data SPEC); ablation-smoke and capacity-smoke try the last two in seconds."
             | Workers _ -> "jobs run at once in worker processes (default: the preset's; 2 on the CPU)."
             | Gla _ -> "paper preset: a GLA checkpoint folder (config.json, model.safetensors, tokenizer) to post-train as the base model."
             | Mamba2 _ -> "paper preset: a Mamba2 checkpoint folder (config.json, model.safetensors, tokenizer) to post-train as the base model."
