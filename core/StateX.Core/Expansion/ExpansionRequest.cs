@@ -88,6 +88,10 @@ public abstract record Rewrite
 }
 
 /// <summary>A complete expansion request.</summary>
+/// <param name="Layers">Which layers are expanded.</param>
+/// <param name="Rewrite">What is done to them.</param>
+/// <param name="Init">How their parameters start.</param>
+/// <param name="Seed">Seeds the fresh parameters (the same seed gives the same draw).</param>
 /// <param name="FreezeOthers">Train only the expanded layers (their mixers and pre-norms).</param>
 public sealed record ExpansionRequest(LayerSelection Layers, Rewrite Rewrite, ExpansionInit Init, long Seed = 0, bool FreezeOthers = false)
 {
