@@ -51,6 +51,16 @@ let private seedList (text: string) =
 /// Worker processes learn when the demo started through this variable (UTC ticks), so their lines count from it.
 let private startedVariable = "STATEX_DEMO_STARTED"
 
+/// When the demo started: the parent's clock for its workers (through startedVariable), else now.
+let private startedTime () =
+    match Int64.TryParse(Environment.GetEnvironmentVariable startedVariable) with
+    | true, t -> DateTime(t, DateTimeKind.Utc)
+    | _ -> DateTime.UtcNow
+
+/// How the demo's stages run: on `device`, progress every 10 s to `log`, one training checkpoint kept per stage.
+let private settingsFor (device: string) (log: string -> unit) =
+    { RunSettings.defaults with Device = device; Log = log; ProgressEvery = 10.0; KeepLast = 1 }
+
 /// Whole lines (no carriage-return redraw, which two workers would garble), each stamped from the demo's start and
 /// written in one call (workers are separate processes sharing the terminal).
 let private linePrinter (started: DateTime) (prefix: string) =
@@ -139,7 +149,7 @@ let private description (preset: StudyPreset) =
 /// Runs (or resumes) a preset's study in `out`, writes summary.txt and report.html; returns the summary and the report's path.
 let execute (preset: StudyPreset) (out: string) (log: string -> unit) =
     NativeRuntime.EnsureInitialized()
-    let settings = { RunSettings.defaults with Device = preset.Device; Log = log; ProgressEvery = 10.0; KeepLast = 1 }
+    let settings = settingsFor preset.Device log
     let rows = Study.run settings out preset.Study
     let summary = StudySummary.table preset.Study rows + "\n" + String.Join("\n", StudySummary.verdicts preset.Study rows) + "\n"
     IO.AtomicFile.WriteAllText(Path.Combine(out, "summary.txt"), summary)
@@ -178,8 +188,8 @@ let private paperPreset (args: ParseResults<DemoArgs>) (out: string) =
 let private runSweepPreset (args: ParseResults<DemoArgs>) (name: string) (out: string) =
     let device = args.GetResult(Device, "cpu")
     let workers = args.GetResult(Workers, 2)
-    let started = match Int64.TryParse(Environment.GetEnvironmentVariable startedVariable) with | true, t -> DateTime(t, DateTimeKind.Utc) | _ -> DateTime.UtcNow
-    let settings log = { RunSettings.defaults with Device = device; Log = log; ProgressEvery = 10.0; KeepLast = 1 }
+    let started = startedTime ()
+    let settings = settingsFor device
     let keys, runJob, finish, plan =
         match name with
         | "ablation" | "ablation-smoke" ->
@@ -260,10 +270,10 @@ let run (args: ParseResults<DemoArgs>) =
     elif args.Contains Worker then
         NativeRuntime.EnsureInitialized()
         let part = match args.GetResult Worker with "main" -> Main | "control" -> Control | other -> invalidArg "worker" (sprintf "unknown worker part '%s': expected main or control" other)
-        let started = match Int64.TryParse(Environment.GetEnvironmentVariable startedVariable) with | true, t -> DateTime(t, DateTimeKind.Utc) | _ -> DateTime.UtcNow
+        let started = startedTime ()
         let f, seed = preset.Study.Families.Head.Name, preset.Study.Seeds.Head
         let log = linePrinter started (sprintf "seed %d %s %s: " seed f (args.GetResult Worker))
-        let settings = { RunSettings.defaults with Device = preset.Device; Log = log; ProgressEvery = 10.0; KeepLast = 1 }
+        let settings = settingsFor preset.Device log
         Study.runPart settings out (Some part) preset.Study |> ignore
         0
     else
