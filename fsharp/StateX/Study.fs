@@ -47,7 +47,15 @@ type Study =
       Evaluation: EvalSpec
       Seeds: int list
       /// Seeds that also pretrain the control (one pretraining per family each).
-      ControlSeeds: int list }
+      ControlSeeds: int list
+      /// <summary>Some s: one base per family, pretrained with seed s, which every seed post-trains (the paper's setting:
+      /// one pretrained checkpoint; seeds vary the post-training's data order and new parameters); its base and control
+      /// rows carry the first seed. None: a base pretrained per seed, so that the spread includes pretraining's.</summary>
+      PretrainSeed: int option
+      /// <summary>The convergence check: Some k also post-trains LPT for k times the budget (arm <c>lpt-xK</c>), so
+      /// that the summary says whether LPT had converged at the study's budget (the regime's criterion: doubling it
+      /// moves LPT's headline by under a point). None: no check.</summary>
+      ConvergenceCheck: int option }
 
 /// Which pipelines of a (family, seed): the base and its post-trained arms, or the control.
 type StudyPart =
@@ -77,6 +85,9 @@ module Study =
     /// Arm names of the base, LPT and control pipelines (StateX arms are named by the study).
     let baseArm, lptArm, controlArm = "base", "lpt", "control"
 
+    /// The arm of the convergence check: LPT post-trained for `k` times the study's budget.
+    let convergenceArm (k: int) = sprintf "lpt-x%d" k
+
     let private seeded (seed: int) (xs: Expansion list) = xs |> List.map (fun e -> { e with Seed = int64 seed })
 
     /// The pipelines of the study, in run order: for each seed and family the base, LPT and StateX arms (Main),
@@ -85,31 +96,44 @@ module Study =
         [ for seed in s.Seeds do
             for f in s.Families do
                 let train (t: TrainSpec) = { t with Seed = int64 seed; Tokenizer = f.Tokenizer }
+                let pretrainSeed = defaultArg s.PretrainSeed seed
+                let ownBase = s.PretrainSeed.IsNone || seed = List.head s.Seeds
                 let eval = { s.Evaluation with Tokenizer = f.Tokenizer }
                 let name arm = sprintf "%s/%s/seed%d" f.Name arm seed
                 let pretrained (model: Model) (arm: string) =
                     let p = Pipeline.create (name arm) model
                     match f.Start, f.Pretrain with
                     | Some dir, _ -> Pipeline.startFrom dir p
-                    | None, first :: rest -> rest |> List.fold (fun p t -> Pipeline.postTrain (train t) p) (Pipeline.pretrain (train first) p)
+                    | None, first :: rest ->
+                        let pre (t: TrainSpec) = { train t with Seed = int64 pretrainSeed }
+                        rest |> List.fold (fun p t -> Pipeline.postTrain (pre t) p) (Pipeline.pretrain (pre first) p)
                     | None, [] -> invalidArg "study" (sprintf "study %s, family %s: no pretraining and no start checkpoint" s.Name f.Name)
                 let run arm part p = { Family = f.Name; Arm = arm; Seed = seed; Part = part; Pipeline = p }
-                yield run baseArm Main (pretrained f.Base baseArm |> Pipeline.evaluate eval)
+                if ownBase then yield run baseArm Main (pretrained f.Base baseArm |> Pipeline.evaluate eval)
                 yield run lptArm Main (pretrained f.Base lptArm |> Pipeline.postTrain (train s.PostTrain) |> Pipeline.evaluate eval)
+                match s.ConvergenceCheck with
+                | Some k ->
+                    let longer = { s.PostTrain with Steps = k * s.PostTrain.Steps }
+                    yield run (convergenceArm k) Main (pretrained f.Base (convergenceArm k) |> Pipeline.postTrain (train longer) |> Pipeline.evaluate eval)
+                | None -> ()
                 for a in f.Arms do
                     let model = { f.Base with Expansions = seeded seed a.Expansions }
                     yield run a.Name Main (pretrained model a.Name |> Pipeline.expand |> Pipeline.postTrain (train s.PostTrain) |> Pipeline.evaluate eval)
                 match f.Control with
-                | Some c when f.Start.IsNone && List.contains seed s.ControlSeeds ->
-                    let model = Model.flatten { f.Base with Expansions = seeded seed c }
+                | Some c when f.Start.IsNone && List.contains seed s.ControlSeeds && ownBase ->
+                    let model = Model.flatten { f.Base with Expansions = seeded pretrainSeed c }
                     yield run controlArm Control (pretrained model controlArm |> Pipeline.evaluate eval)
                 | _ -> () ]
 
     /// Checks every pipeline before anything runs (errors name the pipeline), and that arm names are distinct.
     let validate (s: Study) =
         if s.Seeds.IsEmpty then invalidArg "study" (sprintf "study %s has no seeds" s.Name)
+        match s.ConvergenceCheck with
+        | Some k when k < 2 -> invalidArg "study" (sprintf "study %s: the convergence check's budget multiple must be at least 2 (got %d)" s.Name k)
+        | _ -> ()
         for f in s.Families do
-            let names = [ baseArm; lptArm; controlArm ] @ (f.Arms |> List.map (fun a -> a.Name))
+            let check = s.ConvergenceCheck |> Option.map convergenceArm |> Option.toList
+            let names = [ baseArm; lptArm; controlArm ] @ check @ (f.Arms |> List.map (fun a -> a.Name))
             match names |> List.countBy id |> List.tryFind (fun (_, n) -> n > 1) with
             | Some(n, _) -> invalidArg "study" (sprintf "study %s, family %s: two arms are named '%s'" s.Name f.Name n)
             | None -> ()
@@ -117,7 +141,10 @@ module Study =
         for r in runs s do Pipeline.validate r.Pipeline
 
     /// What a family's results depend on (everything but the seeds), hashed into the folder's guard.
-    let private familyKey (s: Study) (f: StudyFamily) = Hash.short (f, s.PostTrain, s.Evaluation)
+    let private familyKey (s: Study) (f: StudyFamily) =
+        match s.PretrainSeed with
+        | None -> Hash.short (f, s.PostTrain, s.Evaluation)
+        | Some p -> Hash.short (f, s.PostTrain, s.Evaluation, p)
 
     let private guardFile (root: string) = Path.Combine(root, "study.json")
 

@@ -43,7 +43,9 @@ module StudyAblation =
             Name = sprintf "%s-x%d" a.Name budget
             Families = a.Base.Families |> List.map (fun f -> { f with Arms = arms a f; Control = None })
             PostTrain = { a.Base.PostTrain with Steps = a.Base.PostTrain.Steps * budget }
-            ControlSeeds = [] }
+            ControlSeeds = []
+            PretrainSeed = None
+            ConvergenceCheck = None }
 
     let private budgetRoot (root: string) (budget: int) = Path.Combine(root, sprintf "x%d" budget)
     let private stages (root: string) = Path.Combine(root, "stages")

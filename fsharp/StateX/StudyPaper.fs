@@ -258,7 +258,9 @@ let study (i: Inputs) (bases: Base list) : Study =
                            HeldOutLoss(defaultArg i.HeldOut data, heldOutRows, train.SeqLen)
                            ModelSize ] with SegmentLength = segmentTokens; Precision = "bf16" }
       Seeds = [ 0 ]
-      ControlSeeds = [] }
+      ControlSeeds = []
+      PretrainSeed = None
+      ConvergenceCheck = None }
 
 // ---- the plan ------------------------------------------------------------------------------------------------------
 

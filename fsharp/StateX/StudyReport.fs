@@ -62,6 +62,19 @@ module StudyReport =
         |> Chart.withYAxis (LayoutObjects.LinearAxis.init (Title = Title.init "context length (tokens)", AxisType = StyleParam.AxisType.Category))
         |> Chart.withSize (420, 360)
 
+    /// State collapse as Stuffed Mamba shows it: text loss against position (bins ending at powers of two, log x),
+    /// mean with a min–max band over seeds, a line per arm, with the post-training length marked.
+    let private lossByPositionChart (arms: (string * string) list) (rows: StudyRow list) (family: string) (trainLength: int) =
+        [ for arm, _ in arms ->
+            arm,
+            rows |> List.filter (fun r -> r.Family = family && r.Arm = arm && r.Task = "loss_vs_position" && r.Metric = "loss")
+            |> List.groupBy (fun r -> (r.SettingValue "to").Value)
+            |> List.map (fun (upTo, rs) -> upTo, rs |> List.map (fun r -> r.Value)) ]
+        |> List.filter (fun (_, pts) -> not pts.IsEmpty)
+        |> band arms (sprintf "%s: text loss against position (post-training length %d; a rise past it is state collapse)" family trainLength) "position (end of bin)" "loss (nats/token)"
+        |> Chart.withXAxis (LayoutObjects.LinearAxis.init (Title = Title.init "position (end of bin, log)", AxisType = StyleParam.AxisType.Log))
+        |> Chart.withShape (LayoutObjects.Shape.init (ShapeType = StyleParam.ShapeType.Line, X0 = trainLength, X1 = trainLength, Y0 = 0, Y1 = 1, Yref = "paper", Line = Line.init (Dash = StyleParam.DrawingStyle.Dash)))
+
     /// Exponential moving average (weight `alpha` on the newest value), for a readable noisy curve.
     let smooth (alpha: float) (ys: float list) =
         ys |> List.scan (fun (acc: float option) y -> Some(match acc with Some a -> a + alpha * (y - a) | None -> y)) None |> List.choose id
@@ -147,6 +160,8 @@ table{border-collapse:collapse;margin:.5em 0} td,th{border:1px solid #ccc;paddin
             add (sprintf "<h2>%s</h2><div class=\"row\">" f.Name)
             add (chart (mqarChart arms rows f.Name))
             add (chart (trainingChart arms root runs f.Name))
+            if rows |> List.exists (fun r -> r.Family = f.Name && r.Task = "loss_vs_position") then
+                add (chart (lossByPositionChart arms rows f.Name (StudySummary.trainLength s)))
             add "</div><div class=\"row\">"
             for arm, _ in arms do
                 if rows |> List.exists (fun r -> r.Family = f.Name && r.Arm = arm && r.Task = "passkey") then add (chart (passkeyHeatmap arms rows f.Name arm))

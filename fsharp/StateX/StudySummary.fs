@@ -30,6 +30,12 @@ module StudySummary =
           { Name = sprintf "passkey ≤%d" trainLength; Higher = true; Of = over "passkey" "accuracy" (fun r -> r.SettingValue "length" <= Some(float trainLength)) }
           { Name = sprintf "passkey >%d" trainLength; Higher = true; Of = over "passkey" "accuracy" (fun r -> r.SettingValue "length" > Some(float trainLength)) }
           { Name = "held-out loss"; Higher = false; Of = over "heldout_loss" "loss" (fun _ -> true) }
+          // State collapse (Stuffed Mamba): text loss at positions past the post-training length, token-weighted.
+          { Name = sprintf "loss past %d" trainLength; Higher = false
+            Of = fun rows ->
+                let rs = rows |> List.filter (fun r -> r.Task = "loss_vs_position" && r.Metric = "loss" && r.SettingValue "from" >= Some(float trainLength))
+                let n = rs |> List.sumBy (fun r -> float r.Result.N)
+                if n = 0.0 then None else Some((rs |> List.sumBy (fun r -> r.Value * float r.Result.N)) / n) }
           { Name = "state"; Higher = true; Of = single "state_elements" }
           { Name = "params"; Higher = true; Of = single "parameters" } ]
 
@@ -49,7 +55,7 @@ module StudySummary =
 
     let private fmt (name: string) (v: float) =
         if name = "state" || name = "params" then (if v >= 1e6 then sprintf "%.2fM" (v / 1e6) else sprintf "%.0f" v)
-        elif name.StartsWith "held-out" then sprintf "%.3f" v
+        elif name.StartsWith "held-out" || name.StartsWith "loss" then sprintf "%.3f" v
         else sprintf "%.1f%%" (100.0 * v)
 
     let formatStat (name: string) (s: SeedStat) =
@@ -62,10 +68,12 @@ module StudySummary =
         if name = "state" || name = "params" || s.Seeds = 1 then sprintf "%s%s" (sign s.Mean) (body s.Mean)
         else sprintf "%s%s [%s%s, %s%s]" (sign s.Mean) (body s.Mean) (sign s.Min) (body s.Min) (sign s.Max) (body s.Max)
 
-    /// (arm, label) in table order for a family of the study: base, LPT, the StateX arms, the control.
+    /// (arm, label) in table order for a family of the study: base, LPT, LPT at the convergence check's budget, the
+    /// StateX arms, the control.
     let arms (s: Study) (family: string) =
         let f = s.Families |> List.find (fun f -> f.Name = family)
-        [ Study.baseArm, "base"; Study.lptArm, "LPT" ] @ (f.Arms |> List.map (fun a -> a.Name, a.Label)) @ [ Study.controlArm, "control" ]
+        let check = s.ConvergenceCheck |> Option.map (fun k -> Study.convergenceArm k, sprintf "LPT, ×%d budget" k) |> Option.toList
+        [ Study.baseArm, "base"; Study.lptArm, "LPT" ] @ check @ (f.Arms |> List.map (fun a -> a.Name, a.Label)) @ [ Study.controlArm, "control" ]
 
     let private present (rows: StudyRow list) family arms =
         arms |> List.filter (fun (a, _) -> rows |> List.exists (fun r -> r.Family = family && r.Arm = a))
@@ -94,6 +102,9 @@ module StudySummary =
         let seeds = rows |> List.map (fun r -> r.Seed) |> List.distinct |> List.sort
         sb.AppendLine(sprintf "seeds %s; values are the mean ± half the range across seeds; Δ rows give the mean [min, max] of StateX − LPT per seed"
                         (String.Join(", ", seeds))) |> ignore
+        match s.PretrainSeed with
+        | Some p -> sb.AppendLine(sprintf "base: one pretraining per family (seed %d), which every seed post-trains; the spread is post-training's" p) |> ignore
+        | None -> ()
         if rows |> List.exists (fun r -> r.Arm = Study.controlArm) then
             sb.AppendLine "control: the StateX rewrite on every layer, pretrained from scratch with the base's data and budget (seeds as listed in its rows)" |> ignore
         for _, table in cells s rows do
@@ -137,11 +148,33 @@ module StudySummary =
           | Some(l, acc) -> yield sprintf "%s base at its shortest passkey length (%g tokens): %.1f%%%s" family l (100.0 * acc) (if acc < 0.5 then " — the task does not discriminate here" else "")
           | None -> () ]
 
+    /// LPT's convergence at the study's budget: how far k times the budget moves each recall headline (mean over the
+    /// seeds that have both), against the criterion of under a point.
+    let convergence (s: Study) (rows: StudyRow list) (family: string) =
+        match s.ConvergenceCheck with
+        | None -> None
+        | Some k ->
+            let recall = headlines (trainLength s) |> List.filter (fun h -> h.Name.StartsWith "MQAR" || h.Name.StartsWith "passkey")
+            let moves =
+                [ for h in recall do
+                    let at = perSeed rows family Study.lptArm h |> Map.ofList
+                    let ds = perSeed rows family (Study.convergenceArm k) h |> List.choose (fun (seed, v) -> at.TryFind seed |> Option.map (fun l -> v - l))
+                    if not ds.IsEmpty then yield h.Name, List.average ds, ds.Length ]
+            if moves.IsEmpty then None
+            else
+                let text = String.Join(", ", moves |> List.map (fun (n, d, _) -> sprintf "%s %+.1f" n (100.0 * d)))
+                let seeds = moves |> List.map (fun (_, _, n) -> n) |> List.min
+                let converged = moves |> List.forall (fun (_, d, _) -> abs d < 0.01)
+                Some(
+                    sprintf "%s, LPT convergence: %d× the budget moves LPT by %s points (mean of %d seeds): %s" family k text seeds
+                        (if converged then "converged (every move under a point)." else "NOT converged (the criterion is under a point on every recall headline)."))
+
     /// Plain sentences on where each StateX arm beat LPT and where it did not, per family and headline.
     let verdicts (s: Study) (rows: StudyRow list) =
         [ for f in s.Families do
             yield! easiest rows f.Name
             match stateLimit rows f.Name (trainLength s) with Some v -> yield v | None -> ()
+            match convergence s rows f.Name with Some v -> yield v | None -> ()
             for a in f.Arms do
                 for h in headlines (trainLength s) |> List.filter (fun h -> h.Name <> "state" && h.Name <> "params") do
                     match deltas rows f.Name a.Name h with

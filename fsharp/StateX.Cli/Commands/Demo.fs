@@ -1,6 +1,6 @@
 /// `statex demo`: the StateX study (fsharp/StateX/Study*.fs) from a preset, with its plan, progress, summary and
 /// report. Everything the study computes lives in the library; this command picks the preset, runs the study's
-/// (family, seed) jobs in worker processes, and prints.
+/// (family, seed, arm) jobs in worker processes, and prints.
 module StateX.Cli.Commands.Demo
 
 open System
@@ -27,7 +27,7 @@ type DemoArgs =
     interface IArgParserTemplate with
         member a.Usage =
             match a with
-            | Preset _ -> "cpu (default: about 25 minutes on 2 cores) | gpu (three seeds, one H200) | smoke (seconds; mechanics only) | ablation (layers × init × budget, three seeds) | capacity (recall against state size) | paper (the paper's 1.3B post-training on checkpoints you bring: --gla/--mamba2 DIR, --data SPEC); ablation-smoke and capacity-smoke try the last two in seconds."
+            | Preset _ -> "cpu (default: about 15 minutes on 2 cores) | gpu (three seeds, one H200) | smoke (seconds; mechanics only) | ablation (layers × init × budget, three seeds) | capacity (recall against state size) | paper (the paper's 1.3B post-training on checkpoints you bring: --gla/--mamba2 DIR, --data SPEC); ablation-smoke and capacity-smoke try the last two in seconds."
             | Workers _ -> "jobs run at once in worker processes (default: the preset's; 2 on the CPU)."
             | Gla _ -> "paper preset: a GLA checkpoint folder (config.json, model.safetensors, tokenizer) to post-train as the base model."
             | Mamba2 _ -> "paper preset: a Mamba2 checkpoint folder (config.json, model.safetensors, tokenizer) to post-train as the base model."
@@ -41,7 +41,7 @@ type DemoArgs =
             | Families _ -> "comma-separated families (default gla,mamba2)."
             | Device _ -> "override the preset's device (cpu, cuda, cuda:N)."
             | Plan -> "print the plan and exit."
-            | Worker _ -> "internal: run one part (main or control) of the given seed and family, as a worker of a demo that runs jobs side by side."
+            | Worker _ -> "internal: run one part (main, control, or arm:NAME) of the given seed and family, as a worker of a demo that runs jobs side by side."
 
 let private seedList (text: string) =
     text.Split(',', StringSplitOptions.RemoveEmptyEntries ||| StringSplitOptions.TrimEntries)
@@ -74,17 +74,16 @@ let private selfCommand () =
     let host = Environment.ProcessPath
     if Path.GetFileNameWithoutExtension host = "dotnet" then host, [ Reflection.Assembly.GetEntryAssembly().Location ] else host, []
 
-/// The (family, seed, part) jobs, longest first so the workers finish together: Mamba2's jobs take longer at the
-/// small presets' sizes (measured: 28K against 37K tokens/s per worker), a main job (two pretraining phases and the
-/// post-trainings) longer than a control.
+/// The (family, seed, arm) jobs: first every pretraining (the base and control pipelines, which nothing else waits
+/// on), then the post-trained arms, longest first (the convergence check's LPT), so that the workers finish together
+/// and an arm's worker finds its base pretrained rather than waiting on the stage's lock.
 let private jobs (s: Study) =
-    let order = s.Families |> List.sortBy (fun f -> if f.Name = "mamba2" then 0 else 1) |> List.map (fun f -> f.Name)
     let runs = Study.runs s
-    let has family seed part = runs |> List.exists (fun r -> r.Family = family && r.Seed = seed && r.Part = part)
-    [| for part, word in [ Main, "main"; Control, "control" ] do
-        for family in order do
-            for seed in s.Seeds do
-                if has family seed part then yield family, seed, word |]
+    let pretrainOnly (r: StudyRun) = r.Arm = Study.baseArm || r.Arm = Study.controlArm
+    let length (r: StudyRun) = match s.ConvergenceCheck with Some k when r.Arm = Study.convergenceArm k -> k | _ -> 1
+    let first = runs |> List.filter pretrainOnly |> List.sortBy (fun r -> r.Part = Control)
+    let post = runs |> List.filter (pretrainOnly >> not) |> List.sortByDescending length
+    [| for r in first @ post -> r.Family, r.Seed, r.Arm |]
 
 /// Runs jobs as worker processes of this CLI (`demo --preset P --out O --device D` plus each job's own arguments),
 /// `workers` at a time, each with cores / workers threads. Separate processes, not threads: TorchSharp frees
@@ -131,7 +130,7 @@ let private runWorkers (preset: string) (device: string) (workers: int) (out: st
 
 /// The study's jobs for runWorkers.
 let private studyJobs (s: Study) =
-    jobs s |> Array.map (fun (family, seed, part) -> sprintf "seed %d %s %s" seed family part, [ "--seeds"; string seed; "--families"; family; "--worker"; part ])
+    jobs s |> Array.map (fun (family, seed, arm) -> sprintf "seed %d %s %s" seed family arm, [ "--seeds"; string seed; "--families"; family; "--worker"; "arm:" + arm ])
 
 /// What the report says the study is.
 let private description (preset: StudyPreset) =
@@ -269,12 +268,18 @@ let run (args: ParseResults<DemoArgs>) =
     if args.Contains Plan then 0
     elif args.Contains Worker then
         NativeRuntime.EnsureInitialized()
-        let part = match args.GetResult Worker with "main" -> Main | "control" -> Control | other -> invalidArg "worker" (sprintf "unknown worker part '%s': expected main or control" other)
+        let worker = args.GetResult Worker
+        let keep : StudyRun -> bool =
+            match worker with
+            | "main" -> fun r -> r.Part = Main
+            | "control" -> fun r -> r.Part = Control
+            | w when w.StartsWith "arm:" -> let arm = w.Substring 4 in fun r -> r.Arm = arm
+            | other -> invalidArg "worker" (sprintf "unknown worker part '%s': expected main, control or arm:NAME" other)
         let started = startedTime ()
         let f, seed = preset.Study.Families.Head.Name, preset.Study.Seeds.Head
-        let log = linePrinter started (sprintf "seed %d %s %s: " seed f (args.GetResult Worker))
+        let log = linePrinter started (sprintf "seed %d %s %s: " seed f (worker.Replace("arm:", "")))
         let settings = settingsFor preset.Device log
-        Study.runPart settings out (Some part) preset.Study |> ignore
+        Study.runWhere settings (Study.stagesFolder out) out keep preset.Study |> ignore
         0
     else
         let clock = Diagnostics.Stopwatch.StartNew()
