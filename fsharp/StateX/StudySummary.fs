@@ -115,6 +115,18 @@ module StudySummary =
                 sb.AppendLine(String.Join(" ", r |> List.mapi (fun i c -> if i = 0 then c.PadRight first else c.PadLeft width))) |> ignore
         sb.ToString()
 
+    /// The headline table as Markdown (a table per family, then the verdicts as a list), for a README or an issue.
+    let markdown (s: Study) (rows: StudyRow list) =
+        let sb = Text.StringBuilder()
+        let cell (c: string) = c.Trim().Replace("|", "\\|")
+        for _, table in cells s rows do
+            let header = List.head table
+            sb.AppendLine("| " + String.Join(" | ", header |> List.map cell) + " |") |> ignore
+            sb.AppendLine("|" + String.Join("|", header |> List.map (fun _ -> " --- ")) + "|") |> ignore
+            for r in List.tail table do sb.AppendLine("| " + String.Join(" | ", r |> List.map cell) + " |") |> ignore
+            sb.AppendLine() |> ignore
+        sb.ToString()
+
     /// Whether the base's recall is limited by its state: the control against the base of the same seeds at many pairs.
     let stateLimit (rows: StudyRow list) (family: string) (trainLength: int) =
         let h = headlines trainLength |> List.find (fun h -> h.Name.StartsWith "MQAR ≥")

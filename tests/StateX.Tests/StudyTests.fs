@@ -9,15 +9,23 @@ open StateX
 
 let private quiet = { RunSettings.quiet with Device = "cpu"; KeepLast = 1 }
 
+let private pretrainKeys (r: StudyRun) =
+    Pipeline.keys r.Pipeline |> List.filter (fun (st, _) -> match st with Pretrain _ -> true | _ -> false) |> List.map snd
+
+/// A hand-made study row.
+let private row family arm seed task metric (setting: (string * obj) list) value n =
+    let setting = Evaluation.EvalResult.SettingOf([| for k, v in setting -> struct (k, v) |])
+    { Family = family; Arm = arm; Seed = seed; Result = Evaluation.EvalResult("m", task, setting, metric, value, n) }
+
 [<Tests>]
 let tests =
     testSequenced <| testList "study" [
         test "the smoke study's pipelines: arms share the base's pretraining, the control its own; StateX and the control are larger" {
-            let s = StudyPresets.smoke.Study
+            // A base per seed (the gpu preset's way); the shared base is the next test's.
+            let s = { StudyPresets.smoke.Study with PretrainSeed = None; ControlSeeds = [ 0; 1 ] }
             let runs = Study.runs s
             Expect.equal (runs |> List.map (fun r -> r.Family, r.Arm, r.Seed) |> List.filter (fun (f, _, seed) -> f = "gla" && seed = 0))
                 [ "gla", "base", 0; "gla", "lpt", 0; "gla", "statex", 0; "gla", "control", 0 ] "base, LPT, StateX and the control per (family, seed)"
-            let pretrainKeys (r: StudyRun) = Pipeline.keys r.Pipeline |> List.filter (fun (st, _) -> match st with Pretrain _ -> true | _ -> false) |> List.map snd
             let byArm arm = runs |> List.find (fun r -> r.Family = "mamba2" && r.Seed = 1 && r.Arm = arm)
             Expect.equal (pretrainKeys (byArm "lpt")) (pretrainKeys (byArm "base")) "LPT starts from the base's pretraining"
             Expect.equal (pretrainKeys (byArm "statex")) (pretrainKeys (byArm "base")) "StateX starts from the base's pretraining"
@@ -30,6 +38,52 @@ let tests =
                 let control = Model.stateSize (Model.flatten { f.Base with Expansions = f.Control.Value })
                 Expect.isGreaterThan statex (Model.stateSize f.Base) (f.Name + ": StateX's state is larger than the base's")
                 Expect.isGreaterThan control statex (f.Name + ": the control expands every layer, StateX layer 0 (every 6th)")
+        }
+
+        test "one shared base: every seed post-trains the pretraining of the given seed; base and control are run once" {
+            let s = { StudyPresets.smoke.Study with PretrainSeed = Some 0; Seeds = [ 0; 1 ]; ControlSeeds = [ 0; 1 ] }
+            let runs = Study.runs s
+            Expect.equal (runs |> List.filter (fun r -> r.Family = "gla") |> List.map (fun r -> r.Arm, r.Seed))
+                [ "base", 0; "lpt", 0; "statex", 0; "control", 0; "lpt", 1; "statex", 1 ] "base and control carry the first seed only"
+            let at arm seed = runs |> List.find (fun r -> r.Family = "mamba2" && r.Arm = arm && r.Seed = seed)
+            Expect.equal (pretrainKeys (at "lpt" 1)) (pretrainKeys (at "base" 0)) "seed 1 post-trains seed 0's base"
+            Expect.equal (pretrainKeys (at "statex-all" 1)) (pretrainKeys (at "base" 0)) "so do its StateX arms"
+            Expect.notEqual (Pipeline.keys (at "lpt" 1).Pipeline) (Pipeline.keys (at "lpt" 0).Pipeline) "post-training differs by seed"
+            let pretrainSeed = { s with PretrainSeed = Some 1 } |> Study.runs |> List.find (fun r -> r.Family = "gla" && r.Arm = "lpt" && r.Seed = 0)
+            Expect.notEqual (pretrainKeys pretrainSeed) (pretrainKeys (runs |> List.find (fun r -> r.Family = "gla" && r.Arm = "lpt" && r.Seed = 0))) "the pretraining seed is the one given"
+            Expect.stringContains (StudySummary.table s []) "base: one pretraining per family (seed 0), which every seed post-trains" "the table says so"
+        }
+
+        test "the convergence check: LPT at k times the budget, refused below 2, and a verdict against one point" {
+            let s = { StudyPresets.smoke.Study with ConvergenceCheck = Some 2 } |> Study.families [ "gla" ]
+            let check = Study.runs s |> List.find (fun r -> r.Arm = "lpt-x2" && r.Seed = 0)
+            let postSteps (r: StudyRun) = Pipeline.keys r.Pipeline |> List.choose (fun (st, _) -> match st with PostTrain t -> Some t.Steps | _ -> None) |> List.last
+            Expect.equal (postSteps check) (2 * s.PostTrain.Steps) "twice the post-training steps"
+            Expect.equal (pretrainKeys check) (pretrainKeys (Study.runs s |> List.find (fun r -> r.Arm = "lpt" && r.Seed = 0))) "from LPT's base"
+            Expect.equal (StudySummary.arms s "gla" |> List.map fst) [ "base"; "lpt"; "lpt-x2"; "statex"; "control" ] "listed after LPT"
+            let e = Expect.throwsC (fun () -> Study.validate { s with ConvergenceCheck = Some 1 }) id
+            Expect.stringContains e.Message "study smoke: the convergence check's budget multiple must be at least 2 (got 1)" "refused by name"
+            let mqar arm seed pairs v = row "gla" arm seed "mqar" "accuracy" [ "pairs", box pairs ] v 64L
+            let rows moved = [ for seed in [ 0; 1 ] do
+                                 yield mqar "lpt" seed 16 0.40
+                                 yield mqar "lpt-x2" seed 16 (0.40 + moved) ]
+            let verdict moved = (StudySummary.convergence s (rows moved) "gla").Value
+            Expect.stringContains (verdict 0.005) "gla, LPT convergence: 2× the budget moves LPT by MQAR acc +0.5, MQAR ≥16 pairs +0.5 points (mean of 2 seeds): converged" "half a point: converged"
+            Expect.stringContains (verdict 0.04) "+4.0 points (mean of 2 seeds): NOT converged" "four points: not"
+            Expect.isNone (StudySummary.convergence { s with ConvergenceCheck = None } (rows 0.0) "gla") "no check, no verdict"
+        }
+
+        test "headlines: loss past the post-training length is token-weighted over the bins from it; markdown tables escape bars" {
+            let s = StudyPresets.smoke.Study |> Study.families [ "gla" ]
+            let t = StudySummary.trainLength s
+            let bin from upTo v n = row "gla" "lpt" 0 "loss_vs_position" "loss" [ "from", box from; "to", box upTo ] v n
+            let rows = [ bin (t / 2) t 9.0 100L; bin t (2 * t) 2.0 100L; bin (2 * t) (4 * t) 1.0 300L ]
+            let h = StudySummary.headlines t |> List.find (fun h -> h.Name = sprintf "loss past %d" t)
+            Expect.isFalse h.Higher "lower is better"
+            Expect.floatClose Accuracy.veryHigh (h.Of rows).Value ((2.0 * 100.0 + 1.0 * 300.0) / 400.0) "bins before the length left out, the rest weighted by tokens"
+            let md = StudySummary.markdown s [ row "gla" "lpt" 0 "heldout_loss" "loss" [] 1.5 10L ]
+            Expect.stringStarts md (sprintf "| gla | MQAR acc | MQAR ≥16 pairs | passkey ≤%d | passkey >%d | held-out loss | loss past %d | state | params |\n|" t t t) "header row"
+            Expect.stringContains md "| LPT | - | - | - | - | 1.500 | - | - | - |" "a row per arm, '-' where nothing was measured"
         }
 
         test "a smoke study runs, writes one results file Analysis reads, and a re-run trains and evaluates nothing" {
@@ -109,8 +163,9 @@ let tests =
             Expect.equal ((full.Families |> List.find (fun f -> f.Name = "mamba2")).Arms |> List.map (fun r -> r.Name))
                 [ for l in [ "first"; "last"; "all" ] do for i in [ "reinit"; "copy"; "preserve" ] -> sprintf "statex-%s-%s" l i ] "the full ablation's Mamba2 arms: layers × inits"
             let ds = StudyAblation.deltas a results
-            let headlines = (StudyAblation.headlines x1).Length
-            Expect.equal ds.Length (2 * 2 * headlines) "budgets × arms × headlines"
+            // The smoke evaluation has no loss by position: that headline has no rows, hence no deltas.
+            let headlines = StudyAblation.headlines x1 |> List.filter (fun h -> not (h.Name.StartsWith "loss past")) |> List.length
+            Expect.equal ds.Length (2 * 2 * headlines) "budgets × arms × measured headlines"
             for d in ds do
                 Expect.equal d.Seeds 2 (sprintf "%s %s ×%d: paired over both seeds" d.Family d.Arm d.Budget)
                 Expect.isTrue (d.Min <= d.Mean && d.Mean <= d.Max) "mean within [min, max]"
@@ -145,6 +200,15 @@ let tests =
             Expect.equal p.PasskeyLength None "no passkey rows"
             let none = StudyCapacity.points c [ result 1 0.5 ] |> List.exactlyOne
             Expect.equal none.Pairs None "nothing retrieved"
+        }
+
+        test "statex demo --preset capacity-smoke with --seeds and two workers: every worker runs the seeds given" {
+            let out = Path.Combine(Fixtures.tempDir (), "capacity-cli")
+            let r = Cli.runWith [ "OMP_NUM_THREADS", "1" ] 300 [ "demo"; "--preset"; "capacity-smoke"; "--seeds"; "3,4"; "--workers"; "2"; "--out"; out ]
+            Expect.equal r.ExitCode 0 (sprintf "exit code (stderr: %s)" r.Stderr)
+            Expect.stringContains r.Stdout "seed 3: MQAR pairs" "seed 3 reported"
+            Expect.stringContains r.Stdout "seed 4: MQAR pairs" "seed 4 reported"
+            Expect.isFalse (r.Stdout.Contains "seed 0:") "not the preset's own seed"
         }
 
         test "a capacity study runs: one model per (family, scale), its state as described, a section with the fitted trend" {

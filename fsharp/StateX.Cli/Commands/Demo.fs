@@ -145,13 +145,14 @@ let private description (preset: StudyPreset) =
     sprintf "Preset %s, device %s. Each family: %s, then post-training arms on the same data, tokens, schedule and seed: <b>LPT</b> trains the base model as is; <b>StateX</b> arms first enlarge the recurrent state of some layers (%s, initialised as the official code does), then train. A <b>control</b> (where present) is the StateX rewrite on every layer, pretrained from scratch exactly as the base: if it recalls more than the base at many pairs, the base's recall is limited by its state, which is what StateX addresses."
         preset.Name preset.Device source (Net.WebUtility.HtmlEncode(String.Join("; ", arms)))
 
-/// Runs (or resumes) a preset's study in `out`, writes summary.txt and report.html; returns the summary and the report's path.
+/// Runs (or resumes) a preset's study in `out`, writes summary.txt, summary.md (Markdown tables) and report.html; returns the summary and the report's path.
 let execute (preset: StudyPreset) (out: string) (log: string -> unit) =
     NativeRuntime.EnsureInitialized()
     let settings = settingsFor preset.Device log
     let rows = Study.run settings out preset.Study
     let summary = StudySummary.table preset.Study rows + "\n" + String.Join("\n", StudySummary.verdicts preset.Study rows) + "\n"
     IO.AtomicFile.WriteAllText(Path.Combine(out, "summary.txt"), summary)
+    IO.AtomicFile.WriteAllText(Path.Combine(out, "summary.md"), StudySummary.markdown preset.Study rows + String.Join("\n", StudySummary.verdicts preset.Study rows |> List.map (fun v -> "- " + v)) + "\n")
     let report = StudyReport.write preset.Study out rows (description preset) []
     summary, report
 
@@ -237,7 +238,9 @@ let private runSweepPreset (args: ParseResults<DemoArgs>) (name: string) (out: s
             NativeRuntime.EnsureInitialized()
             let clock = Diagnostics.Stopwatch.StartNew()
             Directory.CreateDirectory out |> ignore
-            if workers > 1 then runWorkers name device workers out started [| for k in keys -> k, [ "--worker"; "job:" + k ] |]
+            // Workers build the preset again from their arguments: the seeds given here must reach them too.
+            let seeds = match args.TryGetResult Seeds with Some t -> [ "--seeds"; t ] | None -> []
+            if workers > 1 then runWorkers name device workers out started [| for k in keys -> k, seeds @ [ "--worker"; "job:" + k ] |]
             let log = linePrinter started ""
             let text = finish (fun l -> if not (l.Contains "done earlier, skipped" || l.StartsWith "pipeline ") then log l)
             printfn "%s\nelapsed %s" text (clock.Elapsed.ToString @"m\:ss")
@@ -296,7 +299,7 @@ let run (args: ParseResults<DemoArgs>) =
         printfn ""
         printf "%s" summary
         printfn ""
-        printfn "study folder  %s (results.csv, results.jsonl, summary.txt)" (Path.GetFullPath out)
+        printfn "study folder  %s (results.csv, results.jsonl, summary.txt, summary.md)" (Path.GetFullPath out)
         printfn "report        %s  (open it in a browser; it works offline)" (Path.GetFullPath report)
         printfn "elapsed       %s" (clock.Elapsed.ToString @"m\:ss")
         0
