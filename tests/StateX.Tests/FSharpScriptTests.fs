@@ -1,5 +1,5 @@
-/// The scripts, the notebooks and `statex sweep`, run as a user runs them (child processes) at tiny sizes, against
-/// the assemblies under test.
+/// The scripts and `statex sweep`, run as a user runs them (child processes) at tiny sizes, against the assemblies
+/// under test. The notebooks run in the .NET Interactive kernel: NotebookTests.
 module StateX.Tests.FSharpScriptTests
 
 open System
@@ -12,14 +12,17 @@ open StateX
 let private repo = FSharpModelTests.repoRoot
 
 /// A copy of scripts/ and notebooks/ whose prelude and build check point at `buildDir` (default: these tests'
-/// own binaries, which hold every library the prelude references).
-let private workspace (buildDir: string) =
+/// own binaries, which hold every library the prelude references), with the tool manifest (the notebook kernel's
+/// `dotnet interactive` is a local tool, resolved from the folder it starts in).
+let workspace (buildDir: string) =
     let root = Fixtures.tempDir ()
     for folder, pattern in [ "scripts", "*.fsx"; "notebooks", "*.ipynb" ] do
         Directory.CreateDirectory(Path.Combine(root, folder)) |> ignore
         for f in Directory.GetFiles(Path.Combine(repo, folder), pattern) do
             let text = File.ReadAllText(f).Replace("../.build/cli", buildDir.TrimEnd('/'))
             File.WriteAllText(Path.Combine(root, folder, Path.GetFileName f), text)
+    Directory.CreateDirectory(Path.Combine(root, ".config")) |> ignore
+    File.Copy(Path.Combine(repo, ".config", "dotnet-tools.json"), Path.Combine(root, ".config", "dotnet-tools.json"))
     root
 
 type private Outcome = { Code: int; Out: string; Err: string }
@@ -44,19 +47,35 @@ let private fsi (env: (string * string) list) (timeoutSeconds: int) (script: str
 let private expectSuccess (what: string) (o: Outcome) =
     if o.Code <> 0 then failtestf "%s exited with %d\n--- stdout ---\n%s\n--- stderr ---\n%s" what o.Code o.Out o.Err
 
-/// The F# cells of a notebook as one script: magic lines and `#r "nuget: ..."` dropped, cells separated by `;;`
-/// so each is compiled after the one before it ran (as a notebook does).
-let notebookScript (path: string) =
-    let nb = JsonNode.Parse(File.ReadAllText path)
-    [ for cell in nb.["cells"].AsArray() do
-        if cell.["cell_type"].GetValue<string>() = "code" then
-            let source = cell.["source"].AsArray() |> Seq.map (fun l -> l.GetValue<string>()) |> String.concat ""
-            yield source.Split '\n' |> Array.filter (fun l -> not (l.StartsWith "#!") && not (l.StartsWith "#r \"nuget:")) |> String.concat "\n" ]
-    |> String.concat "\n;;\n"
-
-let private selfContained (file: string) =
+let selfContained (file: string) =
     Expect.isTrue (File.Exists file) (file + " written")
     Expect.stringContains (File.ReadAllText file) "For license information please see plotly.min.js.LICENSE.txt" (file + ": plotly.js embedded")
+
+/// `statex demo --preset smoke`, run once for every test that compares its rows (the script here, the notebook in
+/// NotebookTests): the folder it wrote.
+let cliSmokeStudy =
+    lazy
+        (let out = Path.Combine(Fixtures.tempDir (), "out-cli")
+         let r = Cli.runWith [ "OMP_NUM_THREADS", "1" ] 300 [ "demo"; "--preset"; "smoke"; "--out"; out ]
+         Expect.equal r.ExitCode 0 (sprintf "demo exit 0; stderr: %s" r.Stderr)
+         Expect.stringContains r.Stderr "2 at a time in worker processes" "the CLI runs its jobs in two worker processes"
+         out)
+
+/// The study rows in `folder` are the CLI's smoke study's: the same rows in the same order, values up to round-off.
+let expectCliSmokeRows (name: string) (folder: string) =
+    let key (r: StudyRow) = r.Family, r.Arm, r.Seed, r.Task, ValueJson.toText (r.Result.Setting |> Seq.map (fun kv -> kv.Key, string kv.Value) |> List.ofSeq), r.Metric, r.Result.N
+    let reference = Study.readRows cliSmokeStudy.Value
+    Expect.isGreaterThan reference.Length 50 "the smoke study's rows"
+    let rows = Study.readRows folder
+    Expect.equal (rows |> List.map key) (reference |> List.map key) (name + ": the same rows in the same order")
+    // Values up to round-off: the CLI's workers run libtorch on one thread each like these scripts, but in
+    // other processes; float sums may still split differently. Accuracies: at most two of N answers
+    // flipped; losses: 2%.
+    for a, b in List.zip reference rows do
+        if a.Task = "model" then Expect.equal b.Value a.Value (sprintf "%s %A: exact" name (key a))
+        else
+            let tol = if a.Metric = "accuracy" then 2.0 / float a.Result.N else 0.02 * max 1.0 (abs a.Value)
+            Expect.isLessThanOrEqual (abs (b.Value - a.Value)) tol (sprintf "%s %A: %g vs %g" name (key a) b.Value a.Value)
 
 [<Tests>]
 let tests =
@@ -91,45 +110,12 @@ let tests =
             Expect.equal (List.ofSeq (Analysis.readCsv (Path.Combine(out2, "passkey.csv"))).ColumnKeys) [ "length"; "0"; "1" ] "a column per depth"
         }
 
-        test "the quickstart notebook's F# cells run through dotnet fsi at tiny sizes" {
+        test "statex demo --preset smoke and scripts/statex-vs-lpt.fsx give the same result rows" {
             let ws = workspace AppContext.BaseDirectory
-            let script = Path.Combine(ws, "notebooks", "quickstart.fsx")
-            File.WriteAllText(script, notebookScript (Path.Combine(ws, "notebooks", "quickstart.ipynb")))
-            let out = Path.Combine(ws, "out-quickstart")
-            let o = fsi [ "STATEX_STEPS", "2"; "STATEX_DEVICE", "cpu"; "STATEX_OUT", out ] 300 script []
-            expectSuccess "quickstart.ipynb" o
-            for c in [ "mqar.html"; "post-training.html" ] do selfContained (Path.Combine(out, c))
-        }
-
-        test "statex demo --preset smoke, scripts/statex-vs-lpt.fsx and the statex-vs-lpt notebook give the same result rows" {
-            let ws = workspace AppContext.BaseDirectory
-            let cli = Path.Combine(ws, "out-cli")
-            let r = Cli.runWith [ "OMP_NUM_THREADS", "1" ] 300 [ "demo"; "--preset"; "smoke"; "--out"; cli ]
-            Expect.equal r.ExitCode 0 (sprintf "demo exit 0; stderr: %s" r.Stderr)
-            Expect.stringContains r.Stderr "2 at a time in worker processes" "the CLI runs its jobs in two worker processes"
             let outScript = Path.Combine(ws, "out-script")
             let sc = fsi [] 300 (Path.Combine(ws, "scripts", "statex-vs-lpt.fsx")) [ "preset=smoke"; "device=cpu"; "out=" + outScript ]
             expectSuccess "statex-vs-lpt.fsx" sc
-            let nbScript = Path.Combine(ws, "notebooks", "statex-vs-lpt.fsx")
-            File.WriteAllText(nbScript, notebookScript (Path.Combine(ws, "notebooks", "statex-vs-lpt.ipynb")))
-            let outNb = Path.Combine(ws, "out-notebook")
-            let nb = fsi [ "STATEX_DEVICE", "cpu"; "STATEX_OUT", outNb ] 300 nbScript []
-            expectSuccess "statex-vs-lpt.ipynb" nb
-            for c in [ "mqar-side-by-side.html"; "recall-vs-state-size.html"; "passkey-statex.html"; "post-training.html" ] do selfContained (Path.Combine(outNb, c))
-            let key (r: StudyRow) = r.Family, r.Arm, r.Seed, r.Task, ValueJson.toText (r.Result.Setting |> Seq.map (fun kv -> kv.Key, string kv.Value) |> List.ofSeq), r.Metric, r.Result.N
-            let reference = Study.readRows cli
-            Expect.isGreaterThan reference.Length 50 "the smoke study's rows"
-            for name, folder in [ "the script", outScript; "the notebook", outNb ] do
-                let rows = Study.readRows folder
-                Expect.equal (rows |> List.map key) (reference |> List.map key) (name + ": the same rows in the same order")
-                // Values up to round-off: the CLI's workers run libtorch on one thread each like these scripts, but in
-                // other processes; float sums may still split differently. Accuracies: at most two of N answers
-                // flipped; losses: 2%.
-                for a, b in List.zip reference rows do
-                    if a.Task = "model" then Expect.equal b.Value a.Value (sprintf "%s %A: exact" name (key a))
-                    else
-                        let tol = if a.Metric = "accuracy" then 2.0 / float a.Result.N else 0.02 * max 1.0 (abs a.Value)
-                        Expect.isLessThanOrEqual (abs (b.Value - a.Value)) tol (sprintf "%s %A: %g vs %g" name (key a) b.Value a.Value)
+            expectCliSmokeRows "the script" outScript
         }
 
         test "without a build, a script stops with the command that makes it" {
