@@ -48,12 +48,13 @@ let private ids seed b t vocab =
     torch.manual_seed seed |> ignore
     torch.randint(int64 vocab, [| b; t |], dtype = torch.ScalarType.Int64)
 
-/// Holds a fixture to fla's logits (its exact recurrent kernel in float32, TF32 off); prints both forms' distance.
+/// Holds a fixture to fla's logits (its exact recurrent kernel in float32, TF32 off) at 2e-5, the project's parity bar
+/// (measured ≤ 3.8e-6); prints both forms' distance.
 let private parity name =
     let lm = Checkpoint.Load(Fixtures.dir name, torch.CPU, f32, ignore)
     let x, expected = Fixtures.io name
     use _ = torch.no_grad ()
-    let d mode = TensorAssert.close 1e-4 (sprintf "%s %O logits vs fla" name mode) (lm.Forward(x, mode = mode).Logits) expected
+    let d mode = TensorAssert.close 2e-5 (sprintf "%s %O logits vs fla" name mode) (lm.Forward(x, mode = mode).Logits) expected
     let chunked = d ForwardMode.Chunked
     let recurrent = d ForwardMode.Recurrent
     printfn "parity %s: max abs logit diff chunked %.3g, recurrent %.3g" name chunked recurrent
