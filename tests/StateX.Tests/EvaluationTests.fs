@@ -196,7 +196,7 @@ let tests =
                 Expect.isTrue (d.TryNext(&c)) "a document"
                 Expect.stringContains (byteTok.Decode(Array.ofSeq c.Tokens, skipSpecialTokens = true)) "key 99999." "digits= overrides the template's"
                 let opened spec = fun () -> DataSpec.Parse(spec).Build().Open(SourceContext(ByteTokenizer(), 3UL), null) :> obj
-                throwsWith (opened "synth:passkey:len=56:template=huge") [ "synth:passkey"; "unknown passkey template 'huge'"; "default, short or tiny" ]
+                throwsWith (opened "synth:passkey:len=56:template=huge") [ "synth:passkey"; "unknown passkey template 'huge'"; "default, short, tiny or stuffed-mamba" ]
                 throwsWith (opened "synth:passkey:len=56:loss=queries") [ "synth:passkey"; "loss=queries"; "all or answer" ]
                 throwsWith (opened "synth:passkey:len=56:digits=") [ "synth:passkey"; "digits= is empty" ]
             }
