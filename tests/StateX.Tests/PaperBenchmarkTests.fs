@@ -32,7 +32,7 @@ let private protocolDoc =
         else
             let p = Path.Combine(d.FullName, "shared", "docs", "statex-official.md")
             if File.Exists p then Some p else up d.Parent
-    up (DirectoryInfo Fixtures.root)
+    up (DirectoryInfo AppContext.BaseDirectory)
 
 let private ruler = RulerNiahTask.Named
 
