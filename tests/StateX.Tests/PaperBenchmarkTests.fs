@@ -13,11 +13,16 @@ open StateX.Evaluation.Tasks
 let private byteTok = ByteTokenizer() :> ITokenizer
 
 let private throwsContaining (f: unit -> 'a) (parts: string list) =
-    try
-        f () |> ignore
-        failtest "expected an ArgumentException"
-    with :? ArgumentException as e ->
-        for p in parts do Expect.stringContains e.Message p "the message names the problem"
+    let message =
+        try
+            f () |> ignore
+            None
+        with
+        | :? ArgumentException as e -> Some e.Message
+        | :? DataException as e -> Some e.Message
+    match message with
+    | None -> failtest "expected an ArgumentException or DataException"
+    | Some m -> for p in parts do Expect.stringContains m p "the message names the problem"
 
 // Stuffed Mamba's passkey pieces as ../shared/docs/statex-official.md §7 states them (with "\n" for newlines).
 let private smIntro = "There is an important info hidden inside a lot of irrelevant text. Find it and memorize it.\n\n"
@@ -166,6 +171,27 @@ let tests =
             }
         ]
     
+        testList "lm-evaluation-harness multiple choice" [
+            test "ARC in allenai/ai2_arc's schema: \"Question: … Answer:\", gold by answerKey" {
+                let items = MultipleChoice.ReadFile(Fixtures.example "arc_easy.jsonl")
+                Expect.equal items.[0].Prompt "Question: Which tool is best for measuring the mass of a small rock?\nAnswer:" "the harness's doc_to_text"
+                Expect.equal (List.ofSeq items.[0].Choices) [ " a ruler"; " a balance"; " a thermometer"; " a magnet" ] "choices after the delimiter"
+                Expect.equal (items.[0].Gold, items.[1].Gold) (1, 2) "answerKey B of A-D, 3 of 1-3"
+            }
+            test "HellaSwag in Rowan/hellaswag's schema: the harness's preprocessing" {
+                let items = MultipleChoice.ReadFile(Fixtures.example "hellaswag.jsonl")
+                Expect.equal items.[0].Prompt "Making tea: A woman fills a kettle with water. She" "activity label, ctx_a, capitalised ctx_b"
+                Expect.equal items.[0].Choices.[0] " puts the kettle on the stove." "an ending"
+                Expect.equal items.[0].Gold 0 "label \"0\" (a string in the Hugging Face files)"
+                Expect.equal items.[1].Prompt "Home and Garden: How to water a plant. Check the soil. Then" "[title] → '. ', [header] dropped, double spaces folded"
+                // Stripped before the brackets go, as the harness does: the space after "[step]" stays.
+                Expect.equal (List.ofSeq items.[1].Choices) [ "  burn the soil to keep it dry."; "  pour water slowly at the base of the plant until the soil is moist."; " sell the plant at a market."; "  the plant sings." ] "endings"
+                Expect.equal (MultipleChoice.HellaSwagPreprocess "  A [x]b  [title] c ") "A b . c" "preprocess on a hand-made case"
+                let bad = Path.Combine(Fixtures.tempDir (), "bad.jsonl")
+                File.WriteAllText(bad, """{"question": "q", "choices": {"text": ["a", "b"], "label": ["A", "B"]}, "answerKey": "E"}""")
+                throwsContaining (fun () -> MultipleChoice.ReadFile bad) [ bad + ":1"; "answerKey"; "'E'" ]
+            }
+        ]
         testList "cli" [
             test "eval --task ruler: a row per task and length, RULER's metric" {
                 let out = Path.Combine(Fixtures.tempDir (), "ruler.csv")
@@ -187,6 +213,7 @@ let tests =
                 let data = Fixtures.tempDir ()
                 File.Copy(Fixtures.example "recall_qa.jsonl", Path.Combine(data, "squad.jsonl"))
                 File.Copy(Fixtures.example "multiple_choice.jsonl", Path.Combine(data, "piqa.jsonl"))
+                File.Copy(Fixtures.example "arc_easy.jsonl", Path.Combine(data, "arc_easy.jsonl"))
                 let out = Path.Combine(Fixtures.tempDir (), "paper.jsonl")
                 let r = cli [ "eval"; "--suite"; "paper"; "--model"; Fixtures.dir "gla-tiny"; "--device"; "cpu"; "--no-progress"; "--data-dir"; data
                               "--lengths"; "1k"; "--trials"; "2"; "--max-new"; "4"; "--limit"; "2"; "--out"; out ]
@@ -197,10 +224,10 @@ let tests =
                 let passkeyDepths = rs |> Array.filter (fun e -> e.GetProperty("task").GetString() = "passkey") |> Array.map (fun e -> e.GetProperty("setting").GetProperty("depth").GetDouble()) |> Array.distinct
                 Expect.equal passkeyDepths [| 0.25; 0.75 |] "Stuffed Mamba's depths for 2 samples"
                 let files = rs |> Array.choose (fun e -> match e.GetProperty("setting").TryGetProperty "file" with | true, f -> Some(f.GetString()) | _ -> None) |> Array.distinct
-                Expect.equal files [| "squad.jsonl"; "piqa.jsonl" |] "the datasets present"
+                Expect.equal files [| "squad.jsonl"; "piqa.jsonl"; "arc_easy.jsonl" |] "the datasets present (ARC in its published schema)"
                 let missing = r.Stdout.Split('\n') |> Array.filter (fun l -> l.StartsWith "missing dataset: ")
-                Expect.equal missing.Length 10 "12 datasets, 2 present: 10 listed"
-                for name in [ "swde.jsonl"; "fda.jsonl"; "triviaqa.jsonl"; "nq.jsonl"; "drop.jsonl"; "hellaswag.jsonl"; "winogrande.jsonl"; "arc_easy.jsonl"; "arc_challenge.jsonl"; "icl.jsonl" ] do
+                Expect.equal missing.Length 9 "12 datasets, 3 present: 9 listed"
+                for name in [ "swde.jsonl"; "fda.jsonl"; "triviaqa.jsonl"; "nq.jsonl"; "drop.jsonl"; "hellaswag.jsonl"; "winogrande.jsonl"; "arc_challenge.jsonl"; "icl.jsonl" ] do
                     Expect.isTrue (missing |> Array.exists (fun l -> l.StartsWith("missing dataset: " + Path.Combine(data, name) + " ("))) (sprintf "%s listed with its path" name)
                 Expect.isFalse (missing |> Array.exists (fun l -> l.Contains "squad.jsonl" || l.Contains "piqa.jsonl")) "present ones not listed"
                 Expect.stringContains r.Stdout "synth:text" "the essay substitution stated"

@@ -119,13 +119,17 @@ let private list (option: string) (parse: string -> 'a) (text: string) =
 /// The options of `--suite paper`.
 let private suiteOptions = [ "--data-dir"; "--lengths"; "--trials"; "--max-new"; "--limit" ]
 
-/// The datasets `--suite paper` reads from --data-dir: file name, what it is, and the task over a path. Until
-/// readers of the published schemas land (issue #22), the files are in StateX's formats (data/README.md).
+/// The datasets `--suite paper` reads from --data-dir: file name, what it is, and the task over a path. ARC and
+/// HellaSwag are read in their published schemas too; the others, until their readers land (issue #22), in
+/// StateX's formats (data/README.md).
 let private paperFiles (limit: int option) (maxNew: int option) : (string * string * (string -> EvalTask)) list =
     let qa name = name + ".jsonl", "recall QA, JSON Lines of {\"prompt\", \"answer\"}", (fun f -> EvalTask.RecallQa(f, defaultArg maxNew 48, limit))
-    let mc name = name + ".jsonl", "multiple choice, JSON Lines of {\"context\", \"choices\", \"gold\"}", (fun f -> EvalTask.MultipleChoice(f, limit))
+    let mc name schema =
+        let what = "multiple choice, JSON Lines of {\"context\", \"choices\", \"gold\"}" + (if schema = "" then "" else sprintf " or in %s" schema)
+        name + ".jsonl", what, (fun f -> EvalTask.MultipleChoice(f, limit))
     [ qa "swde"; qa "fda"; qa "squad"; qa "triviaqa"; qa "nq"; qa "drop"
-      mc "piqa"; mc "hellaswag"; mc "winogrande"; mc "arc_easy"; mc "arc_challenge"
+      mc "piqa" ""; mc "hellaswag" "Rowan/hellaswag's schema (the harness's preprocessing)"; mc "winogrande" ""
+      mc "arc_easy" "allenai/ai2_arc's schema (Question: … Answer:)"; mc "arc_challenge" "allenai/ai2_arc's schema (Question: … Answer:)"
       "icl.jsonl", "few-shot classification, JSON Lines of {\"input\", \"label\"}, shots 0/1/2/4/8/16", (fun f -> EvalTask.FewShotFile(f, [ 0; 1; 2; 4; 8; 16 ], limit)) ]
 
 /// The essay haystack's file in --data-dir (optional: generated English-like text otherwise).
