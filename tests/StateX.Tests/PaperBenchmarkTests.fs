@@ -209,6 +209,18 @@ let tests =
                 Expect.notEqual bad.ExitCode 0 "unknown RULER task fails"
                 Expect.stringContains bad.Stderr "--niah" "names the option"
             }
+            test "eval --task passkey --template stuffed-mamba: depths spread:10 by default, spread:N" {
+                let depthsOf (extra: string list) =
+                    let out = Path.Combine(Fixtures.tempDir (), "passkey.csv")
+                    let r = cli ([ "eval"; "--model"; Fixtures.dir "mamba2-tiny"; "--device"; "cpu"; "--no-progress"; "--task"; "passkey"; "--template"; "stuffed-mamba"
+                                   "--lengths"; "400"; "--trials"; "1"; "--out"; out ] @ extra)
+                    Expect.equal r.ExitCode 0 r.Stderr
+                    csvRows out |> List.filter (fun c -> c "metric" = "accuracy") |> List.map (fun c -> float (c "depth"))
+                Expect.equal (depthsOf []) [ for i in 0 .. 9 -> (float i + 0.5) / 10.0 ] "(i+0.5)/10"
+                Expect.equal (depthsOf [ "--depths"; "spread:4" ]) [ 0.125; 0.375; 0.625; 0.875 ] "spread:4"
+                let bad = cli [ "eval"; "--model"; Fixtures.dir "mamba2-tiny"; "--task"; "passkey"; "--depths"; "spread:0" ]
+                Expect.stringContains bad.Stderr "--depths" "spread:0 refused, naming the option"
+            }
             test "eval --suite paper: generated tasks, the datasets found, the missing ones listed, one results file" {
                 let data = Fixtures.tempDir ()
                 File.Copy(Fixtures.example "recall_qa.jsonl", Path.Combine(data, "squad.jsonl"))
