@@ -139,6 +139,10 @@ let tests =
                     Expect.notEqual (build 2UL 0L).Text e.Text (sprintf "%s: another seed, another sample" t.Name)
                     // One more unit of haystack: a noise sentence, a needle sentence or an essay word (with the sentence split's space).
                     expectFits e 2048 32 (if t.Haystack = RulerHaystack.Essay then 40 else 130) t.Name
+                    // Sized from another sample's haystack (as Evaluate does), even one too large: shrunk until it fits.
+                    for hint in [ e.HaystackUnits; 2 * e.HaystackUnits ] do
+                        let h = RulerNiah.Build(byteTok, t, 2048, 1UL, 1L, essay, 32, haystackUnits = hint)
+                        expectFits h 2048 32 (if t.Haystack = RulerHaystack.Essay then 80 else 200) (sprintf "%s from a hint of %d units" t.Name hint)
                     Expect.equal e.Outputs.Length (t.Queries * t.Values) (sprintf "%s: answers" t.Name)
                     Expect.equal e.Depths.Length (t.Keys * t.Values) (sprintf "%s: needles" t.Name)
                     for o in e.Outputs do

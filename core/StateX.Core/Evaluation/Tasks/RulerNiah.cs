@@ -200,9 +200,11 @@ public static class RulerNiah
     /// <summary>
     /// Sample <paramref name="index"/> of a task at <paramref name="length"/> tokens: the largest haystack whose prompt
     /// plus <paramref name="maxNewTokens"/> fits in the length. <paramref name="essay"/>: words of the essay haystack.
+    /// <paramref name="haystackUnits"/>: start from this size (another sample's) and shrink it until the prompt fits,
+    /// as RULER sizes the haystack once per task and length: one or a few tokenisations instead of a search.
     /// </summary>
     public static RulerNiahExample Build(ITokenizer tok, RulerNiahTask task, int length, ulong seed, long index, string[]? essay = null,
-        int maxNewTokens = RulerMaxNewTokens, double? depth = null)
+        int maxNewTokens = RulerMaxNewTokens, double? depth = null, int? haystackUnits = null)
     {
         if (depth is double d && !(d >= 0 && d <= 1)) throw new ArgumentException($"{task.Name}: depth must be in [0, 1] (got {d})");
         ulong sampleSeed = Rng.Derive(seed, index, length, StableHash(task.Name));
@@ -212,9 +214,18 @@ public static class RulerNiah
         if (Tokens(minUnits) > budget)
             throw new ArgumentException($"{task.Name}: length {length} leaves no room for a haystack after the prompt and {maxNewTokens} generated tokens");
         // Grow geometrically, then bisect: the token count is monotone in the units up to the needles' random placement.
-        int lo = minUnits, hi = Math.Max(minUnits + 1, 2 * minUnits);
-        while (Tokens(hi) <= budget) { lo = hi; hi *= 2; }
-        while (hi - lo > 1) { int mid = lo + (hi - lo) / 2; if (Tokens(mid) <= budget) lo = mid; else hi = mid; }
+        int lo = minUnits;
+        if (haystackUnits is int hint && hint >= minUnits)
+        {
+            lo = hint;
+            while (lo > minUnits && Tokens(lo) > budget) lo = Math.Max(minUnits, lo - Math.Max(1, lo / 100));
+        }
+        else
+        {
+            int hi = Math.Max(minUnits + 1, 2 * minUnits);
+            while (Tokens(hi) <= budget) { lo = hi; hi *= 2; }
+            while (hi - lo > 1) { int mid = lo + (hi - lo) / 2; if (Tokens(mid) <= budget) lo = mid; else hi = mid; }
+        }
         var (text, outputs, depths) = Compose(task, lo, essay, depth, sampleSeed);
         return new RulerNiahExample(text, tok.Encode(text, addSpecialTokens: true), outputs, depths, lo);
     }
@@ -245,7 +256,8 @@ public static class RulerNiah
             foreach (var len in lengths)
             {
                 var words = task.Haystack == RulerHaystack.Essay ? essay ?? SynthWords(len, seed) : null;
-                var ex = Enumerable.Range(0, samples).Select(i => Build(tok, task, len, seed, i, words, maxNewTokens)).ToArray();
+                var first = Build(tok, task, len, seed, 0, words, maxNewTokens);
+                var ex = Enumerable.Range(0, samples).Select(i => i == 0 ? first : Build(tok, task, len, seed, i, words, maxNewTokens, haystackUnits: first.HaystackUnits)).ToArray();
                 var gen = new GenerationOptions(maxNewTokens, VocabLimit: Math.Min(tok.VocabSize, model.VocabSize),
                     StopTokens: tok.EosId is int eos ? [eos] : null);
                 var outs = Generation.Generate(model, ex.Select(e => e.Prompt).ToArray(), gen, o, task.Name);
