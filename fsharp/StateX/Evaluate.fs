@@ -19,6 +19,10 @@ type EvalTask =
     | Passkey of lengths: int list * depths: float list * trials: int * template: string
     /// Needle in a haystack: lengths, needles per haystack, needles asked about (the rest distract), trials per length.
     | Haystack of lengths: int list * needles: int * queries: int * trials: int
+    /// RULER's NIAH tasks by name (niah_single_1 … niah_multiquery; RulerNiahTask.All), lengths, samples per
+    /// task × length, the essay haystack (None: generated English-like text, synth:text; Some file: its text) and
+    /// tokens generated per sample (RULER: 128).
+    | RulerNiah of tasks: string list * lengths: int list * samples: int * essay: string option * maxNewTokens: int
     /// Synthetic in-context classification: shot counts, classes, trials per count.
     | FewShot of shots: int list * classes: int * trials: int
     /// Few-shot classification from a JSONL file (data/README.md): shot counts, at most `limit` items.
@@ -103,6 +107,15 @@ module EvalSpec =
                 yield! Passkey.Evaluate(lm, tok, Array.ofList lengths, Array.ofList depths, trials, seed, o, PasskeyTemplate.Named template)
             | Haystack(lengths, needles, queries, trials) ->
                 yield! Haystack.Evaluate(lm, tok, [| for l in lengths -> HaystackConfig(l, needles, queries) |], trials, seed, o)
+            | RulerNiah(names, lengths, samples, essay, maxNew) ->
+                let words, haystack =
+                    match essay with
+                    | Some file when file <> "synth:text" ->
+                        if not (IO.File.Exists file) then invalidArg "essay" (sprintf "RULER essay haystack '%s' not found" file)
+                        RulerNiah.EssayWords(IO.File.ReadAllText file), IO.Path.GetFileName file
+                    | _ -> null, "synth:text"
+                let tasks = [| for n in names -> RulerNiahTask.Named n |]
+                yield! RulerNiah.Evaluate(lm, tok, tasks, Array.ofList lengths, samples, seed, o, words, haystack, maxNew)
             | FewShot(shots, classes, trials) -> yield! InContextLearning.EvaluateSynthetic(lm, tok, Array.ofList shots, classes, trials, seed, o)
             | FewShotFile(file, shots, limit) -> yield! InContextLearning.EvaluateFile(lm, tok, file, Array.ofList shots, Option.toNullable limit, seed, o)
             | LossVsPosition(data, count, length) ->

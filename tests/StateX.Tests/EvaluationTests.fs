@@ -196,7 +196,7 @@ let tests =
                 Expect.isTrue (d.TryNext(&c)) "a document"
                 Expect.stringContains (byteTok.Decode(Array.ofSeq c.Tokens, skipSpecialTokens = true)) "key 99999." "digits= overrides the template's"
                 let opened spec = fun () -> DataSpec.Parse(spec).Build().Open(SourceContext(ByteTokenizer(), 3UL), null) :> obj
-                throwsWith (opened "synth:passkey:len=56:template=huge") [ "synth:passkey"; "unknown passkey template 'huge'"; "default, short or tiny" ]
+                throwsWith (opened "synth:passkey:len=56:template=huge") [ "synth:passkey"; "unknown passkey template 'huge'"; "default, short, tiny or stuffed-mamba" ]
                 throwsWith (opened "synth:passkey:len=56:loss=queries") [ "synth:passkey"; "loss=queries"; "all or answer" ]
                 throwsWith (opened "synth:passkey:len=56:digits=") [ "synth:passkey"; "digits= is empty" ]
             }
@@ -325,6 +325,24 @@ let tests =
                 for x in acc do Expect.equal x.Value 1.0 "oracle"
                 let k = Passkey.Evaluate(constant 259 (int '7'), byteTok, [| 500 |], [| 0.5 |], 4, 0UL, opts 128)
                 Expect.equal (value k "accuracy") 0.0 "constant: chance of guessing a 5-digit key ≈ 0"
+            }
+            test "RULER NIAH: an oracle that answers scores 1, one that names half the values 0.5, a constant 0" {
+                let essay = RulerNiah.SynthWords(1024, 0UL)
+                let tasks = [| RulerNiahTask.Named "niah_single_1"; RulerNiahTask.Named "niah_multivalue" |]
+                // The oracle's continuation of each prompt: the values separated by ", " (or only the first half).
+                let oracle (half: bool) =
+                    lookupOracle 259
+                        [ for t in tasks do
+                            for i in 0L .. 1L do
+                                let e = RulerNiah.Build(byteTok, t, 1024, 0UL, i, essay, 48)
+                                let values = if half && e.Outputs.Length > 1 then e.Outputs.[.. e.Outputs.Length / 2 - 1] else e.Outputs
+                                let answer = byteTok.Encode(" " + String.Join(", ", values) + ".")
+                                yield Array.append e.Prompt answer, seq { e.Prompt.Length - 1 .. e.Prompt.Length + answer.Length - 2 } ]
+                let score m = RulerNiah.Evaluate(m, byteTok, tasks, [| 1024 |], 2, 0UL, opts 256, essay, "synth:text", 48) |> List.ofSeq
+                let r = score (oracle false)
+                Expect.equal [ for x in r -> x.Task, x.Metric, x.Value, x.N ] [ "niah_single_1", "string_match_all", 1.0, 2L; "niah_multivalue", "string_match_all", 1.0, 2L ] "the oracle finds every value"
+                Expect.equal [ for x in score (oracle true) -> x.Value ] [ 1.0; 0.5 ] "2 of 4 values: 0.5"
+                Expect.equal [ for x in score (constant 259 (int '7')) -> x.Value ] [ 0.0; 0.0 ] "a constant finds none"
             }
             test "needle in a haystack" {
                 let cs = [| HaystackConfig(800, 4, 2); HaystackConfig(1200, 3, 3) |]

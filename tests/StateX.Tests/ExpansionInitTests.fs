@@ -13,14 +13,14 @@ open StateX.Training
 
 type private T = torch.Tensor
 
-let private load name = Checkpoint.Load(Fixtures.dir name, warn = Action<string>(ignore))
+let private load = Fixtures.load
 let private expandSeed seed (model: ICausalLanguageModel) layers rewrite init =
     StateExpansion.Apply(model, ExpansionRequest(LayerSelection.Parse layers, Rewrite.Parse rewrite, ExpansionRequest.ParseInit init, seed))
 let private expand m layers rewrite init = expandSeed 7L m layers rewrite init
 let private paramMap (m: ICausalLanguageModel) =
     dict [ for struct (n, p) in m.Module.named_parameters () -> n, p.detach().to_type(torch.ScalarType.Float32) ]
 let private identical (a: T) (b: T) = a.shape = b.shape && a.equal(b).all().item<bool> ()
-let private maxAbs (t: T) = t.abs().max().item<float32> () |> float
+let private largest (t: T) = t.abs().max().item<float32> () |> float
 let private isConst (v: float) (t: T) = (t - v).abs().max().item<float32> () = 0.0f
 
 let private expectIdentical (label: string) a b = Expect.isTrue (identical a b) (label + ": pretrained, bit-identical to the source")
@@ -32,7 +32,7 @@ let private expectZeros (label: string) t = Expect.isTrue (isConst 0.0 t) (label
 /// and, when the source had a tensor of this shape, not its values.
 let private expectFresh (label: string) (t: T) (bound: float) (src: T option) =
     let n = t.numel ()
-    let m = maxAbs t
+    let m = largest t
     Expect.isLessThanOrEqual m (bound * (1.0 + 1e-6)) (sprintf "%s: inside ±%.5g (max %.5g)" label bound m)
     Expect.isGreaterThan m 0.0 (label + ": not zero")
     if n >= 256L then
@@ -143,7 +143,7 @@ let private checkMamba name layers ratio init =
             | "norm.weight" -> if init = "preserve" then expectIdentical label p s else expectOnes label p
             | "A_log" ->
                 if init = "preserve" then expectIdentical label p s
-                else Expect.isLessThan (maxAbs (p - torch.arange(1L, m.Heads + 1L, dtype = torch.ScalarType.Float32).log())) 1e-6 (label + ": log(1..H)")
+                else Expect.isLessThan (largest (p - torch.arange(1L, m.Heads + 1L, dtype = torch.ScalarType.Float32).log())) 1e-6 (label + ": log(1..H)")
             | "in_proj.weight" | "in_proj.bias" ->
                 checkRows label p s (2L * m.Inner) m.Groups m.DState (int64 ratio) init linBound false; checkedRows <- checkedRows + 1
             | "conv1d.weight" | "conv1d.bias" ->
@@ -195,8 +195,7 @@ let tests =
 
         test "mamba2 zero leaves the new state dimensions without a gradient, as the official merge_zero does" {
             let src = load "mamba2-tiny"
-            use reader = new SafeTensorsReader(Path.Combine(Fixtures.dir "mamba2-tiny", "io.safetensors"))
-            let ids = reader.Load "input_ids"
+            let ids, _ = Fixtures.io "mamba2-tiny"
             let r = expand src "all" "state:x4" "zero"
             r.Model.Forward(ids, labels = ids).Loss.backward()
             let m = (r.Model :?> StateX.Mamba2.Mamba2ForCausalLM).backbone.layers.[0].mixer
@@ -204,7 +203,7 @@ let tests =
             let g = m.in_proj.weight.grad
             for blk, t in List.indexed (bcBlocks g (2L * m.Inner) m.Groups (4L * n)) do
                 expectZeros (sprintf "grad of the new %s rows" (if blk = 0 then "B" else "C")) (t.narrow(1, n, 3L * n))
-                Expect.isGreaterThan (maxAbs (t.narrow(1, 0L, n))) 0.0 "the old rows still get a gradient"
+                Expect.isGreaterThan (largest (t.narrow(1, 0L, n))) 0.0 "the old rows still get a gradient"
         }
 
         test "fresh values are a function of the seed: same seed identical, another seed different fresh values, same pretrained ones" {

@@ -3,6 +3,7 @@ module StateX.Tests.ExpansionTests
 open System
 open System.IO
 open Expecto
+open StateX.Tests.TensorAssert
 open TorchSharp
 open StateX.IO
 open StateX.Models
@@ -11,11 +12,8 @@ open StateX.Training
 
 type private T = torch.Tensor
 
-let private maxAbs (a: T) (b: T) = (a - b).abs().max().item<float32> () |> float
-let private load name = Checkpoint.Load(Fixtures.dir name, warn = Action<string>(ignore))
-let private ioOf name =
-    use r = new SafeTensorsReader(Path.Combine(Fixtures.dir name, "io.safetensors"))
-    r.Load "input_ids", r.Load "logits"
+let private load = Fixtures.load
+let private ioOf = Fixtures.io
 let private expand (model: ICausalLanguageModel) layers rewrite init =
     StateExpansion.Apply(model, ExpansionRequest(LayerSelection.Parse layers, Rewrite.Parse rewrite, ExpansionRequest.ParseInit init, 7L))
 let private paramMap (m: ICausalLanguageModel) = dict [ for struct (n, p) in m.Module.named_parameters () -> n, p ]

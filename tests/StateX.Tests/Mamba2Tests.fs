@@ -4,16 +4,11 @@ open System
 open System.IO
 open System.Text.Json.Nodes
 open Expecto
+open StateX.Tests.TensorAssert
 open TorchSharp
 open StateX.IO
 open StateX.Models
 open StateX.Mamba2
-
-let private f32 = torch.ScalarType.Float32
-
-let private maxAbs (a: torch.Tensor) (b: torch.Tensor) =
-    use d = (a.detach().to_type(f32) - b.detach().to_type(f32)).abs().max()
-    float (d.item<float32> ())
 
 /// A small model with untied head, biases and 2 groups; chunk 8 so T = 21 leaves a partial chunk.
 let private tinyConfig () =
@@ -39,46 +34,19 @@ let private ids (seed: int) b t =
     torch.manual_seed (int64 seed) |> ignore
     torch.randint(40L, [| int64 b; int64 t |], dtype = torch.ScalarType.Int64)
 
-/// transformers' own logits for a fixture's weights and ids (see tests/StateX.Tests/reference/README.md: the stored
-/// fixture logits are not reproduced by transformers 5.17 itself).
-let private regenerated name =
-    let file = (if name = "mamba2-tiny-mamba-ssm" then "mamba2-tiny" else name) + "-transformers-5.17.safetensors"
-    Path.Combine(AppContext.BaseDirectory, "reference", file)
-
+/// Holds a fixture to the logits stored beside it: transformers' pure-PyTorch path on the CPU in float64 (see
+/// ../shared/fixtures/README.md), whose float32 round-off is 2e-6 to 5e-6; 2e-5 leaves room for ours and no more.
 let private parity name =
     let dir = Fixtures.dir name
     let warnings = ResizeArray<string>()
     let model = Checkpoint.Load(dir, warn = Action<string>(warnings.Add))
-    use io = new SafeTensorsReader(Path.Combine(dir, "io.safetensors"))
-    use regen = new SafeTensorsReader(regenerated name)
-    use inputIds = io.Load "input_ids"
-    use stored = io.Load "logits"
-    use expected = regen.Load "logits"
-    Expect.isTrue (regen.Load("input_ids").equal(inputIds).all().item<bool> ()) "same ids as the fixture"
+    let inputIds, expected = Fixtures.io name
     use _ = torch.no_grad ()
-    let chunked = model.Forward(inputIds)
-    let recurrent = model.Forward(inputIds, mode = ForwardMode.Recurrent)
-    let d, dr = maxAbs chunked.Logits expected, maxAbs recurrent.Logits expected
-    let ds, dref = maxAbs chunked.Logits stored, maxAbs expected stored
-    printfn "mamba2 parity %s: vs transformers 5.17 chunked %.3g, recurrent %.3g; vs stored fixture logits %.3g (transformers itself: %.3g)" name d dr ds dref
+    let chunked = TensorAssert.close 2e-5 (name + " chunked logits vs the fixture") (model.Forward(inputIds).Logits) expected
+    let recurrent = TensorAssert.close 2e-5 (name + " recurrent logits vs the fixture") (model.Forward(inputIds, mode = ForwardMode.Recurrent).Logits) expected
+    printfn "parity %s: max abs logit diff chunked %.3g, recurrent %.3g" name chunked recurrent
     Expect.equal model.Family "mamba2" "family"
     Expect.isEmpty warnings "no warnings for a reference checkpoint"
-    Expect.isLessThan d 1e-4 (sprintf "%s chunked logits within 1e-4 of transformers" name)
-    Expect.isLessThan dr 1e-4 (sprintf "%s recurrent logits within 1e-4 of transformers" name)
-    Expect.isLessThan ds (dref + 1e-4) "no farther from the stored fixture logits than transformers itself"
-    Expect.isLessThan (maxAbs chunked.Logits recurrent.Logits) 1e-4 "chunked and recurrent agree"
-
-let private copyFixture name =
-    let src = Fixtures.dir name
-    let d = Fixtures.tempDir ()
-    for f in Directory.GetFiles src do File.Copy(f, Path.Combine(d, Path.GetFileName f))
-    d
-
-let private editConfig dir (edit: JsonObject -> unit) =
-    let p = Path.Combine(dir, "config.json")
-    let root = JsonNode.Parse(File.ReadAllText p).AsObject()
-    edit root
-    File.WriteAllText(p, root.ToJsonString())
 
 let private loadError<'e when 'e :> exn> dir =
     try
@@ -347,8 +315,8 @@ let tests =
             }
 
             test "unknown keys give one warning naming them" {
-                let d = copyFixture "mamba2-tiny"
-                editConfig d (fun o -> o.["frobnicate"] <- JsonValue.Create 3; o.["zap_level"] <- JsonValue.Create true)
+                let d = Fixtures.copy "mamba2-tiny"
+                Fixtures.editConfig d (fun o -> o.["frobnicate"] <- JsonValue.Create 3; o.["zap_level"] <- JsonValue.Create true)
                 let warnings = ResizeArray<string>()
                 Checkpoint.Load(d, warn = Action<string>(warnings.Add)) |> ignore
                 Expect.equal warnings.Count 1 "one warning"
@@ -358,8 +326,8 @@ let tests =
 
             test "unsupported mamba_ssm features are refused by key" {
                 let refused (edit: JsonObject -> unit) key =
-                    let d = copyFixture "mamba2-tiny-mamba-ssm"
-                    editConfig d edit
+                    let d = Fixtures.copy "mamba2-tiny-mamba-ssm"
+                    Fixtures.editConfig d edit
                     Expect.stringContains (loadError<ConfigException> d) key (sprintf "names %s" key)
                 refused (fun o -> o.["attn_layer_idx"] <- JsonArray(JsonValue.Create 1)) "attn_layer_idx"
                 refused (fun o -> o.["d_intermediate"] <- JsonValue.Create 128) "d_intermediate"
@@ -369,15 +337,15 @@ let tests =
             }
 
             test "inconsistent head shapes are refused naming both sides" {
-                let d = copyFixture "mamba2-tiny"
-                editConfig d (fun o -> o.["head_dim"] <- JsonValue.Create 12)
+                let d = Fixtures.copy "mamba2-tiny"
+                Fixtures.editConfig d (fun o -> o.["head_dim"] <- JsonValue.Create 12)
                 let m = loadError<ConfigException> d
                 Expect.stringContains m "num_heads" "names num_heads"
                 Expect.stringContains m "expand" "names expand"
             }
 
             test "a missing weight is named" {
-                let d = copyFixture "mamba2-groups"
+                let d = Fixtures.copy "mamba2-groups"
                 let path = Path.Combine(d, "model.safetensors")
                 let kept =
                     use r = new SafeTensorsReader(path)
@@ -387,8 +355,8 @@ let tests =
             }
 
             test "a weight of the wrong shape is named with both shapes" {
-                let d = copyFixture "mamba2-tiny"
-                editConfig d (fun o -> o.["state_size"] <- JsonValue.Create 8)
+                let d = Fixtures.copy "mamba2-tiny"
+                Fixtures.editConfig d (fun o -> o.["state_size"] <- JsonValue.Create 8)
                 let m = loadError<SafeTensorsException> d
                 Expect.stringContains m "in_proj.weight" "names the tensor"
                 Expect.stringContains m "[296, 64]" "stored shape"

@@ -29,8 +29,9 @@ let tests =
             let b = NativeRuntime.Initialize()
             Expect.equal a b "same info"
             let other = Fixtures.tempDir ()
-            let e = Expect.throwsT<InvalidOperationException> (fun () -> NativeRuntime.Initialize(RuntimeOptions(LibTorchDirectory = other)) |> ignore) "switch refused"
-            ()
+            Expect.throwsC (fun () -> NativeRuntime.Initialize(RuntimeOptions(LibTorchDirectory = other)) |> ignore) (fun e ->
+                Expect.isTrue (e :? InvalidOperationException) (sprintf "an InvalidOperationException, not %s" (e.GetType().Name))
+                Expect.stringContains e.Message (sprintf "already loaded from %s; cannot switch to %s" a.LibTorchDirectory other) "names both folders")
         }
 
         test "patch decision: a libstdc++ lacking GLIBCXX_3.4.32 needs the patch" {
@@ -53,7 +54,6 @@ let tests =
         }
 
         test "the patched LibTorchSharp has a weak requirement and an unversioned symbol" {
-            let info = NativeRuntime.Initialize()
             let original =
                 let asmDir = Path.GetDirectoryName(typeof<torch>.Assembly.Location)
                 [ Path.Combine(asmDir, "runtimes", "linux-x64", "native", "libLibTorchSharp.so"); Path.Combine(asmDir, "libLibTorchSharp.so") ]
@@ -68,7 +68,6 @@ let tests =
             Expect.equal sym.VersionIndex 1us "symbol unversioned"
             let others = Seq.zip (elf.DynamicSymbols()) (patched.DynamicSymbols()) |> Seq.filter (fun (a, b) -> a.Name <> IosInitShim.ExportedSymbol && a.VersionIndex <> b.VersionIndex)
             Expect.isEmpty others "no other symbol changed"
-            Expect.isNotNull info "runtime up"
         }
 
         test "the generated shim loads and exports std::ios_base_library_init" {
@@ -80,8 +79,9 @@ let tests =
         }
 
         test "a libtorch folder that does not exist is named in the error" {
-            let e = Expect.throwsT<DirectoryNotFoundException> (fun () -> NativeRuntime.ValidateLibTorchDirectory("/nonexistent/torch/lib", "STATEX_LIBTORCH")) "missing folder"
-            ()
+            Expect.throwsC (fun () -> NativeRuntime.ValidateLibTorchDirectory("/nonexistent/torch/lib", "STATEX_LIBTORCH")) (fun e ->
+                Expect.isTrue (e :? DirectoryNotFoundException) (sprintf "a DirectoryNotFoundException, not %s" (e.GetType().Name))
+                Expect.equal e.Message "libtorch folder '/nonexistent/torch/lib' (from STATEX_LIBTORCH) does not exist" "names the folder and where it came from")
         }
 
         test "a folder without libtorch is named in the error" {
@@ -102,14 +102,27 @@ let tests =
                 Expect.equal (DeviceSpec.Parse "cuda") (DeviceSpec("cuda", Nullable())) "cuda"
             }
             test "bad device strings are refused by name" {
-                for bad in [ "tpu"; "cuda:x"; "cuda:-1" ] do
-                    let e = Expect.throwsT<ArgumentException> (fun () -> DeviceSpec.Parse bad |> ignore) bad
-                    ()
+                for bad in [ "tpu"; "cuda:x"; "cuda:-1"; "CUDA:2x" ] do
+                    Expect.throwsC (fun () -> DeviceSpec.Parse bad |> ignore) (fun e ->
+                        Expect.isTrue (e :? ArgumentException) (sprintf "%s: an ArgumentException, not %s" bad (e.GetType().Name))
+                        Expect.equal e.Message (sprintf "unknown device '%s': expected auto, cpu, cuda or cuda:N" bad) (bad + ": named as written, with the accepted forms"))
             }
-            test "auto resolves to CPU without CUDA; cuda fails with a clear message" {
-                if not (torch.cuda.is_available ()) then
-                    Expect.equal (DeviceSpec.Auto.Resolve().``type``) DeviceType.CPU "auto -> cpu"
-                    Expect.throwsC (fun () -> DeviceSpec.Parse("cuda").Resolve() |> ignore) (fun e -> Expect.stringContains e.Message "CUDA is not available" "message")
+            test "auto resolves to CUDA when there is one, else to CPU; an unusable cuda device fails with a clear message" {
+                let fails (device: string) (message: string) =
+                    Expect.throwsC (fun () -> DeviceSpec.Parse(device).Resolve() |> ignore) (fun e ->
+                        Expect.isTrue (e :? InvalidOperationException) (sprintf "%s: an InvalidOperationException, not %s" device (e.GetType().Name))
+                        Expect.stringContains e.Message message (device + ": message"))
+                let resolves (device: string) = let d = DeviceSpec.Parse(device).Resolve() in d.``type``, d.index
+                if torch.cuda.is_available () then
+                    let n = torch.cuda.device_count ()
+                    Expect.equal (resolves "auto") (DeviceType.CUDA, 0) "auto -> cuda:0"
+                    Expect.equal (resolves "cuda") (DeviceType.CUDA, 0) "cuda -> cuda:0"
+                    Expect.equal (resolves (sprintf "cuda:%d" (n - 1))) (DeviceType.CUDA, n - 1) "the last device"
+                    fails (sprintf "cuda:%d" n) (sprintf "device 'cuda:%d' requested but only %d CUDA device(s) are visible" n n)
+                else
+                    Expect.equal (fst (resolves "auto")) DeviceType.CPU "auto -> cpu"
+                    for device in [ "cuda"; "cuda:0" ] do
+                        fails device (sprintf "device '%s' requested but CUDA is not available with libtorch from %s" device NativeRuntime.Info.LibTorchDirectory)
             }
         ]
     ]

@@ -6,30 +6,13 @@ open System.Text.Json
 open Expecto
 open StateX.Tokenization
 
-/// ../shared/tokenizers beside the checkout (or STATEX_TOKENIZERS).
-let root =
-    match Environment.GetEnvironmentVariable "STATEX_TOKENIZERS" with
-    | null | "" ->
-        let rec up (d: DirectoryInfo) =
-            if isNull d then None
-            elif File.Exists(Path.Combine(d.FullName, "shared", "tokenizers", "reference.jsonl")) then Some(Path.Combine(d.FullName, "shared", "tokenizers"))
-            else up d.Parent
-        up (DirectoryInfo AppContext.BaseDirectory)
-    | p -> Some p
-
-let private dir name =
-    match root with
-    | Some r when Directory.Exists(Path.Combine(r, name)) -> Path.Combine(r, name)
-    | _ -> skiptestf "tokenizers not found: expected ../shared/tokenizers/%s beside the checkout (or set STATEX_TOKENIZERS)" name
-
 let private cache = Collections.Concurrent.ConcurrentDictionary<string, ITokenizer>()
-let private load name = cache.GetOrAdd(name, fun n -> Tokenizers.Load(dir n))
+let private load name = cache.GetOrAdd(name, fun n -> Tokenizers.Load(Fixtures.tokenizer n))
 
 type private Reference = { Tokenizer: string; Text: string; Ids: int[]; Decoded: string }
 
 let private reference () =
-    let r = match root with Some r -> r | None -> skiptest "tokenizers not found: expected ../shared/tokenizers beside the checkout (or set STATEX_TOKENIZERS)"
-    [ for line in File.ReadLines(Path.Combine(r, "reference.jsonl")) do
+    [ for line in File.ReadLines(Fixtures.tokenizer "reference.jsonl") do
         if not (String.IsNullOrWhiteSpace line) then
             let e = JsonDocument.Parse(line).RootElement
             yield { Tokenizer = e.GetProperty("tokenizer").GetString(); Text = e.GetProperty("text").GetString()

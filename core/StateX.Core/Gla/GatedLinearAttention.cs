@@ -16,6 +16,9 @@ namespace StateX.Gla;
 /// </summary>
 public sealed class GatedLinearAttention : nn.Module<Tensor, Tensor>
 {
+    // The fields are snake_case, spelt as fla spells them, on purpose: TorchSharp's RegisterComponents names each
+    // submodule and parameter after its field (model.layers.0.attn.q_proj.weight, ...gk_proj.1.bias), and those
+    // names are what make fla checkpoints load and what Save writes. Renaming a field renames a checkpoint key.
     public readonly Linear q_proj, k_proj, v_proj, o_proj;
     public readonly Linear? g_proj;
     public readonly Sequential gk_proj;

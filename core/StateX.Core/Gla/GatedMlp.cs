@@ -7,6 +7,7 @@ namespace StateX.Gla;
 /// <summary>fla's GatedMLP (SwiGLU): down_proj(silu(gate_proj(x)) ⊙ up_proj(x)).</summary>
 public sealed class GatedMlp : nn.Module<Tensor, Tensor>
 {
+    // snake_case as fla: the field names are the checkpoint's parameter names (see GatedLinearAttention).
     public readonly Linear gate_proj, up_proj, down_proj;
 
     public GatedMlp(long hidden, long intermediate, string name = "GatedMlp") : base(name)

@@ -10,6 +10,7 @@ namespace StateX.Gla;
 /// <summary>fla's GLABlock: h += attn(attn_norm(h)); h += mlp(mlp_norm(h)).</summary>
 public sealed class GlaBlock : nn.Module<Tensor, Tensor>
 {
+    // snake_case as fla: the field names are the checkpoint's parameter names (see GatedLinearAttention).
     public readonly RMSNorm attn_norm, mlp_norm;
     public readonly GatedLinearAttention attn;
     public readonly GatedMlp mlp;

@@ -11,6 +11,7 @@ namespace StateX.Mamba2;
 /// <summary>One residual block: u ← u + mixer(norm(u)), the residual stream kept in float32 when configured.</summary>
 public sealed class Mamba2Block : nn.Module<Tensor, Tensor>
 {
+    // Named as transformers names them: the field names are the checkpoint's parameter names (see Mamba2Mixer).
     public readonly RMSNorm norm;
     public readonly Mamba2Mixer mixer;
     readonly bool _residualInFp32;

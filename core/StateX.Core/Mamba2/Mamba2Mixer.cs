@@ -14,6 +14,10 @@ namespace StateX.Mamba2;
 /// </summary>
 public sealed class Mamba2Mixer : nn.Module<Tensor, Tensor>
 {
+    // The fields are spelt as transformers spells them (snake_case, A_log, D) on purpose: TorchSharp's
+    // RegisterComponents names each submodule and parameter after its field (backbone.layers.0.mixer.in_proj.weight,
+    // ...mixer.A_log), and those names are what make transformers checkpoints load (mamba_ssm's differ only in the
+    // embedding, mapped on load) and what Save writes. Renaming a field renames a checkpoint key.
     public readonly Linear in_proj;
     public readonly Conv1d conv1d;
     public readonly Parameter dt_bias;

@@ -15,7 +15,11 @@ open StateX.Cli.Commands.Loading
 
 type EvalArgs =
     | [<Mandatory>] Model of dir: string
-    | [<Mandatory>] Task of name: string
+    | Task of name: string
+    | Suite of name: string
+    | Data_Dir of dir: string
+    | Niah of list: string
+    | Essay of file: string
     | Device of string
     | Dtype of string
     | Out of file: string
@@ -46,7 +50,11 @@ type EvalArgs =
         member a.Usage =
             match a with
             | Model _ -> "checkpoint folder (config.json + model.safetensors) of any family StateX reads."
-            | Task _ -> "mqar | passkey | haystack | icl | qa | mc | loss-position (see data/README.md)."
+            | Task _ -> "mqar | passkey | haystack | ruler | icl | qa | mc | loss-position (see data/README.md)."
+            | Suite _ -> "paper: RULER NIAH, Stuffed Mamba's passkey and every dataset found in --data-dir (README: Paper benchmarks); instead of --task."
+            | Data_Dir _ -> "suite: the folder of the datasets (the file names are listed when missing)."
+            | Niah _ -> "ruler: RULER tasks, e.g. niah_single_2,niah_multikey_1 (default: all eight)."
+            | Essay _ -> "ruler: the essay haystack's text file, or synth:text (generated English-like text, the default)."
             | Device _ -> "auto (default), cpu, cuda, cuda:N."
             | Dtype _ -> "auto (as stored, default), fp32, bf16, fp16."
             | Out _ -> "write the results to FILE: .csv or .jsonl (default: print only)."
@@ -56,10 +64,10 @@ type EvalArgs =
             | Seed _ -> "seed of the synthetic tasks and of the shots drawn from files (default 0)."
             | Name _ -> "model name in the results (default: the folder's name)."
             | No_Progress -> "no progress line on stderr."
-            | Template _ -> "passkey: prompt template: default (the instructions of Landmark Attention's passkey test), short (no instructions), tiny (22 fixed bytes, keys over 1-4: tiny byte-level models)."
-            | Lengths _ -> "passkey, haystack: context lengths in tokens, e.g. 1k,8k,128k (default 1k,2k,4k)."
-            | Depths _ -> "passkey: needle depths in percent of the filler (default 0,25,50,75,100)."
-            | Trials _ -> "passkey, haystack (default 5), synthetic icl (default 100): examples per setting."
+            | Template _ -> "passkey: prompt template: default (the instructions of Landmark Attention's passkey test), short (no instructions), tiny (22 fixed bytes, keys over 1-4: tiny byte-level models), stuffed-mamba (Stuffed Mamba's prompt; depths spread:10 by default)."
+            | Lengths _ -> "passkey, haystack, ruler, suite: context lengths in tokens, e.g. 1k,8k,128k (default 1k,2k,4k)."
+            | Depths _ -> "passkey: needle depths in percent of the filler (default 0,25,50,75,100), or spread:N for (i+0.5)/N, i < N (Stuffed Mamba's)."
+            | Trials _ -> "passkey, haystack (default 5), ruler (default 25), synthetic icl (default 100): examples per setting; suite: samples per RULER task and length, passkey depths per length (default 25)."
             | Pairs _ -> "mqar: key-value pairs per sequence (default 4,8,16)."
             | Seq_Len _ -> "mqar: sequence lengths (default 256)."
             | Vocab _ -> "mqar: ids used (default: the model's vocabulary, at most 8192)."
@@ -70,7 +78,7 @@ type EvalArgs =
             | Classes _ -> "synthetic icl: classes per episode (default 2)."
             | File _ -> "qa, mc, icl: a JSON Lines file; loss-position: a .jsonl of {\"text\"} or a text file (data/README.md)."
             | Limit _ -> "qa, mc, icl with --file, loss-position: use only the first N examples / documents."
-            | Max_New _ -> "qa: tokens generated per answer (default 48)."
+            | Max_New _ -> "qa: tokens generated per answer (default 48); ruler, suite: per RULER sample (default 128, as RULER)."
             | Max_Len _ -> "loss-position: cut documents to this many tokens, e.g. 32k (default: the longest document)."
             | Bin_Width _ -> "loss-position: positions per bin (default: bins at powers of two)."
 
@@ -79,13 +87,14 @@ let private optionName (a: EvalArgs) =
     let case, _ = FSharpValue.GetUnionFields(a, typeof<EvalArgs>)
     "--" + case.Name.ToLowerInvariant().Replace('_', '-')
 
-let private common = set [ "--model"; "--task"; "--device"; "--dtype"; "--out"; "--tokenizer"; "--segment"; "--batch"; "--seed"; "--name"; "--no-progress" ]
+let private common = set [ "--model"; "--task"; "--suite"; "--device"; "--dtype"; "--out"; "--tokenizer"; "--segment"; "--batch"; "--seed"; "--name"; "--no-progress" ]
 
 /// Task name (with aliases) → (canonical name, the task's own options).
 let private tasks =
     [ [ "mqar" ], ("mqar", [ "--pairs"; "--seq-len"; "--vocab"; "--examples" ])
       [ "passkey" ], ("passkey", [ "--lengths"; "--depths"; "--trials"; "--template" ])
       [ "haystack"; "niah" ], ("haystack", [ "--lengths"; "--needles"; "--queries"; "--trials" ])
+      [ "ruler"; "ruler-niah" ], ("ruler", [ "--lengths"; "--trials"; "--niah"; "--essay"; "--max-new" ])
       [ "icl" ], ("icl", [ "--shots"; "--classes"; "--trials"; "--file"; "--limit" ])
       [ "qa"; "recall-qa" ], ("qa", [ "--file"; "--limit"; "--max-new" ])
       [ "mc"; "multiple-choice" ], ("mc", [ "--file"; "--limit" ])
@@ -106,6 +115,25 @@ let private list (option: string) (parse: string -> 'a) (text: string) =
     let items = text.Split(',', StringSplitOptions.RemoveEmptyEntries ||| StringSplitOptions.TrimEntries)
     if items.Length = 0 then bad option "give a comma-separated list (got '%s')" text
     items |> Array.map parse |> Array.distinct
+
+/// The options of `--suite paper`.
+let private suiteOptions = [ "--data-dir"; "--lengths"; "--trials"; "--max-new"; "--limit" ]
+
+/// The datasets `--suite paper` reads from --data-dir: file name, what it is, and the task over a path. ARC and
+/// HellaSwag are read in their published schemas too; the others, until their readers land (issue #22), in
+/// StateX's formats (data/README.md).
+let private paperFiles (limit: int option) (maxNew: int option) : (string * string * (string -> EvalTask)) list =
+    let qa name = name + ".jsonl", "recall QA, JSON Lines of {\"prompt\", \"answer\"}", (fun f -> EvalTask.RecallQa(f, defaultArg maxNew 48, limit))
+    let mc name schema =
+        let what = "multiple choice, JSON Lines of {\"context\", \"choices\", \"gold\"}" + (if schema = "" then "" else sprintf " or in %s" schema)
+        name + ".jsonl", what, (fun f -> EvalTask.MultipleChoice(f, limit))
+    [ qa "swde"; qa "fda"; qa "squad"; qa "triviaqa"; qa "nq"; qa "drop"
+      mc "piqa" ""; mc "hellaswag" "Rowan/hellaswag's schema (the harness's preprocessing)"; mc "winogrande" ""
+      mc "arc_easy" "allenai/ai2_arc's schema (Question: … Answer:)"; mc "arc_challenge" "allenai/ai2_arc's schema (Question: … Answer:)"
+      "icl.jsonl", "few-shot classification, JSON Lines of {\"input\", \"label\"}, shots 0/1/2/4/8/16", (fun f -> EvalTask.FewShotFile(f, [ 0; 1; 2; 4; 8; 16 ], limit)) ]
+
+/// The essay haystack's file in --data-dir (optional: generated English-like text otherwise).
+let private essayFile = "essay.txt"
 
 let private percent (option: string) (text: string) =
     match Double.TryParse(text, NumberStyles.Float, CultureInfo.InvariantCulture) with
@@ -157,6 +185,15 @@ let private resultTable (results: EvalResult list) =
         t.AddRow([ r.Task ] @ setting @ [ r.Metric; r.Value.ToString("0.####", CultureInfo.InvariantCulture); string r.N ] |> List.map cell |> Array.ofList) |> ignore
     t
 
+/// The suite's table: task, setting (key=value, space-separated), metric, value, n.
+let private suiteTable (results: EvalResult list) =
+    let t = Table(Border = TableBorder.Rounded)
+    for c in [ "task"; "setting"; "metric"; "value"; "n" ] do t.AddColumn(TableColumn c) |> ignore
+    for r in results do
+        let setting = r.Setting |> Seq.map (fun kv -> sprintf "%s=%s" kv.Key (show kv.Value)) |> String.concat " "
+        t.AddRow([ r.Task; setting; r.Metric; r.Value.ToString("0.####", CultureInfo.InvariantCulture); string r.N ] |> List.map cell |> Array.ofList) |> ignore
+    t
+
 /// Passkey as the grid it is: a row per length, a column per depth.
 let private passkeyGrid (results: EvalResult list) (metric: string) =
     let rs = results |> List.filter (fun r -> r.Metric = metric)
@@ -175,15 +212,20 @@ let private passkeyGrid (results: EvalResult list) (metric: string) =
 
 let run (args: ParseResults<EvalArgs>) =
     // Every option is checked before the model loads, so a typo costs nothing.
-    let taskArg = args.GetResult Task
     let task, own =
-        match tasks |> List.tryFind (fun (names, _) -> List.contains (taskArg.ToLowerInvariant()) names) with
-        | Some (_, t) -> t
-        | None -> bad "task" "unknown task '%s': expected one of %s" taskArg (tasks |> List.map (fun (n, _) -> List.head n) |> String.concat ", ")
+        match args.TryGetResult Suite, args.TryGetResult Task with
+        | Some _, Some _ -> bad "suite" "give --suite or --task, not both"
+        | Some s, None when s.Trim().ToLowerInvariant() = "paper" -> "suite", suiteOptions
+        | Some s, None -> bad "suite" "unknown suite '%s': expected paper" s
+        | None, None -> bad "task" "is required (one of %s), or --suite paper" (tasks |> List.map (fun (n, _) -> List.head n) |> String.concat ", ")
+        | None, Some taskArg ->
+            match tasks |> List.tryFind (fun (names, _) -> List.contains (taskArg.ToLowerInvariant()) names) with
+            | Some (_, t) -> t
+            | None -> bad "task" "unknown task '%s': expected one of %s" taskArg (tasks |> List.map (fun (n, _) -> List.head n) |> String.concat ", ")
     for a in args.GetAllResults() do
         let n = optionName a
         if not (common.Contains n || List.contains n own) then
-            raise (ArgumentException(sprintf "%s does not apply to task %s (its options: %s)" n task (String.Join(", ", own))))
+            raise (ArgumentException(sprintf "%s does not apply to %s %s (its options: %s)" n (if task = "suite" then "suite" else "task") (if task = "suite" then "paper" else task) (String.Join(", ", own))))
     let hasFile = args.Contains File
     if task = "icl" && hasFile then
         for a in args.GetAllResults() do
@@ -200,6 +242,17 @@ let run (args: ParseResults<EvalArgs>) =
     match args.TryGetResult File with
     | Some f when not (IO.File.Exists f) -> bad "file" "'%s' not found" f
     | _ -> ()
+    match args.TryGetResult Essay with
+    | Some f when f <> "synth:text" && not (IO.File.Exists f) -> bad "essay" "'%s' not found (give a text file or synth:text)" f
+    | _ -> ()
+    match args.TryGetResult Data_Dir with
+    | Some d when not (Directory.Exists d) -> bad "data-dir" "'%s' is not a folder" d
+    | _ -> ()
+    let rulerNames =
+        match args.TryGetResult Niah with
+        | Some text -> list "niah" (fun n -> try (RulerNiahTask.Named n).Name with :? ArgumentException as e -> bad "niah" "%s" e.Message) text |> List.ofArray
+        | None -> [ for t in RulerNiahTask.All -> t.Name ]
+    let maxNew = args.TryGetResult Max_New |> Option.map (positive "max-new")
     let out = args.TryGetResult Out
     match out |> Option.map (fun o -> Path.GetExtension(o).ToLowerInvariant()) with
     | Some (".csv" | ".jsonl" | ".json" | ".ndjson") | None -> ()
@@ -210,7 +263,9 @@ let run (args: ParseResults<EvalArgs>) =
         | s -> uint64 s
     let segment = positive "segment" (args.GetResult(Segment, 2048))
     let batch = positive "batch" (args.GetResult(Batch, 8))
-    let lengths = args.TryGetResult Lengths |> Option.map (list "lengths" (parseLength "lengths")) |> Option.defaultValue [| 1024; 2048; 4096 |]
+    let lengths =
+        args.TryGetResult Lengths |> Option.map (list "lengths" (parseLength "lengths"))
+        |> Option.defaultValue (if task = "suite" || task = "ruler" then [| 4096; 8192; 16384; 32768; 65536; 131072 |] else [| 1024; 2048; 4096 |])
     let trials dflt = positive "trials" (args.GetResult(Trials, dflt))
     let limit = args.TryGetResult Limit |> Option.map (positive "limit") |> Option.toNullable
     let dtype = parseDtype (args.TryGetResult Dtype)
@@ -246,14 +301,34 @@ let run (args: ParseResults<EvalArgs>) =
             if settings.IsEmpty then bad "seq-len" "too short for every --pairs (MQAR needs seq_len ≥ 4 × pairs)"
             settings
         | "passkey" ->
-            let depths = args.TryGetResult Depths |> Option.map (list "depths" (percent "depths")) |> Option.defaultValue [| 0.0; 0.25; 0.5; 0.75; 1.0 |]
             let template = args.GetResult(Template, "default")
+            let spread (text: string) =
+                match Int32.TryParse(text, NumberStyles.None, CultureInfo.InvariantCulture) with
+                | true, n when n >= 1 -> Passkey.SpreadDepths n
+                | _ -> bad "depths" "'spread:%s': give spread:N with N ≥ 1 samples" text
+            let depths =
+                match args.TryGetResult Depths with
+                | Some d when d.Trim().StartsWith "spread:" -> spread (d.Trim().Substring 7)
+                | Some d -> list "depths" (percent "depths") d
+                | None when template.Trim().ToLowerInvariant().StartsWith "stuffed" -> Passkey.SpreadDepths 10
+                | None -> [| 0.0; 0.25; 0.5; 0.75; 1.0 |]
             (try StateX.Evaluation.Tasks.PasskeyTemplate.Named template |> ignore with :? ArgumentException as e -> bad "template" "%s" e.Message)
             [ EvalTask.Passkey(List.ofArray lengths, List.ofArray depths, trials 5, template) ]
         | "haystack" ->
             let needles, queries = positive "needles" (args.GetResult(Needles, 4)), positive "queries" (args.GetResult(Queries, 1))
             try HaystackConfig(lengths[0], needles, queries).Validate() with :? ArgumentException as e -> bad "queries" "%s" e.Message
             [ EvalTask.Haystack(List.ofArray lengths, needles, queries, trials 5) ]
+        | "ruler" -> [ EvalTask.RulerNiah(rulerNames, List.ofArray lengths, trials 25, args.TryGetResult Essay, defaultArg maxNew RulerNiah.RulerMaxNewTokens) ]
+        | "suite" ->
+            let samples = trials 25
+            let essay = args.TryGetResult Data_Dir |> Option.map (fun d -> Path.Combine(d, essayFile)) |> Option.filter IO.File.Exists
+            [ yield EvalTask.RulerNiah(rulerNames, List.ofArray lengths, samples, essay, defaultArg maxNew RulerNiah.RulerMaxNewTokens)
+              // Stuffed Mamba's protocol: n samples per length, sample i at depth (i+0.5)/n.
+              yield EvalTask.Passkey(List.ofArray lengths, List.ofArray (Passkey.SpreadDepths samples), 1, "stuffed-mamba")
+              for name, _, make in paperFiles (Option.ofNullable limit) maxNew do
+                  match args.TryGetResult Data_Dir with
+                  | Some d when IO.File.Exists(Path.Combine(d, name)) -> yield make (Path.Combine(d, name))
+                  | _ -> () ]
         | "icl" ->
             let shots dflt = args.TryGetResult Shots |> Option.map (list "shots" (count "shots")) |> Option.defaultValue dflt |> List.ofArray
             match args.TryGetResult File with
@@ -269,7 +344,15 @@ let run (args: ParseResults<EvalArgs>) =
     let results = EvalSpec.runWith (string (DeviceSpec.Parse(args.GetResult(Device, "auto")))) name (Some progress.Report) spec model
     progress.Finish()
     eprintfn "statex: %s on %s: %d results in %s (%O, segment %d, batch %d)" task name results.Length (ProgressLine.Format clock.Elapsed) device segment batch
-    if task = "passkey" then
+    if task = "suite" then
+        let dir = args.TryGetResult Data_Dir
+        for name, what, _ in paperFiles None None do
+            let path = match dir with Some d -> Path.Combine(d, name) | None -> name
+            if not (IO.File.Exists path) then printfn "missing dataset: %s (%s)" path what
+        if (match dir with Some d -> not (IO.File.Exists(Path.Combine(d, essayFile))) | None -> true) then
+            printfn "note: RULER's essay haystack is generated English-like text (synth:text): no %s in --data-dir" essayFile
+        AnsiConsole.Write(suiteTable results)
+    elif task = "passkey" then
         AnsiConsole.Write(passkeyGrid results "accuracy")
         AnsiConsole.Write(passkeyGrid results "answer_nll")
     else AnsiConsole.Write(resultTable results)

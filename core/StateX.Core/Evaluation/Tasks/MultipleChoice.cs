@@ -13,16 +13,64 @@ namespace StateX.Evaluation.Tasks;
 /// </summary>
 public static class MultipleChoice
 {
+    /// <summary>
+    /// A line in any of three schemas, told apart by their fields: StateX's {"context", "choices", "gold"}; ARC's
+    /// (allenai/ai2_arc: {"question", "choices": {"text", "label"}, "answerKey"}); HellaSwag's (Rowan/hellaswag:
+    /// {"activity_label", "ctx_a", "ctx_b", "endings", "label"}). ARC and HellaSwag are built as lm-evaluation-harness
+    /// builds them: see <see cref="Arc"/> and <see cref="HellaSwag"/>.
+    /// </summary>
     public static List<FewShotItem> ReadFile(string path, string delimiter = " ") =>
         EvalFiles.ReadJsonl(path, (o, where) =>
         {
-            var context = EvalFiles.String(o, "context", where);
-            var choices = EvalFiles.Strings(o, "choices", where);
+            var (context, choices, gold) =
+                o.TryGetProperty("answerKey", out _) ? Arc(o, where)
+                : o.TryGetProperty("endings", out _) ? HellaSwag(o, where)
+                : (EvalFiles.String(o, "context", where), EvalFiles.Strings(o, "choices", where), EvalFiles.Int(o, "gold", where));
             if (choices.Length < 2) throw new DataException($"{where}: \"choices\" needs at least two entries");
-            int gold = EvalFiles.Int(o, "gold", where);
             if (gold < 0 || gold >= choices.Length) throw new DataException($"{where}: \"gold\" is {gold}, not an index into the {choices.Length} choices");
             return new FewShotItem(context, choices.Select(c => delimiter + c).ToArray(), gold);
         });
+
+    /// <summary>ARC as lm-evaluation-harness's arc_easy / arc_challenge: context "Question: {question}\nAnswer:", choices choices.text, gold the index of answerKey in choices.label.</summary>
+    public static (string Context, string[] Choices, int Gold) Arc(JsonElement o, string where)
+    {
+        var question = EvalFiles.String(o, "question", where);
+        if (!o.TryGetProperty("choices", out var c) || c.ValueKind != JsonValueKind.Object)
+            throw new DataException($"{where}: ARC's \"choices\" must be an object {{\"text\": [...], \"label\": [...]}}");
+        var texts = EvalFiles.Strings(c, "text", where + " choices");
+        var labels = EvalFiles.Strings(c, "label", where + " choices");
+        var key = EvalFiles.String(o, "answerKey", where);
+        int gold = Array.IndexOf(labels, key);
+        if (gold < 0) throw new DataException($"{where}: \"answerKey\" '{key}' is not one of the labels {string.Join(", ", labels)}");
+        return ($"Question: {question}\nAnswer:", texts, gold);
+    }
+
+    /// <summary>
+    /// HellaSwag as lm-evaluation-harness builds it: context preprocess(activity_label + ": " + ctx_a + " " +
+    /// capitalize(ctx_b)), choices preprocess(ending), gold int(label). capitalize is Python's (first character
+    /// upper, the rest lower).
+    /// </summary>
+    public static (string Context, string[] Choices, int Gold) HellaSwag(JsonElement o, string where)
+    {
+        var ctxB = EvalFiles.String(o, "ctx_b", where);
+        var capitalised = ctxB.Length == 0 ? ctxB : char.ToUpperInvariant(ctxB[0]) + ctxB[1..].ToLowerInvariant();
+        var context = HellaSwagPreprocess(EvalFiles.String(o, "activity_label", where) + ": " + EvalFiles.String(o, "ctx_a", where) + " " + capitalised);
+        var endings = EvalFiles.Strings(o, "endings", where).Select(HellaSwagPreprocess).ToArray();
+        if (!o.TryGetProperty("label", out var l)) throw new DataException($"{where}: missing \"label\"");
+        // Rowan/hellaswag stores the label as a string ("0"), the original release as a number.
+        int gold = l.ValueKind == JsonValueKind.Number ? l.GetInt32()
+            : l.ValueKind == JsonValueKind.String && int.TryParse(l.GetString(), out var g) ? g
+            : throw new DataException($"{where}: \"label\" must be an index (a number or a string of digits)");
+        return (context, endings, gold);
+    }
+
+    /// <summary>lm-evaluation-harness's HellaSwag preprocess: strip, " [title]" → ". ", drop "[...]" (WikiHow artifacts), "  " → " ".</summary>
+    public static string HellaSwagPreprocess(string text)
+    {
+        var t = text.Trim().Replace(" [title]", ". ");
+        t = System.Text.RegularExpressions.Regex.Replace(t, @"\[.*?\]", "");
+        return t.Replace("  ", " ");
+    }
 
     public static List<EvalResult> Evaluate(ICausalLanguageModel model, ITokenizer tok, string path, int? limit = null, EvalOptions? options = null, string delimiter = " ")
     {

@@ -29,13 +29,26 @@ public sealed record PasskeyTemplate(
     /// </summary>
     public static readonly PasskeyTemplate Tiny = new(Intro: "", Filler: " The sky is blue.", Needle: " key {key}.", Question: " key:", Answer: "{key}", Digits: "1234");
 
-    /// <summary>"default", "short" or "tiny".</summary>
+    /// <summary>
+    /// The prompt of Stuffed Mamba's passkey test (thunlp/stuffed-mamba, passkey-retrieval/passkey.py; see
+    /// ../shared/docs/statex-official.md §7): the pieces are joined without separators, each ending in its own
+    /// newline(s), and the question ends "The passkey is" so that greedy decoding continues with " KEY".
+    /// Use it with <see cref="Passkey.SpreadDepths"/> (depth of sample i of n: (i+0.5)/n).
+    /// </summary>
+    public static readonly PasskeyTemplate StuffedMamba = new(
+        Intro: "There is an important info hidden inside a lot of irrelevant text. Find it and memorize it.\n\n",
+        Filler: "The grass is green. The sky is blue. The sun is yellow. Here we go. There and back again.\n",
+        Needle: "The passkey is {key}. Remember it. {key} is the passkey.\n",
+        Question: "\nWhat is the pass key? The passkey is");
+
+    /// <summary>"default", "short", "tiny" or "stuffed-mamba".</summary>
     public static PasskeyTemplate Named(string name) => name.Trim().ToLowerInvariant() switch
     {
         "default" => new PasskeyTemplate(),
         "short" => Short,
         "tiny" => Tiny,
-        _ => throw new ArgumentException($"unknown passkey template '{name}': expected default, short or tiny"),
+        "stuffed-mamba" or "stuffed_mamba" => StuffedMamba,
+        _ => throw new ArgumentException($"unknown passkey template '{name}': expected default, short, tiny or stuffed-mamba"),
     };
 
     /// <summary>A key of 5 characters for this template (see <see cref="Digits"/>).</summary>
@@ -63,6 +76,13 @@ public sealed record PasskeyExample(int[] Prompt, int[] Answer, string Key, doub
 /// </summary>
 public static class Passkey
 {
+    /// <summary>Stuffed Mamba's depths for n samples: sample i's needle at (i+0.5)/n of the filler, so that n samples cover the context evenly without its ends.</summary>
+    public static double[] SpreadDepths(int n)
+    {
+        if (n < 1) throw new ArgumentException($"passkey depths: need at least one sample (got {n})");
+        return Enumerable.Range(0, n).Select(i => (i + 0.5) / n).ToArray();
+    }
+
     public static PasskeyExample Build(ITokenizer tok, int length, double depth, ulong seed, long index, PasskeyTemplate? template = null)
     {
         var t = template ?? new PasskeyTemplate();
