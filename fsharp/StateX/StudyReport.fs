@@ -37,13 +37,17 @@ module StudyReport =
                               RangeColor = colour arms arm 0.18, UpperName = l + " max", LowerName = l + " min") ]
         |> Chart.combine |> Chart.withTitle title |> Chart.withXAxisStyle xTitle |> Chart.withYAxisStyle yTitle |> Chart.withSize (760, 460)
 
-    let private mqarChart (arms: (string * string) list) (rows: StudyRow list) (family: string) =
+    /// Per arm of a family, (setting `key`, the seeds' values) of one task and metric, for `band`; arms without rows left out.
+    let private perSetting (arms: (string * string) list) (rows: StudyRow list) (family: string) (task: string) (metric: string) (key: string) =
         [ for arm, _ in arms ->
             arm,
-            rows |> List.filter (fun r -> r.Family = family && r.Arm = arm && r.Task = "mqar" && r.Metric = "accuracy")
-            |> List.groupBy (fun r -> (r.SettingValue "pairs").Value)
-            |> List.map (fun (pairs, rs) -> pairs, rs |> List.map (fun r -> r.Value)) ]
+            rows |> List.filter (fun r -> r.Family = family && r.Arm = arm && r.Task = task && r.Metric = metric)
+            |> List.groupBy (fun r -> (r.SettingValue key).Value)
+            |> List.map (fun (x, rs) -> x, rs |> List.map (fun r -> r.Value)) ]
         |> List.filter (fun (_, pts) -> not pts.IsEmpty)
+
+    let private mqarChart (arms: (string * string) list) (rows: StudyRow list) (family: string) =
+        perSetting arms rows family "mqar" "accuracy" "pairs"
         |> band arms (sprintf "%s: MQAR recall vs key–value pairs (mean, band = min–max over seeds)" family) "key–value pairs" "accuracy"
 
     let private passkeyHeatmap (arms: (string * string) list) (rows: StudyRow list) (family: string) (arm: string) =
@@ -65,12 +69,7 @@ module StudyReport =
     /// State collapse as Stuffed Mamba shows it: text loss against position (bins ending at powers of two, log x),
     /// mean with a min–max band over seeds, a line per arm, with the post-training length marked.
     let private lossByPositionChart (arms: (string * string) list) (rows: StudyRow list) (family: string) (trainLength: int) =
-        [ for arm, _ in arms ->
-            arm,
-            rows |> List.filter (fun r -> r.Family = family && r.Arm = arm && r.Task = "loss_vs_position" && r.Metric = "loss")
-            |> List.groupBy (fun r -> (r.SettingValue "to").Value)
-            |> List.map (fun (upTo, rs) -> upTo, rs |> List.map (fun r -> r.Value)) ]
-        |> List.filter (fun (_, pts) -> not pts.IsEmpty)
+        perSetting arms rows family "loss_vs_position" "loss" "to"
         |> band arms (sprintf "%s: text loss against position (post-training length %d; a rise past it is state collapse)" family trainLength) "position (end of bin)" "loss (nats/token)"
         |> Chart.withXAxis (LayoutObjects.LinearAxis.init (Title = Title.init "position (end of bin, log)", AxisType = StyleParam.AxisType.Log))
         |> Chart.withShape (LayoutObjects.Shape.init (ShapeType = StyleParam.ShapeType.Line, X0 = trainLength, X1 = trainLength, Y0 = 0, Y1 = 1, Yref = "paper", Line = Line.init (Dash = StyleParam.DrawingStyle.Dash)))
