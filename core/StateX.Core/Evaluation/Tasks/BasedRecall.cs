@@ -148,7 +148,8 @@ public static partial class BasedRecall
 
     /// <summary>The examples of a file (.jsonl or .parquet), in order; records JRT drops are left out.</summary>
     public static List<RecallExample> ReadFile(RecallTask task, string path, ITokenizer tok, int? contextLength, int? limit = null) =>
-        EvalFiles.ReadRecords(path, (o, where) => (o, where)).Take(limit ?? int.MaxValue)
+        // Cloned: a JSON Lines record's element lives only as long as its line's document.
+        EvalFiles.ReadRecords(path, (o, where) => (o: o.Clone(), where)).Take(limit ?? int.MaxValue)
             .Select(r => Build(task, r.o, r.where, tok, contextLength)).Where(e => e is not null).Select(e => e!).ToList();
 
     /// <summary>"contains" over the file's first <paramref name="limit"/> records (those JRT keeps).</summary>

@@ -16,6 +16,21 @@ public static class EvalFiles
     public static List<T> ReadRecords<T>(string path, Func<JsonElement, string, T> parse) =>
         Path.GetExtension(path).Equals(".parquet", StringComparison.OrdinalIgnoreCase) ? ReadParquet(path, parse) : ReadJsonl(path, parse);
 
+    /// <summary>
+    /// A value of Parquet.Net's untyped rows as JSON would print it: strings come as ReadOnlyMemory&lt;char&gt; (its
+    /// untyped default; the switch to System.String is process-wide, so it is left alone), lists as enumerables,
+    /// structs as dictionaries.
+    /// </summary>
+    static object? Plain(object? v) => v switch
+    {
+        null => null,
+        string s => s,
+        ReadOnlyMemory<char> m => m.ToString(),
+        IDictionary<string, object> d => d.ToDictionary(kv => kv.Key, kv => Plain(kv.Value)),
+        System.Collections.IEnumerable e => e.Cast<object?>().Select(Plain).ToList(),
+        _ => v,
+    };
+
     static List<T> ReadParquet<T>(string path, Func<JsonElement, string, T> parse)
     {
         if (!File.Exists(path)) throw new DataException($"{path}: file not found");
@@ -30,7 +45,7 @@ public static class EvalFiles
         if (rows.Count == 0) throw new DataException($"{path}: no examples (the file has no rows)");
         var items = new List<T>(rows.Count);
         for (int i = 0; i < rows.Count; i++)
-            items.Add(parse(JsonSerializer.SerializeToElement(rows[i]), $"{path}: row {i}"));
+            items.Add(parse(JsonSerializer.SerializeToElement(Plain(rows[i])), $"{path}: row {i}"));
         return items;
     }
 
