@@ -164,6 +164,38 @@ let tests =
             }
         ]
 
+        test "sweep files name the paper's tasks: ruler, recall, winogrande, lambada" {
+            let dir = Fixtures.tempDir ()
+            let config = Path.Combine(Fixtures.example "..", "configs", "gla-tiny.json").Replace("\\", "/")
+            let write (evaluate: string) =
+                let file = Path.Combine(dir, "s.json")
+                File.WriteAllText(file, (sprintf """{"model": {"config": "%s"}, "evaluate": %s}""" config evaluate))
+                file
+            let tasks file =
+                let plan = StateX.SweepFile.load file
+                [ for st in plan.Sweep.Runs.Head.Description.Stages do
+                    match st with
+                    | StateX.Evaluate e -> yield! e.Tasks
+                    | _ -> () ]
+            let file = write """[ {"ruler": {"tasks": ["niah_single_2"], "lengths": [4096], "samples": 3}},
+                                  {"recall": {"task": "SWDE", "file": "swde.parquet", "context_length": 2048}},
+                                  {"recall": {"task": "nq", "file": "nq.jsonl", "context_length": 0, "limit": 5}},
+                                  {"winogrande": {"file": "w.jsonl"}}, {"lambada": {"file": "l.jsonl", "limit": 7}} ]"""
+            Expect.equal (tasks file)
+                [ StateX.EvalTask.RulerNiah([ "niah_single_2" ], [ 4096 ], 3, None, RulerNiah.RulerMaxNewTokens)
+                  StateX.EvalTask.Recall("swde", Path.Combine(dir, "swde.parquet"), Some 2048, BasedRecall.MaxNewTokens, None)
+                  StateX.EvalTask.Recall("nq", Path.Combine(dir, "nq.jsonl"), None, BasedRecall.MaxNewTokens, Some 5)
+                  StateX.EvalTask.WinoGrande(Path.Combine(dir, "w.jsonl"), None)
+                  StateX.EvalTask.Lambada(Path.Combine(dir, "l.jsonl"), Some 7) ] "the tasks, files beside the sweep file"
+            let refused (evaluate: string) (parts: string list) =
+                let f = write evaluate
+                let m = try (tasks f |> ignore; "") with e -> e.Message
+                for p in parts do Expect.stringContains m p "the error names the key and value"
+            refused """[ {"ruler": {"tasks": ["niah_double"], "lengths": [4096]}} ]""" [ "evaluate.ruler.tasks"; "niah_double" ]
+            refused """[ {"recall": {"task": "hotpot", "file": "x.jsonl"}} ]""" [ "evaluate.recall.task"; "hotpot" ]
+            refused """[ {"recall": {"task": "fda", "file": "x.jsonl", "context_length": 20}} ]""" [ "evaluate.recall.context_length"; "20" ]
+        }
+
         testList "cli" [
             test "eval --task swde: contains over the sample, the context length in the setting; errors name the option" {
                 let out = Path.Combine(Fixtures.tempDir (), "swde.csv")
