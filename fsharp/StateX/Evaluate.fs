@@ -37,8 +37,16 @@ type EvalTask =
     | HeldOutLoss of data: string * rows: int * length: int
     /// Recall QA from a JSONL file: generation of up to maxNewTokens, answer contained.
     | RecallQa of file: string * maxNewTokens: int * limit: int option
-    /// Multiple choice from a JSONL file (acc, acc_norm).
+    /// Multiple choice from a JSONL or Parquet file (acc, acc_norm): StateX's schema, ARC's, HellaSwag's or PIQA's.
     | MultipleChoice of file: string * limit: int option
+    /// The Based / "Just read twice" recall suite (swde, fda, squad, triviaqa, nq, drop; RecallTask.All) from a
+    /// JSONL or Parquet file in the published dataset's schema: the document cut to `contextLength` tokens around
+    /// the answer (None: not cut), greedy generation of up to maxNewTokens until a newline, "contains".
+    | Recall of task: string * file: string * contextLength: int option * maxNewTokens: int * limit: int option
+    /// WinoGrande (allenai/winogrande's schema) with the harness's partial scoring (acc).
+    | WinoGrande of file: string * limit: int option
+    /// LAMBADA (EleutherAI/lambada_openai's schema): acc and perplexity of the last word.
+    | Lambada of file: string * limit: int option
     /// The model's recurrent state per sequence ("state_elements") and parameter count ("parameters").
     | ModelSize
 
@@ -132,6 +140,10 @@ module EvalSpec =
                 yield EvalResult(modelName, "heldout_loss", EvalResult.SettingOf(struct ("length", box length)), "loss", r.Value, int64 rows * int64 length)
             | RecallQa(file, maxNew, limit) -> yield! RecallQa.Evaluate(lm, tok, file, maxNew, Option.toNullable limit, o)
             | MultipleChoice(file, limit) -> yield! MultipleChoice.Evaluate(lm, tok, file, Option.toNullable limit, o)
+            | Recall(name, file, contextLength, maxNew, limit) ->
+                yield! BasedRecall.Evaluate(lm, tok, RecallTask.Named name, file, Option.toNullable contextLength, maxNew, Option.toNullable limit, o)
+            | WinoGrande(file, limit) -> yield! WinoGrande.Evaluate(lm, tok, file, Option.toNullable limit, o)
+            | Lambada(file, limit) -> yield! Lambada.Evaluate(lm, tok, file, Option.toNullable limit, o)
             | ModelSize ->
                 let none = EvalResult.SettingOf()
                 yield EvalResult(modelName, "model", none, "state_elements", float (lm.StateSize().TotalElements), 1L)

@@ -58,6 +58,11 @@ module SweepFile =
             | :? JsonArray as a -> [ for x in a -> x.GetValue<float>() ]
             | null -> fail file "%s.%s is required (a list of numbers)" where k
             | n -> [ n.GetValue<float>() ]
+        member this.Strings(k: string) =
+            match this.Node k with
+            | :? JsonArray as a -> [ for x in a -> try x.GetValue<string>() with _ -> fail file "%s.%s: expected a list of strings, got %s" where k (a.ToJsonString()) ]
+            | null -> fail file "%s.%s is required (a list of strings)" where k
+            | n -> [ this.Get<string>(k, "") ]
         member this.Required<'T>(k: string) : 'T =
             match this.Node k with
             | null -> fail file "%s.%s is required" where k
@@ -169,7 +174,23 @@ module SweepFile =
                         | "loss_vs_position" -> LossVsPosition(s.Required<string> "data", s.Get("documents", 8), s.Get("length", 2048))
                         | "recall_qa" -> RecallQa(resolvePath file (s.Required<string> "file"), s.Get("max_new_tokens", 48), limit ())
                         | "multiple_choice" -> MultipleChoice(resolvePath file (s.Required<string> "file"), limit ())
-                        | other -> fail file "evaluate: unknown task '%s' (mqar, passkey, haystack, icl, icl_file, loss_vs_position, heldout_loss, recall_qa, multiple_choice, model_size)" other
+                        | "ruler" ->
+                            let names = if s.Has "tasks" then s.Strings "tasks" else [ for t in StateX.Evaluation.Tasks.RulerNiahTask.All -> t.Name ]
+                            let names = [ for n in names -> try (StateX.Evaluation.Tasks.RulerNiahTask.Named n).Name with :? ArgumentException as e -> fail file "evaluate.ruler.tasks: %s" e.Message ]
+                            let essay = if s.Has "essay" then (match s.Get<string>("essay", "") with "synth:text" -> Some "synth:text" | e -> Some(resolvePath file e)) else None
+                            EvalTask.RulerNiah(names, s.Ints "lengths", s.Get("samples", 25), essay, s.Get("max_new_tokens", StateX.Evaluation.Tasks.RulerNiah.RulerMaxNewTokens))
+                        | "recall" ->
+                            let task = s.Required<string> "task"
+                            let task = try (StateX.Evaluation.Tasks.RecallTask.Named task).Name with :? ArgumentException as e -> fail file "evaluate.recall.task: %s" e.Message
+                            let contextLength =
+                                match s.Get("context_length", StateX.Evaluation.Tasks.BasedRecall.DefaultContextLength) with
+                                | 0 -> None
+                                | n when n > StateX.Evaluation.Tasks.BasedRecall.AnswerLength -> Some n
+                                | n -> fail file "evaluate.recall.context_length: %d must exceed the answer length %d (or be 0: not cut)" n StateX.Evaluation.Tasks.BasedRecall.AnswerLength
+                            EvalTask.Recall(task, resolvePath file (s.Required<string> "file"), contextLength, s.Get("max_new_tokens", StateX.Evaluation.Tasks.BasedRecall.MaxNewTokens), limit ())
+                        | "winogrande" -> EvalTask.WinoGrande(resolvePath file (s.Required<string> "file"), limit ())
+                        | "lambada" -> EvalTask.Lambada(resolvePath file (s.Required<string> "file"), limit ())
+                        | other -> fail file "evaluate: unknown task '%s' (mqar, passkey, haystack, ruler, icl, icl_file, loss_vs_position, heldout_loss, recall_qa, recall, multiple_choice, winogrande, lambada, model_size)" other
                     s.CheckKnown()
                     t
                 | _ -> fail file "evaluate: each task is {\"NAME\": {settings}}, got %s" (n.ToJsonString())

@@ -412,6 +412,20 @@ let tests =
                 // The constant model prefers " bb" always: accuracy = share of gold 1 ≈ 1/4.
                 Expect.isLessThan (abs (value r "acc" - 0.25)) 0.08 "acc ≈ 1/4"
             }
+            test "recall suite (JRT): an oracle writing the label scores 1, the label after a newline 0" {
+                let file = example "squad.jsonl"
+                let ex = BasedRecall.ReadFile(RecallTask.Squad, file, byteTok, Nullable 1000)
+                let oracle (answer: string -> string) =
+                    lookupOracle 259 [ for e in ex ->
+                                         let p = byteTok.Encode(e.Prompt, true)
+                                         let full = Array.append p (byteTok.Encode(answer e.Labels.[0]))
+                                         full, seq { p.Length - 1 .. full.Length - 2 } ]
+                let score m = (BasedRecall.Evaluate(m, byteTok, RecallTask.Squad, file, maxNewTokens = 20, options = opts 16)).[0]
+                let r = score (oracle (fun l -> " " + l + "\nnoise"))
+                Expect.equal (r.Task, r.Metric, r.Value, r.N) ("squad", "contains", 1.0, 2L) "the label before the newline"
+                Expect.equal (score (oracle (fun l -> "\n" + l))).Value 0.0 "generation stops at the newline"
+                Expect.equal (score (constant 259 (int 'x'))).Value 0.0 "constant"
+            }
             test "loss versus position: bins, oracle loss ≈ 0, constant loss = log V off target" {
                 let docs = [| Array.init 40 (fun i -> (i * 7) % 50); Array.init 20 (fun i -> (i * 3 + 1) % 50) |]
                 let oracle = lookupOracle 50 [ for d in docs -> d, seq { 0 .. d.Length - 2 } ]

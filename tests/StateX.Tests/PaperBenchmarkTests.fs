@@ -227,25 +227,27 @@ let tests =
             }
             test "eval --suite paper: generated tasks, the datasets found, the missing ones listed, one results file" {
                 let data = Fixtures.tempDir ()
-                File.Copy(Fixtures.example "recall_qa.jsonl", Path.Combine(data, "squad.jsonl"))
-                File.Copy(Fixtures.example "multiple_choice.jsonl", Path.Combine(data, "piqa.jsonl"))
-                File.Copy(Fixtures.example "arc_easy.jsonl", Path.Combine(data, "arc_easy.jsonl"))
+                for name in [ "squad.jsonl"; "piqa.jsonl"; "winogrande.jsonl"; "arc_easy.jsonl"; "lambada.jsonl" ] do
+                    File.Copy(Fixtures.example name, Path.Combine(data, name))
                 let out = Path.Combine(Fixtures.tempDir (), "paper.jsonl")
                 let r = cli [ "eval"; "--suite"; "paper"; "--model"; Fixtures.dir "gla-tiny"; "--device"; "cpu"; "--no-progress"; "--data-dir"; data
                               "--lengths"; "1k"; "--trials"; "2"; "--max-new"; "4"; "--limit"; "2"; "--out"; out ]
                 Expect.equal r.ExitCode 0 r.Stderr
                 let rs = File.ReadAllLines out |> Array.filter (fun l -> l <> "") |> Array.map (fun l -> System.Text.Json.JsonDocument.Parse(l).RootElement)
                 let tasks = rs |> Array.map (fun e -> e.GetProperty("task").GetString()) |> Array.distinct |> List.ofArray
-                Expect.equal tasks ([ for t in RulerNiahTask.All -> t.Name ] @ [ "passkey"; "recall_qa"; "multiple_choice" ]) "RULER, passkey, then the files found"
+                Expect.equal tasks ([ for t in RulerNiahTask.All -> t.Name ] @ [ "passkey"; "squad"; "multiple_choice"; "winogrande"; "lambada" ]) "RULER, passkey, then the files found"
                 let passkeyDepths = rs |> Array.filter (fun e -> e.GetProperty("task").GetString() = "passkey") |> Array.map (fun e -> e.GetProperty("setting").GetProperty("depth").GetDouble()) |> Array.distinct
                 Expect.equal passkeyDepths [| 0.25; 0.75 |] "Stuffed Mamba's depths for 2 samples"
                 let files = rs |> Array.choose (fun e -> match e.GetProperty("setting").TryGetProperty "file" with | true, f -> Some(f.GetString()) | _ -> None) |> Array.distinct
-                Expect.equal files [| "squad.jsonl"; "piqa.jsonl"; "arc_easy.jsonl" |] "the datasets present (ARC in its published schema)"
+                Expect.equal files [| "squad.jsonl"; "piqa.jsonl"; "winogrande.jsonl"; "arc_easy.jsonl"; "lambada.jsonl" |] "the datasets present, in their published schemas"
+                let contextLengths = rs |> Array.filter (fun e -> e.GetProperty("task").GetString() = "squad") |> Array.map (fun e -> e.GetProperty("setting").GetProperty("context_length").GetInt32())
+                Expect.equal contextLengths [| 1000 |] "recall: JRT's context length by default"
+                Expect.equal (rs |> Array.filter (fun e -> e.GetProperty("task").GetString() = "lambada") |> Array.map (fun e -> e.GetProperty("metric").GetString())) [| "acc"; "perplexity" |] "LAMBADA's metrics"
                 let missing = r.Stdout.Split('\n') |> Array.filter (fun l -> l.StartsWith "missing dataset: ")
-                Expect.equal missing.Length 9 "12 datasets, 3 present: 9 listed"
-                for name in [ "swde.jsonl"; "fda.jsonl"; "triviaqa.jsonl"; "nq.jsonl"; "drop.jsonl"; "hellaswag.jsonl"; "winogrande.jsonl"; "arc_challenge.jsonl"; "icl.jsonl" ] do
-                    Expect.isTrue (missing |> Array.exists (fun l -> l.StartsWith("missing dataset: " + Path.Combine(data, name) + " ("))) (sprintf "%s listed with its path" name)
-                Expect.isFalse (missing |> Array.exists (fun l -> l.Contains "squad.jsonl" || l.Contains "piqa.jsonl")) "present ones not listed"
+                Expect.equal missing.Length 8 "13 datasets, 5 present: 8 listed"
+                for name in [ "swde"; "fda"; "triviaqa"; "nq"; "drop"; "hellaswag"; "arc_challenge"; "icl" ] do
+                    Expect.isTrue (missing |> Array.exists (fun l -> l.StartsWith(sprintf "missing dataset: %s.jsonl or %s.parquet (" (Path.Combine(data, name)) name))) (sprintf "%s listed with its path" name)
+                Expect.isFalse (missing |> Array.exists (fun l -> l.Contains "squad" || l.Contains "piqa" || l.Contains "lambada")) "present ones not listed"
                 Expect.stringContains r.Stdout "synth:text" "the essay substitution stated"
                 for col in [ "task"; "setting"; "metric"; "value"; "n" ] do Expect.stringContains r.Stdout col "table columns"
                 let both = cli [ "eval"; "--suite"; "paper"; "--task"; "mqar"; "--model"; Fixtures.dir "gla-tiny" ]

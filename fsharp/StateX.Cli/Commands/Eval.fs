@@ -44,13 +44,14 @@ type EvalArgs =
     | File of path: string
     | Limit of int
     | Max_New of tokens: int
+    | Context_Length of tokens: int
     | Max_Len of tokens: string
     | Bin_Width of tokens: int
     interface IArgParserTemplate with
         member a.Usage =
             match a with
             | Model _ -> "checkpoint folder (config.json + model.safetensors) of any family StateX reads."
-            | Task _ -> "mqar | passkey | haystack | ruler | icl | qa | mc | loss-position (see data/README.md)."
+            | Task _ -> "mqar | passkey | haystack | ruler | icl | qa | mc | swde | fda | squad | triviaqa | nq | drop | winogrande | lambada | loss-position (see data/README.md)."
             | Suite _ -> "paper: RULER NIAH, Stuffed Mamba's passkey and every dataset found in --data-dir (README: Paper benchmarks); instead of --task."
             | Data_Dir _ -> "suite: the folder of the datasets (the file names are listed when missing)."
             | Niah _ -> "ruler: RULER tasks, e.g. niah_single_2,niah_multikey_1 (default: all eight)."
@@ -76,9 +77,10 @@ type EvalArgs =
             | Queries _ -> "haystack: needles asked about; the rest are distractors (default 1)."
             | Shots _ -> "icl: numbers of demonstrations (default 0,1,2,4,8; with --file 0,1,2,4)."
             | Classes _ -> "synthetic icl: classes per episode (default 2)."
-            | File _ -> "qa, mc, icl: a JSON Lines file; loss-position: a .jsonl of {\"text\"} or a text file (data/README.md)."
-            | Limit _ -> "qa, mc, icl with --file, loss-position: use only the first N examples / documents."
-            | Max_New _ -> "qa: tokens generated per answer (default 48); ruler, suite: per RULER sample (default 128, as RULER)."
+            | File _ -> "qa, mc, icl, swde … drop, winogrande, lambada: a JSON Lines or Parquet file; loss-position: a .jsonl of {\"text\"} or a text file (data/README.md)."
+            | Limit _ -> "qa, mc, icl with --file, swde … drop, winogrande, lambada, loss-position, suite: use only the first N examples / documents."
+            | Max_New _ -> "qa, swde … drop: tokens generated per answer (default 48); ruler: per sample (default 128, as RULER); suite: both."
+            | Context_Length _ -> "swde … drop, suite: cut each document to this many tokens around its answer, as Just read twice's --cutting_context (default 1000; 0: not cut)."
             | Max_Len _ -> "loss-position: cut documents to this many tokens, e.g. 32k (default: the longest document)."
             | Bin_Width _ -> "loss-position: positions per bin (default: bins at powers of two)."
 
@@ -98,6 +100,9 @@ let private tasks =
       [ "icl" ], ("icl", [ "--shots"; "--classes"; "--trials"; "--file"; "--limit" ])
       [ "qa"; "recall-qa" ], ("qa", [ "--file"; "--limit"; "--max-new" ])
       [ "mc"; "multiple-choice" ], ("mc", [ "--file"; "--limit" ])
+      for t in RecallTask.All do [ t.Name ], (t.Name, [ "--file"; "--limit"; "--max-new"; "--context-length" ])
+      [ "winogrande" ], ("winogrande", [ "--file"; "--limit" ])
+      [ "lambada" ], ("lambada", [ "--file"; "--limit" ])
       [ "loss-position"; "loss-vs-position" ], ("loss-position", [ "--file"; "--limit"; "--max-len"; "--bin-width" ]) ]
 
 /// "4096", "4k" (× 1024), "1m" (× 1024²).
@@ -117,20 +122,25 @@ let private list (option: string) (parse: string -> 'a) (text: string) =
     items |> Array.map parse |> Array.distinct
 
 /// The options of `--suite paper`.
-let private suiteOptions = [ "--data-dir"; "--lengths"; "--trials"; "--max-new"; "--limit" ]
+let private suiteOptions = [ "--data-dir"; "--lengths"; "--trials"; "--max-new"; "--limit"; "--context-length" ]
 
-/// The datasets `--suite paper` reads from --data-dir: file name, what it is, and the task over a path. ARC and
-/// HellaSwag are read in their published schemas too; the others, until their readers land (issue #22), in
-/// StateX's formats (data/README.md).
-let private paperFiles (limit: int option) (maxNew: int option) : (string * string * (string -> EvalTask)) list =
-    let qa name = name + ".jsonl", "recall QA, JSON Lines of {\"prompt\", \"answer\"}", (fun f -> EvalTask.RecallQa(f, defaultArg maxNew 48, limit))
-    let mc name schema =
-        let what = "multiple choice, JSON Lines of {\"context\", \"choices\", \"gold\"}" + (if schema = "" then "" else sprintf " or in %s" schema)
-        name + ".jsonl", what, (fun f -> EvalTask.MultipleChoice(f, limit))
-    [ qa "swde"; qa "fda"; qa "squad"; qa "triviaqa"; qa "nq"; qa "drop"
-      mc "piqa" ""; mc "hellaswag" "Rowan/hellaswag's schema (the harness's preprocessing)"; mc "winogrande" ""
-      mc "arc_easy" "allenai/ai2_arc's schema (Question: … Answer:)"; mc "arc_challenge" "allenai/ai2_arc's schema (Question: … Answer:)"
-      "icl.jsonl", "few-shot classification, JSON Lines of {\"input\", \"label\"}, shots 0/1/2/4/8/16", (fun f -> EvalTask.FewShotFile(f, [ 0; 1; 2; 4; 8; 16 ], limit)) ]
+/// The datasets `--suite paper` reads from --data-dir: the name (NAME.jsonl or NAME.parquet), what it is, and the
+/// task over a path. Each is read in its published dataset's schema (README: Paper benchmarks).
+let private paperFiles (limit: int option) (maxNew: int option) (contextLength: int option) : (string * string * (string -> EvalTask)) list =
+    let recall name dataset =
+        name, sprintf "%s's schema, Just read twice's prompt and cut" dataset, (fun f -> EvalTask.Recall(name, f, contextLength, defaultArg maxNew BasedRecall.MaxNewTokens, limit))
+    let mc name dataset = name, sprintf "%s's schema, lm-evaluation-harness's prompt" dataset, (fun f -> EvalTask.MultipleChoice(f, limit))
+    [ recall "swde" "hazyresearch/based-swde"; recall "fda" "hazyresearch/based-fda"; recall "squad" "hazyresearch/based-squad"
+      recall "triviaqa" "hazyresearch/based_triviaqa"; recall "nq" "hazyresearch/based_nq_1024"; recall "drop" "hazyresearch/based_drop"
+      mc "piqa" "ybisk/piqa"; mc "hellaswag" "Rowan/hellaswag"
+      "winogrande", "allenai/winogrande's schema, the harness's partial scoring", (fun f -> EvalTask.WinoGrande(f, limit))
+      mc "arc_easy" "allenai/ai2_arc"; mc "arc_challenge" "allenai/ai2_arc"
+      "lambada", "EleutherAI/lambada_openai's schema, acc and perplexity", (fun f -> EvalTask.Lambada(f, limit))
+      "icl", "few-shot classification, records of {\"input\", \"label\"}, shots 0/1/2/4/8/16", (fun f -> EvalTask.FewShotFile(f, [ 0; 1; 2; 4; 8; 16 ], limit)) ]
+
+/// The file of a dataset in --data-dir: NAME.jsonl, else NAME.parquet, if either exists.
+let private paperFile (dir: string) (name: string) =
+    [ ".jsonl"; ".parquet" ] |> List.map (fun ext -> Path.Combine(dir, name + ext)) |> List.tryFind IO.File.Exists
 
 /// The essay haystack's file in --data-dir (optional: generated English-like text otherwise).
 let private essayFile = "essay.txt"
@@ -233,11 +243,15 @@ let run (args: ParseResults<EvalArgs>) =
             | Classes _ | Trials _ -> raise (ArgumentException(sprintf "%s applies to synthetic icl only (without --file)" (optionName a)))
             | _ -> ()
     if task = "icl" && not hasFile && args.Contains Limit then raise (ArgumentException "--limit applies to icl with --file only")
-    if List.contains task [ "qa"; "mc"; "loss-position" ] && not hasFile then
+    let recallNames = [ for t in RecallTask.All -> t.Name ]
+    if List.contains task ([ "qa"; "mc"; "winogrande"; "lambada"; "loss-position" ] @ recallNames) && not hasFile then
         bad "file" "is required for task %s (%s; formats in data/README.md)" task
             (match task with
              | "qa" -> "JSON Lines of {\"prompt\", \"answer\"}"
              | "mc" -> "JSON Lines of {\"context\", \"choices\", \"gold\"}"
+             | "winogrande" -> "allenai/winogrande's {\"sentence\", \"option1\", \"option2\", \"answer\"}, .jsonl or .parquet"
+             | "lambada" -> "EleutherAI/lambada_openai's {\"text\"}, .jsonl or .parquet"
+             | t when List.contains t recallNames -> "the Hugging Face dataset's records, .jsonl or .parquet"
              | _ -> "documents: a .jsonl of {\"text\"} or a text file")
     match args.TryGetResult File with
     | Some f when not (IO.File.Exists f) -> bad "file" "'%s' not found" f
@@ -253,6 +267,11 @@ let run (args: ParseResults<EvalArgs>) =
         | Some text -> list "niah" (fun n -> try (RulerNiahTask.Named n).Name with :? ArgumentException as e -> bad "niah" "%s" e.Message) text |> List.ofArray
         | None -> [ for t in RulerNiahTask.All -> t.Name ]
     let maxNew = args.TryGetResult Max_New |> Option.map (positive "max-new")
+    let contextLength =
+        match args.GetResult(Context_Length, BasedRecall.DefaultContextLength) with
+        | 0 -> None
+        | n when n > BasedRecall.AnswerLength -> Some n
+        | n -> bad "context-length" "%d must exceed the answer length %d (or be 0: not cut)" n BasedRecall.AnswerLength
     let out = args.TryGetResult Out
     match out |> Option.map (fun o -> Path.GetExtension(o).ToLowerInvariant()) with
     | Some (".csv" | ".jsonl" | ".json" | ".ndjson") | None -> ()
@@ -325,10 +344,10 @@ let run (args: ParseResults<EvalArgs>) =
             [ yield EvalTask.RulerNiah(rulerNames, List.ofArray lengths, samples, essay, defaultArg maxNew RulerNiah.RulerMaxNewTokens)
               // Stuffed Mamba's protocol: n samples per length, sample i at depth (i+0.5)/n.
               yield EvalTask.Passkey(List.ofArray lengths, List.ofArray (Passkey.SpreadDepths samples), 1, "stuffed-mamba")
-              for name, _, make in paperFiles (Option.ofNullable limit) maxNew do
-                  match args.TryGetResult Data_Dir with
-                  | Some d when IO.File.Exists(Path.Combine(d, name)) -> yield make (Path.Combine(d, name))
-                  | _ -> () ]
+              for name, _, make in paperFiles (Option.ofNullable limit) maxNew contextLength do
+                  match args.TryGetResult Data_Dir |> Option.bind (fun d -> paperFile d name) with
+                  | Some f -> yield make f
+                  | None -> () ]
         | "icl" ->
             let shots dflt = args.TryGetResult Shots |> Option.map (list "shots" (count "shots")) |> Option.defaultValue dflt |> List.ofArray
             match args.TryGetResult File with
@@ -336,6 +355,10 @@ let run (args: ParseResults<EvalArgs>) =
             | None -> [ EvalTask.FewShot(shots [| 0; 1; 2; 4; 8 |], args.GetResult(Classes, 2), trials 100) ]
         | "qa" -> [ EvalTask.RecallQa(args.GetResult File, positive "max-new" (args.GetResult(Max_New, 48)), Option.ofNullable limit) ]
         | "mc" -> [ EvalTask.MultipleChoice(args.GetResult File, Option.ofNullable limit) ]
+        | "winogrande" -> [ EvalTask.WinoGrande(args.GetResult File, Option.ofNullable limit) ]
+        | "lambada" -> [ EvalTask.Lambada(args.GetResult File, Option.ofNullable limit) ]
+        | t when List.contains t recallNames ->
+            [ EvalTask.Recall(t, args.GetResult File, contextLength, args.GetResult(Max_New, BasedRecall.MaxNewTokens) |> positive "max-new", Option.ofNullable limit) ]
         | _ ->
             [ EvalTask.LossVsPositionFile(args.GetResult File, Option.ofNullable limit, args.TryGetResult Max_Len |> Option.map (parseLength "max-len"),
                                  args.TryGetResult Bin_Width |> Option.map (positive "bin-width")) ]
@@ -346,9 +369,10 @@ let run (args: ParseResults<EvalArgs>) =
     eprintfn "statex: %s on %s: %d results in %s (%O, segment %d, batch %d)" task name results.Length (ProgressLine.Format clock.Elapsed) device segment batch
     if task = "suite" then
         let dir = args.TryGetResult Data_Dir
-        for name, what, _ in paperFiles None None do
-            let path = match dir with Some d -> Path.Combine(d, name) | None -> name
-            if not (IO.File.Exists path) then printfn "missing dataset: %s (%s)" path what
+        for name, what, _ in paperFiles None None None do
+            if (match dir with Some d -> paperFile d name | None -> None).IsNone then
+                let path = match dir with Some d -> Path.Combine(d, name) | None -> name
+                printfn "missing dataset: %s.jsonl or %s.parquet (%s)" path name what
         if (match dir with Some d -> not (IO.File.Exists(Path.Combine(d, essayFile))) | None -> true) then
             printfn "note: RULER's essay haystack is generated English-like text (synth:text): no %s in --data-dir" essayFile
         AnsiConsole.Write(suiteTable results)

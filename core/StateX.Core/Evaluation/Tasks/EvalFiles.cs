@@ -7,6 +7,48 @@ namespace StateX.Evaluation.Tasks;
 /// <summary>Reads the user's evaluation files; every error names the file and the line (<see cref="DataException"/>).</summary>
 public static class EvalFiles
 {
+    /// <summary>
+    /// The records of a JSON Lines file (one object per non-blank line) or of a Parquet file (one row each, as the
+    /// Hugging Face datasets publish them), parsed by <paramref name="parse"/>(object, where); where = "path:line" or
+    /// "path: row N". A Parquet row is handed over as the JSON object of its columns (lists as arrays, structs as
+    /// objects), so every task reads both formats with one parser.
+    /// </summary>
+    public static List<T> ReadRecords<T>(string path, Func<JsonElement, string, T> parse) =>
+        Path.GetExtension(path).Equals(".parquet", StringComparison.OrdinalIgnoreCase) ? ReadParquet(path, parse) : ReadJsonl(path, parse);
+
+    /// <summary>
+    /// A value of Parquet.Net's untyped rows as JSON would print it: strings come as ReadOnlyMemory&lt;char&gt; (its
+    /// untyped default; the switch to System.String is process-wide, so it is left alone), lists as enumerables,
+    /// structs as dictionaries.
+    /// </summary>
+    static object? Plain(object? v) => v switch
+    {
+        null => null,
+        string s => s,
+        ReadOnlyMemory<char> m => m.ToString(),
+        IDictionary<string, object> d => d.ToDictionary(kv => kv.Key, kv => Plain(kv.Value)),
+        System.Collections.IEnumerable e => e.Cast<object?>().Select(Plain).ToList(),
+        _ => v,
+    };
+
+    static List<T> ReadParquet<T>(string path, Func<JsonElement, string, T> parse)
+    {
+        if (!File.Exists(path)) throw new DataException($"{path}: file not found");
+        IList<Dictionary<string, object>> rows;
+        try
+        {
+            using var fs = File.OpenRead(path);
+            rows = Parquet.Serialization.ParquetSerializer.DeserializeUntypedAsync(fs).GetAwaiter().GetResult().Data;
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or Parquet.ParquetException or InvalidDataException or NotSupportedException)
+        { throw new DataException($"{path}: not a readable Parquet file ({e.Message})", e); }
+        if (rows.Count == 0) throw new DataException($"{path}: no examples (the file has no rows)");
+        var items = new List<T>(rows.Count);
+        for (int i = 0; i < rows.Count; i++)
+            items.Add(parse(JsonSerializer.SerializeToElement(Plain(rows[i])), $"{path}: row {i}"));
+        return items;
+    }
+
     /// <summary>One object per non-blank line, parsed by <paramref name="parse"/>(object, where) where where = "path:line".</summary>
     public static List<T> ReadJsonl<T>(string path, Func<JsonElement, string, T> parse)
     {

@@ -52,7 +52,7 @@ public static class InContextLearning
 
     /// <summary>{"input": STRING, "label": STRING} per line; the candidate labels are all labels the file uses.</summary>
     public static List<LabeledExample> ReadFile(string path) =>
-        EvalFiles.ReadJsonl(path, (o, where) => new LabeledExample(EvalFiles.String(o, "input", where), EvalFiles.String(o, "label", where)));
+        EvalFiles.ReadRecords(path, (o, where) => new LabeledExample(EvalFiles.String(o, "input", where), EvalFiles.String(o, "label", where)));
 
     /// <summary>Items from user examples: each example (up to <paramref name="limit"/>) is a query with <paramref name="shots"/> others as shots.</summary>
     public static List<FewShotItem> FromExamples(IReadOnlyList<LabeledExample> examples, int shots, ulong seed, int? limit = null, FewShotFormat? format = null)

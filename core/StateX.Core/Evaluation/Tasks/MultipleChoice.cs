@@ -14,17 +14,19 @@ namespace StateX.Evaluation.Tasks;
 public static class MultipleChoice
 {
     /// <summary>
-    /// A line in any of three schemas, told apart by their fields: StateX's {"context", "choices", "gold"}; ARC's
+    /// A record in any of four schemas, told apart by their fields: StateX's {"context", "choices", "gold"}; ARC's
     /// (allenai/ai2_arc: {"question", "choices": {"text", "label"}, "answerKey"}); HellaSwag's (Rowan/hellaswag:
-    /// {"activity_label", "ctx_a", "ctx_b", "endings", "label"}). ARC and HellaSwag are built as lm-evaluation-harness
-    /// builds them: see <see cref="Arc"/> and <see cref="HellaSwag"/>.
+    /// {"activity_label", "ctx_a", "ctx_b", "endings", "label"}); PIQA's (ybisk/piqa: {"goal", "sol1", "sol2",
+    /// "label"}). The published ones are built as lm-evaluation-harness builds them: see <see cref="Arc"/>,
+    /// <see cref="HellaSwag"/> and <see cref="Piqa"/>. JSON Lines or Parquet (<see cref="EvalFiles.ReadRecords"/>).
     /// </summary>
     public static List<FewShotItem> ReadFile(string path, string delimiter = " ") =>
-        EvalFiles.ReadJsonl(path, (o, where) =>
+        EvalFiles.ReadRecords(path, (o, where) =>
         {
             var (context, choices, gold) =
                 o.TryGetProperty("answerKey", out _) ? Arc(o, where)
                 : o.TryGetProperty("endings", out _) ? HellaSwag(o, where)
+                : o.TryGetProperty("goal", out _) ? Piqa(o, where)
                 : (EvalFiles.String(o, "context", where), EvalFiles.Strings(o, "choices", where), EvalFiles.Int(o, "gold", where));
             if (choices.Length < 2) throw new DataException($"{where}: \"choices\" needs at least two entries");
             if (gold < 0 || gold >= choices.Length) throw new DataException($"{where}: \"gold\" is {gold}, not an index into the {choices.Length} choices");
@@ -44,6 +46,10 @@ public static class MultipleChoice
         if (gold < 0) throw new DataException($"{where}: \"answerKey\" '{key}' is not one of the labels {string.Join(", ", labels)}");
         return ($"Question: {question}\nAnswer:", texts, gold);
     }
+
+    /// <summary>PIQA as lm-evaluation-harness's piqa: context "Question: {goal}\nAnswer:", choices [sol1, sol2], gold label.</summary>
+    public static (string Context, string[] Choices, int Gold) Piqa(JsonElement o, string where) =>
+        ($"Question: {EvalFiles.String(o, "goal", where)}\nAnswer:", [EvalFiles.String(o, "sol1", where), EvalFiles.String(o, "sol2", where)], EvalFiles.Int(o, "label", where));
 
     /// <summary>
     /// HellaSwag as lm-evaluation-harness builds it: context preprocess(activity_label + ": " + ctx_a + " " +

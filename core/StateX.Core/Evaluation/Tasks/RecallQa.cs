@@ -19,7 +19,7 @@ public sealed record QaExample(string Prompt, IReadOnlyList<string> Answers);
 public static partial class RecallQa
 {
     public static List<QaExample> ReadFile(string path) =>
-        EvalFiles.ReadJsonl(path, (o, where) =>
+        EvalFiles.ReadRecords(path, (o, where) =>
         {
             var answers = EvalFiles.Strings(o, "answer", where);
             if (answers.Any(a => Normalize(a).Length == 0)) throw new DataException($"{where}: an answer is empty after normalisation");
