@@ -50,8 +50,8 @@ type private HistoryModel(vocab: int, predict: int[] -> int -> int) =
                     logits.[(r * t + j) * vocab + target] <- 30.0f
             let lg = torch.tensor(logits).reshape(int64 b, int64 t, int64 vocab)
             let loss = match labels with null -> null | l -> LanguageModelLoss.ShiftedCrossEntropy(lg, l)
-            LmOutput(lg, loss, (if returnState then ModelState([| new TensorState(full) :> ILayerState |]) else null))
-        member _.InitialState(batch, _, _) = ModelState([| new TensorState(torch.zeros(batch, 0L, dtype = torch.int64)) :> ILayerState |])
+            LmOutput(lg, loss, (if returnState then new ModelState([| new TensorState(full) :> ILayerState |]) else null))
+        member _.InitialState(batch, _, _) = new ModelState([| new TensorState(torch.zeros(batch, 0L, dtype = torch.int64)) :> ILayerState |])
         member _.StateSize() = StateSizeReport([||])
         member _.Save _ = ()
         member _.Module = identity :> torch.nn.Module
@@ -73,8 +73,8 @@ type private RunningSumModel(vocab: int) =
             let logits = ((v - m).abs() * -0.5 + (v * sums.unsqueeze(-1)).cos() * 0.1).to_type(torch.float32)
             let loss = match labels with null -> null | l -> LanguageModelLoss.ShiftedCrossEntropy(logits, l)
             let last = sums.narrow(1L, sums.shape.[1] - 1L, 1L).clone()
-            LmOutput(logits, loss, (if returnState then ModelState([| new TensorState(last) :> ILayerState |]) else null))
-        member _.InitialState(batch, _, _) = ModelState([| new TensorState(torch.zeros(batch, 1L, dtype = torch.float64)) :> ILayerState |])
+            LmOutput(logits, loss, (if returnState then new ModelState([| new TensorState(last) :> ILayerState |]) else null))
+        member _.InitialState(batch, _, _) = new ModelState([| new TensorState(torch.zeros(batch, 1L, dtype = torch.float64)) :> ILayerState |])
         member _.StateSize() = StateSizeReport([||])
         member _.Save _ = ()
         member _.Module = identity :> torch.nn.Module

@@ -191,7 +191,7 @@ let tests =
             let run mode =
                 mixer.zero_grad ()
                 use x = u.clone().requires_grad_(true)
-                let init = Mamba2LayerState(torch.zeros(2L, mixer.ConvDim, 3L), h0)
+                let init = new Mamba2LayerState(torch.zeros(2L, mixer.ConvDim, 3L), h0)
                 let struct (y, s) = mixer.Forward(x, init, mode)
                 use loss = (y * w).sum() + s.Ssm.square().sum() * 0.01
                 loss.backward ()

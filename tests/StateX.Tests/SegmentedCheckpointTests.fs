@@ -164,6 +164,9 @@ let tests =
             let ids = torch.randint(0L, 256L, [| 1L; 9L |])
             Expect.throwsC (fun () -> TrainingLoss.Compute(stack, ids.narrow(1, 0L, 8L), ids.narrow(1, 1L, 8L), false, 16, 4) |> ignore)
                 (fun e -> Expect.stringContains e.Message "needs activation checkpointing" "segments without checkpointing")
+            // A loss chunk of 0 used to loop for ever.
+            Expect.throwsC (fun () -> TrainingLoss.Compute(stack, ids.narrow(1, 0L, 8L), ids.narrow(1, 1L, 8L), false, 0) |> ignore)
+                (fun e -> Expect.stringContains e.Message "loss chunk must be at least 1 token (got 0)" "loss chunk 0")
             let json = TrainOptions(ActivationCheckpointing = true, CheckpointSegment = Nullable 128).ToJson()
             Expect.equal (TrainOptions.FromJson(json, "test").CheckpointSegment) (Nullable 128) "round trip"
             json.Remove "checkpoint_segment" |> ignore

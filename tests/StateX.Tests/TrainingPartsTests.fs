@@ -47,8 +47,8 @@ let tests =
                 let mk () = new Modules.Parameter(w0.clone()), new Modules.Parameter(b0.clone())
                 let (w1, b1), (w2, b2) = mk (), mk ()
                 let ours = new AdamW([ struct ("layer.weight", w1); struct ("layer.bias", b1) ], weightDecay = 0.1, beta1 = 0.9, beta2 = 0.95, eps = 1e-8)
-                let refW = torch.optim.AdamW([ w2 :> Modules.Parameter ], lr = 0.01, beta1 = 0.9, beta2 = 0.95, eps = 1e-8, weight_decay = 0.1)
-                let refB = torch.optim.AdamW([ b2 :> Modules.Parameter ], lr = 0.01, beta1 = 0.9, beta2 = 0.95, eps = 1e-8, weight_decay = 0.0)
+                let refW = torch.optim.AdamW([ w2 ], lr = 0.01, beta1 = 0.9, beta2 = 0.95, eps = 1e-8, weight_decay = 0.1)
+                let refB = torch.optim.AdamW([ b2 ], lr = 0.01, beta1 = 0.9, beta2 = 0.95, eps = 1e-8, weight_decay = 0.0)
                 let x = torch.randn(5L, 4L)
                 for _ in 1 .. 5 do
                     ours.ZeroGrad()

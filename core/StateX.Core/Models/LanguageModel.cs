@@ -57,6 +57,7 @@ public sealed record LmOutput(Tensor Logits, Tensor? Loss, ModelState? State)
     /// <param name="logits">[B, T, V]</param>
     /// <param name="labels">[B, T] or null</param>
     /// <param name="states">one per layer</param>
+    /// <param name="returnState">keep the states (moved out with the logits) in the output</param>
     public static LmOutput Of(Tensor logits, Tensor? labels, ILayerState[] states, bool returnState)
     {
         var loss = labels is null ? null : LanguageModelLoss.ShiftedCrossEntropy(logits, labels);
@@ -71,6 +72,9 @@ public sealed record LmOutput(Tensor Logits, Tensor? Loss, ModelState? State)
 }
 
 /// <summary>Recurrent state size of one layer, per sequence.</summary>
+/// <param name="Layer">Layer index, from 0.</param>
+/// <param name="Kind">What the state is, the family's layer kind, e.g. "gla" or "mamba2".</param>
+/// <param name="Elements">Number of state elements per sequence.</param>
 /// <param name="Shape">Human-readable shape, e.g. "2 heads × 32 × 64".</param>
 public sealed record LayerStateSize(int Layer, string Kind, long Elements, string Shape)
 {

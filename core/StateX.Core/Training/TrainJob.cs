@@ -10,6 +10,7 @@ namespace StateX.Training;
 /// <param name="CreateModel">Builds the starting model (random, loaded or expanded) when the run starts fresh; called after the seed is set. Not called on resume: the model comes from the checkpoint.</param>
 /// <param name="DataSpec">A <see cref="Data.DataSpec"/> text, e.g. <c>synth:mqar?pairs=16&amp;seq_len=256</c>.</param>
 /// <param name="Tokenizer">"byte" or a folder with tokenizer.json / tokenizer.model.</param>
+/// <param name="Options">Steps, batch, optimiser, schedule, device and checkpointing (<see cref="TrainOptions"/>).</param>
 /// <param name="RunDirectory">Holds config.json, metrics.jsonl, eval.jsonl, log.txt, checkpoints/ and, at the end, model/.</param>
 /// <param name="Resume">Continue from the newest intact checkpoint in the run folder (a fresh start when there is none).</param>
 /// <param name="Recipe">lpt, statex or custom: recorded in the run's config.</param>
@@ -42,7 +43,13 @@ public sealed record TrainHooks(
     Func<int, ICausalLanguageModel, IEnumerable<EvalResult>>? Evaluate = null);
 
 /// <summary>What a finished run did.</summary>
+/// <param name="RunDirectory">the run folder</param>
 /// <param name="ModelDirectory">RUN/model: the final weights, loadable with <see cref="Checkpoint.Load"/>.</param>
+/// <param name="Steps">optimiser steps taken in all (resumed ones included)</param>
+/// <param name="FinalLoss">training loss of the last step</param>
+/// <param name="TokensPerSecond">training throughput of this process</param>
+/// <param name="Tokens">training tokens seen in all</param>
+/// <param name="Elapsed">wall time of this process</param>
 /// <param name="ResumedFrom">the step a resumed run continued from (null for a fresh start)</param>
 /// <param name="PeakMemoryBytes">CPU: the process's peak resident set; CUDA: growth of device memory in use (an upper bound)</param>
 public sealed record TrainSummary(string RunDirectory, string ModelDirectory, int Steps, double FinalLoss,

@@ -23,6 +23,8 @@ public static class TrainRecipes
             ?? throw new NotSupportedException($"no default StateX expansion for {family} models")).ToRequest(seed);
 
     /// <summary>Applies <paramref name="recipe"/> to <paramref name="model"/>; for statex the input model is disposed and replaced by its expansion.</summary>
+    /// <param name="recipe">lpt (the model as is) or statex (expanded first)</param>
+    /// <param name="model">the starting model; for statex, disposed once expanded</param>
     /// <param name="expansion">statex only: what to expand (null: <see cref="DefaultExpansion"/>)</param>
     /// <param name="freezeUnexpanded">statex only: train only the expanded layers</param>
     public static PreparedModel Prepare(string recipe, ICausalLanguageModel model, ExpansionRequest? expansion = null, bool freezeUnexpanded = false)

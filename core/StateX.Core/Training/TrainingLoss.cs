@@ -6,6 +6,7 @@ namespace StateX.Training;
 public static class TrainingLoss
 {
     /// <summary>Mean cross-entropy of predicting <paramref name="targets"/> from <paramref name="inputs"/> (targets -100 are ignored).</summary>
+    /// <param name="stack">the model's embedding, blocks and head as separate pieces (<see cref="TrainingStack"/>)</param>
     /// <param name="inputs">[B, T] int64</param>
     /// <param name="targets">[B, T] int64: targets[b, t] is the token after inputs[b, t]</param>
     /// <param name="checkpoint">recompute blocks and logits in the backward pass</param>
@@ -15,6 +16,8 @@ public static class TrainingLoss
     /// 0 = whole sequences</param>
     public static Tensor Compute(TrainingStack stack, Tensor inputs, Tensor targets, bool checkpoint, int lossChunk, int segment = 0)
     {
+        // A chunk of 0 would never advance the loop below.
+        if (lossChunk < 1) throw new ArgumentException($"loss chunk must be at least 1 token (got {lossChunk})");
         if (segment < 0) throw new ArgumentException($"checkpoint segment must be positive or 0 for whole sequences (got {segment})");
         if (segment > 0 && !checkpoint) throw new ArgumentException("a checkpoint segment length needs activation checkpointing");
         if (segment > 0 && stack.SegmentBlocks is null) throw new ArgumentException("this model's training stack has no stateful blocks to run in segments");
