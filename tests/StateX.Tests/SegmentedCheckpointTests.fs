@@ -9,6 +9,7 @@ open StateX
 open StateX.Gla
 open StateX.Models
 open StateX.Training
+open StateX.Autograd
 
 /// Tiny configs (random weights). GLA with short convolutions, so the conv windows are carried between segments
 /// along with the recurrent state, and weights large enough (initializer_range 0.2) that what the state carries

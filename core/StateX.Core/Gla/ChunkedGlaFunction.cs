@@ -1,4 +1,4 @@
-using StateX.Training;
+using StateX.Autograd;
 using TorchSharp;
 using static TorchSharp.torch;
 

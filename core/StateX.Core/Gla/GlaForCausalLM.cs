@@ -62,7 +62,7 @@ public sealed class GlaModel : nn.Module<Tensor, Tensor>
 /// fla's GLAForCausalLM: parameter names <c>model.embeddings.weight</c>, <c>model.layers.{i}.attn.q_proj.weight</c>,
 /// ..., <c>lm_head.weight</c> (absent when tied to the embeddings).
 /// </summary>
-public sealed class GlaForCausalLM : nn.Module<Tensor, Tensor>, ICausalLanguageModel, Training.ITrainableModel
+public sealed class GlaForCausalLM : nn.Module<Tensor, Tensor>, ICausalLanguageModel, ITrainableModel
 {
     public readonly GlaModel model;
     public readonly Linear? lm_head;
@@ -141,9 +141,9 @@ public sealed class GlaForCausalLM : nn.Module<Tensor, Tensor>, ICausalLanguageM
 
     public void Save(string directory) => GlaCheckpoint.Save(this, directory);
 
-    public Training.TrainingStack TrainingStack() => Training.TrainingStack.OfSegmentBlocks(
+    public Models.TrainingStack TrainingStack() => Models.TrainingStack.OfSegmentBlocks(
         ids => model.embeddings.call(ids),
-        model.layers.Select(l => new Training.SegmentBlock(
+        model.layers.Select(l => new SegmentBlock(
             (x, s) => l.Forward(x, (GlaLayerState?)s, ForwardMode.Chunked),
             GlaLayerState.FromTensors)).ToArray(),
         h => model.norm.call(h),

@@ -61,7 +61,7 @@ public sealed class Mamba2Backbone : nn.Module<Tensor, Tensor>
 /// The Mamba2 language model (transformers' <c>Mamba2ForCausalLM</c>): embeddings → N blocks → norm_f → LM head,
 /// the head tied to the embeddings unless <c>tie_word_embeddings</c> is false.
 /// </summary>
-public sealed class Mamba2ForCausalLM : nn.Module, ICausalLanguageModel, Training.ITrainableModel
+public sealed class Mamba2ForCausalLM : nn.Module, ICausalLanguageModel, ITrainableModel
 {
     public readonly Mamba2Backbone backbone;
     public readonly Linear? lm_head;
@@ -141,9 +141,9 @@ public sealed class Mamba2ForCausalLM : nn.Module, ICausalLanguageModel, Trainin
         foreach (var (_, t) in tensors) t.Dispose();
     }
 
-    public Training.TrainingStack TrainingStack() => Training.TrainingStack.OfSegmentBlocks(
+    public Models.TrainingStack TrainingStack() => Models.TrainingStack.OfSegmentBlocks(
         ids => backbone.embeddings.forward(ids),
-        backbone.layers.Select(l => new Training.SegmentBlock(
+        backbone.layers.Select(l => new SegmentBlock(
             (u, s) => l.Forward(u, (Mamba2LayerState?)s, ForwardMode.Chunked),
             Mamba2LayerState.FromTensors)).ToArray(),
         u => backbone.norm_f.forward(u.to_type(backbone.norm_f.weight.dtype)),

@@ -1,5 +1,5 @@
 using StateX.Native;
-using StateX.Training;
+using StateX.Autograd;
 using TorchSharp;
 using static TorchSharp.torch;
 

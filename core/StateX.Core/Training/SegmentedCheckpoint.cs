@@ -1,3 +1,5 @@
+using StateX.Autograd;
+using StateX.Models;
 using static TorchSharp.torch;
 
 namespace StateX.Training;

@@ -1,7 +1,8 @@
-using StateX.Models;
 using static TorchSharp.torch;
 
-namespace StateX.Training;
+// The seams a model offers for training live beside the model interfaces, not in Training: a model family
+// implements them without knowing the trainer (the trainer depends on the models, never the other way).
+namespace StateX.Models;
 
 /// <summary>
 /// A causal LM split at the seams the trainer needs: embedding, blocks (each [B, T, D] → [B, T, D] from a zero
