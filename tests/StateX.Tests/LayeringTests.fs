@@ -93,6 +93,12 @@ let tests =
             let models = [ "StateX.Models"; "StateX.Gla"; "StateX.Mamba2"; "StateX.Layers"; "StateX.Autograd" ]
             Expect.equal (violations models [ "StateX.Training" ]) [] "models → training references"
         }
+        test "the model interfaces do not name the families built on them (checkpoint families are discovered)" {
+            Expect.equal (violations [ "StateX.Models" ] [ "StateX.Gla"; "StateX.Mamba2" ]) [] "models → families references"
+            let names = StateX.Models.Checkpoint.Families |> Seq.map (fun f -> f.Name) |> List.ofSeq
+            for n in [ "gla"; "mamba2 (transformers)"; "mamba2 (mamba_ssm)" ] do
+                Expect.isTrue (names |> List.exists (fun m -> m.StartsWith n)) (sprintf "%s discovered among %A" n names)
+        }
         test "the scan sees a dependency that is there (the trainer uses the models)" {
             // Guards the test above against a scan that finds nothing at all.
             let found = violations [ "StateX.Training" ] [ "StateX.Models" ]

@@ -34,7 +34,9 @@ public sealed class Mamba2HuggingFaceFamily : ICheckpointFamily
 public sealed class Mamba2MambaSsmFamily : ICheckpointFamily
 {
     public string Name => "mamba2 (mamba_ssm)";
-    public bool Recognizes(ConfigJson config) => config.Root.ContainsKey("d_model") && config.Root.ContainsKey("n_layer");
+    // Not a transformers config that happens to carry these keys too: that one says model_type mamba2.
+    public bool Recognizes(ConfigJson config) =>
+        config.Root.ContainsKey("d_model") && config.Root.ContainsKey("n_layer") && config.Root["model_type"]?.ToString() != "mamba2";
 
     public ICausalLanguageModel Create(ConfigJson config, Action<string>? warn)
     {

@@ -19,12 +19,18 @@ public interface ICheckpointFamily
 /// <summary>Loads any checkpoint folder StateX understands, choosing the family from its config.json.</summary>
 public static class Checkpoint
 {
-    /// <summary>Every family StateX reads. Order matters only if two could claim one config.</summary>
-    public static IReadOnlyList<ICheckpointFamily> Families { get; } = new ICheckpointFamily[]
-    {
-        new Mamba2.Mamba2HuggingFaceFamily(), new Mamba2.Mamba2MambaSsmFamily(),
-        new Gla.GlaCheckpointFamily(),
-    };
+    /// <summary>Every family StateX reads, by name. No two may claim one config (<see cref="FamilyOf"/> refuses it).</summary>
+    public static IReadOnlyList<ICheckpointFamily> Families { get; } = Discover();
+
+    // Found in this assembly by reflection, not listed: Models is the room the families are built on, so naming
+    // them here would make it depend on every family and every family on it (a cycle). A family is a non-abstract
+    // class implementing ICheckpointFamily with a parameterless constructor; it needs no registration.
+    static ICheckpointFamily[] Discover() =>
+        typeof(Checkpoint).Assembly.GetTypes()
+            .Where(t => t is { IsClass: true, IsAbstract: false } && typeof(ICheckpointFamily).IsAssignableFrom(t) && t.GetConstructor(Type.EmptyTypes) is not null)
+            .Select(t => (ICheckpointFamily)Activator.CreateInstance(t)!)
+            .OrderBy(f => f.Name, StringComparer.Ordinal)
+            .ToArray();
 
     /// <summary>A model with random weights from a config.json (any family's dialect): for sizing and accounting without a download.</summary>
     public static ICausalLanguageModel FromConfig(string configPath, Action<string>? warn = null)
@@ -42,7 +48,12 @@ public static class Checkpoint
         return FamilyOf(config).Load(directory, config, device, dtype, warn ?? (m => Console.Error.WriteLine(m)));
     }
 
-    static ICheckpointFamily FamilyOf(ConfigJson config) =>
-        Families.FirstOrDefault(f => f.Recognizes(config))
+    static ICheckpointFamily FamilyOf(ConfigJson config)
+    {
+        var claim = Families.Where(f => f.Recognizes(config)).ToArray();
+        if (claim.Length > 1)
+            throw new ConfigException($"{config.Path}: claimed by several checkpoint families ({string.Join(", ", claim.Select(f => f.Name))}); its keys must say which");
+        return claim.FirstOrDefault()
         ?? throw new ConfigException($"{config.Path}: not a checkpoint StateX can read (model_type '{config.Root["model_type"]?.ToString() ?? "absent"}'; known: {string.Join(", ", Families.Select(f => f.Name))})");
+    }
 }
