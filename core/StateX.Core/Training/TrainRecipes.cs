@@ -33,7 +33,7 @@ public static class TrainRecipes
         {
             case "lpt":
                 if (expansion is not null) throw new ArgumentException("the lpt recipe trains the model unchanged; an expansion belongs to the statex recipe");
-                if (freezeUnexpanded) throw new ArgumentException("--freeze-unexpanded needs the statex recipe: lpt expands no layer");
+                if (freezeUnexpanded) throw new ArgumentException("freezing the unexpanded layers needs the statex recipe: lpt expands no layer");
                 return new PreparedModel(model, null, new JsonObject { ["recipe"] = "lpt" }, null);
             case "statex":
                 var request = (expansion ?? DefaultExpansion(model.Family)) with { FreezeOthers = freezeUnexpanded };
