@@ -272,20 +272,8 @@ public sealed class GlaBench : IBenchSuite
         _ => throw new ArgumentException($"unknown dtype '{s}': float32, bf16 or fp16"),
     };
 
-    static int Int(Dictionary<string, string> a, string key, int fallback) =>
-        a.TryGetValue(key, out var v) ? int.Parse(v.EndsWith('K') || v.EndsWith('k') ? (int.Parse(v[..^1]) * 1024).ToString() : v, CultureInfo.InvariantCulture) : fallback;
+    static int Int(Dictionary<string, string> a, string key, int fallback) => BenchArgs.Int(a, key, fallback);
 
-    static Dictionary<string, string> ParseArgs(string[] args)
-    {
-        var d = new Dictionary<string, string>(StringComparer.Ordinal);
-        for (int i = 0; i < args.Length; i++)
-        {
-            if (!args[i].StartsWith("--")) throw new ArgumentException($"unexpected argument '{args[i]}'\n{Usage}");
-            var key = args[i][2..];
-            if (key is "help" or "no-backward" or "no-decode" or "no-header" or "in-process" or "check") { d[key] = "1"; continue; }
-            if (i + 1 >= args.Length) throw new ArgumentException($"--{key} needs a value");
-            d[key] = args[++i];
-        }
-        return d;
-    }
+    static Dictionary<string, string> ParseArgs(string[] args) =>
+        BenchArgs.Parse(args, Usage, "no-backward", "no-decode", "no-header", "in-process", "check");
 }

@@ -31,7 +31,7 @@ public sealed class Mamba2Bench : IBenchSuite
             "fp32" or "float32" => ScalarType.Float32,
             var d => throw new ArgumentException($"unknown --dtype '{d}': expected bf16, fp16 or fp32"),
         };
-        int iters = int.Parse(opts.GetValueOrDefault("iters", "5"), CultureInfo.InvariantCulture);
+        int iters = BenchArgs.Int(opts, "iters", 5);
         var backend = Enum.Parse<SsdBackend>(opts.GetValueOrDefault("backend", "auto"), ignoreCase: true);
         if (opts.ContainsKey("check")) return Check(device);
         var shapes = Shapes(opts);
@@ -61,7 +61,7 @@ public sealed class Mamba2Bench : IBenchSuite
 
     static List<Shape> Shapes(Dictionary<string, string> o)
     {
-        int I(string k, int d) => int.Parse(o.GetValueOrDefault(k, d.ToString(CultureInfo.InvariantCulture)), CultureInfo.InvariantCulture);
+        int I(string k, int d) => BenchArgs.Int(o, k, d);
         var preset = o.GetValueOrDefault("preset", "");
         List<Shape> list = preset switch
         {
@@ -220,16 +220,5 @@ public sealed class Mamba2Bench : IBenchSuite
     /// <summary>Device memory in use; the caching allocator keeps what a step needed, so this tracks the peak.</summary>
     static long CudaUsedBytes() => Math.Max(0, CudaDevices.MemoryInUse());
 
-    static Dictionary<string, string> ParseArgs(string[] args)
-    {
-        var d = new Dictionary<string, string>(StringComparer.Ordinal);
-        for (int i = 0; i < args.Length; i++)
-        {
-            if (!args[i].StartsWith("--", StringComparison.Ordinal)) throw new ArgumentException($"unexpected argument '{args[i]}'\n{Usage}");
-            var key = args[i][2..];
-            if (key is "help" or "check" || i + 1 >= args.Length) { d[key] = ""; continue; }
-            d[key] = args[++i];
-        }
-        return d;
-    }
+    static Dictionary<string, string> ParseArgs(string[] args) => BenchArgs.Parse(args, Usage, "check");
 }

@@ -29,6 +29,12 @@ public static class Program
         }
         var suite = suites.FirstOrDefault(s => s.Name == args[0]);
         if (suite is null) { Console.Error.WriteLine($"unknown suite '{args[0]}'; known: {string.Join(", ", suites.Select(s => s.Name))}"); return 2; }
-        return suite.Run(args[1..]);
+        try { return suite.Run(args[1..]); }
+        catch (ArgumentException e)
+        {
+            // Bad options are the user's to fix: one line, no stack trace.
+            Console.Error.WriteLine($"{suite.Name}: {e.Message}");
+            return 2;
+        }
     }
 }

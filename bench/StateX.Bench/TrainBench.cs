@@ -30,7 +30,7 @@ public sealed class TrainBench : IBenchSuite
     {
         var o = ParseArgs(args);
         if (o.ContainsKey("help") || !o.ContainsKey("config")) { Console.WriteLine(Usage); return o.ContainsKey("help") ? 0 : 2; }
-        int I(string k, int d) => int.Parse(o.GetValueOrDefault(k, d.ToString(CultureInfo.InvariantCulture)), CultureInfo.InvariantCulture);
+        int I(string k, int d) => BenchArgs.Int(o, k, d);
         int T = I("T", 8192), B = I("B", 1), accum = I("accum", 1), steps = I("steps", 3), lossChunk = I("loss-chunk", 8192), segment = I("segment", 0);
         bool ckpt = o.ContainsKey("ckpt");
         if (segment > 0 && !ckpt) throw new ArgumentException("--segment needs --ckpt (it segments the checkpointed recomputation)");
@@ -98,15 +98,5 @@ public sealed class TrainBench : IBenchSuite
 
     static void cuda_synchronize(Device d) => torch.cuda.synchronize(d);
 
-    static Dictionary<string, string> ParseArgs(string[] args)
-    {
-        var d = new Dictionary<string, string>();
-        for (int i = 0; i < args.Length; i++)
-        {
-            if (!args[i].StartsWith("--")) throw new ArgumentException($"unexpected argument '{args[i]}'");
-            var key = args[i][2..];
-            if (i + 1 < args.Length && !args[i + 1].StartsWith("--")) d[key] = args[++i]; else d[key] = "true";
-        }
-        return d;
-    }
+    static Dictionary<string, string> ParseArgs(string[] args) => BenchArgs.Parse(args, Usage, "ckpt");
 }
