@@ -9,6 +9,7 @@ open StateX.IO
 open StateX.Models
 open StateX.Gla
 open StateX.Gsa
+open StateX.Expansion
 
 type private T = torch.Tensor
 
@@ -240,5 +241,66 @@ let tests =
                             Expect.stringContains e.Message key "names the key"
                             Expect.isFalse (e.Message.Contains "\n") "one line")
                 }
+        ]
+
+        testList "slot expansion" [
+            let expand (lm: GsaForCausalLM) layers init seed =
+                StateExpansion.Apply(lm, ExpansionRequest(LayerSelection.Parse layers, Rewrite.Parse "state:x3", ExpansionRequest.ParseInit init, seed))
+            test "copy (tiled slots) is function-preserving; the state grows 3×, f_proj alone gains H_kv·2M·hidden; other layers bit-identical" {
+                let lm = model 20L (tinyConfig true false (Some 1) "swish")
+                let r = expand lm "list:0" "copy" 0L
+                let big = r.Model :?> GsaForCausalLM
+                Expect.equal [ for a in big.Attentions -> a.NumSlots ] [ 18; 6 ] "slots per layer"
+                let x = ids 21L 2L 30L 50
+                use _ = torch.no_grad ()
+                // The only change is a softmax over 3 identical copies of each score: float32 round-off.
+                expectClose (big.Forward(x).Logits) (lm.Forward(x).Logits) 1e-5 "same function"
+                let l0 = r.Account.Layers.[0]
+                Expect.equal l0.StateAfter (2L * 18L * 32L + 3L * 64L) "layer 0 state: 2 heads × 18 slots × (16 + 16) + conv windows"
+                Expect.equal l0.ParamsDelta (1L * 12L * 32L) "H_kv · (r−1)·M · hidden"
+                Expect.equal r.Account.Layers.[1].ParamsDelta 0L "layer 1 unchanged"
+                for (n, p) in paramsOf big do
+                    if not (n.StartsWith "model.layers.0.attn.f_proj") then
+                        Expect.isTrue (p.equal(param lm n).all().item<bool>()) (n + " copied bit for bit")
+                let d = Fixtures.tempDir ()
+                big.Save d
+                let back = Checkpoint.Load(d, torch.CPU, warn = fun w -> failtestf "unexpected warning: %s" w)
+                Expect.equal (maxAbs (back.Forward(x).Logits) (big.Forward(x).Logits)) 0.0 "reloads to identical logits"
+                Expect.stringContains (File.ReadAllText(Path.Combine(d, "config.json"))) "statex_layer_num_slots" "per-layer slots recorded"
+            }
+            test "copied slots receive identical gradients, so training alone never separates them" {
+                let lm = model 22L (tinyConfig false false None "swish")
+                let big = (expand lm "all" "copy" 0L).Model :?> GsaForCausalLM
+                let x = ids 23L 2L 20L 50
+                big.Forward(x, labels = x).Loss.backward()
+                let gr = (param big "model.layers.0.attn.f_proj.weight").grad.reshape(2L, 3L, 6L, 32L)   // [H_kv, copy, M, hidden]
+                Expect.isGreaterThan (gr.abs().sum().item<float32>()) 0.0f "f_proj gets gradient"
+                expectClose (gr.select(1, 0L)) (gr.select(1, 2L)) 1e-7 "first and last copy's gradients"
+            }
+            test "reinit (fresh slots): old rows kept, new rows N(0, initializer_range) from the seed, function changed, forms still agree" {
+                let lm = model 24L (tinyConfig false false None "swish")
+                let big = (expand lm "all" "reinit" 5L).Model :?> GsaForCausalLM
+                Expect.equal big.Config.NumSlots (Nullable 18) "uniform result: a plain fla config"
+                Expect.isNull big.Config.LayerNumSlots "no per-layer key"
+                let w = (param big "model.layers.1.attn.f_proj.weight").reshape(2L, 18L, 32L)
+                let old = (param lm "model.layers.1.attn.f_proj.weight").reshape(2L, 6L, 32L)
+                Expect.isTrue (w.narrow(1, 0L, 6L).equal(old).all().item<bool>()) "old rows kept per kv head"
+                let fresh = w.narrow(1, 6L, 12L)
+                let sd = fresh.std().item<float32>() |> float
+                Expect.isTrue (abs (sd - 0.02) < 0.004) (sprintf "fresh rows' std %g ≈ 0.02" sd)
+                let again = (expand lm "all" "reinit" 5L).Model
+                Expect.isTrue ((param again.Module "model.layers.1.attn.f_proj.weight").equal(param big "model.layers.1.attn.f_proj.weight").all().item<bool>()) "same seed, same draw"
+                let x = ids 25L 1L 24L 50
+                use _ = torch.no_grad ()
+                Expect.isGreaterThan (maxAbs (big.Forward(x).Logits) (lm.Forward(x).Logits)) 1e-4 "fresh slots change the function"
+                expectClose (big.Forward(x).Logits) (big.Forward(x, mode = ForwardMode.Recurrent).Logits) 1e-5 "chunked = recurrent"
+            }
+            test "inits and rewrites that do not apply to slots are refused by name" {
+                let lm = model 26L (tinyConfig false false None "swish")
+                Expect.throwsC (fun () -> expand lm "all" "zero" 0L |> ignore)
+                    (fun e -> Expect.stringContains e.Message "init 'zero' does not apply to GSA slots; expected reinit (fresh slots) or copy" "names the init and the choices")
+                Expect.throwsC (fun () -> StateExpansion.Apply(lm, ExpansionRequest(LayerSelection.All(), Rewrite.MergeHeads 1, ExpansionInit.Reinit)) |> ignore)
+                    (fun e -> Expect.stringContains e.Message "GSA models are expanded by multiplying their slots (state:xR)" "names the GSA rewrite")
+            }
         ]
     ]
