@@ -4,6 +4,8 @@ open Expecto
 open StateX.Tests.TensorAssert
 open TorchSharp
 open StateX.Power
+open StateX.Models
+open StateX.IO
 
 type private T = torch.Tensor
 
@@ -46,7 +48,7 @@ let tests =
                     // float32 sums of terms of either sign, in three orders.
                     expectClose orr oa 1e-4 "recurrent vs attention"
                     expectClose oc oa 1e-4 "chunked vs attention"
-                    let rel (a: T) (b: T) = maxAbs a b / (b.abs().max().item<float32>() |> float)
+                    let rel (a: T) (b: T) = maxAbs a b / (b.abs().max().to_type(f32).item<float32>() |> float)
                     Expect.isLessThan (rel sc sr) 1e-5 "S relative difference"
                     Expect.isLessThan (rel zc zr) 1e-5 "Z relative difference"
                     Expect.sequenceEqual sr.shape [| 2L; 2L; SymmetricPower.FeatureCount(4L, p); 3L |] "S is [B, H, D, dv]"
@@ -76,4 +78,45 @@ let tests =
             Expect.throwsC (fun () -> PowerAttention.Attention(q, k, v, null, 3, 1.0) |> ignore)
                 (fun e -> Expect.stringContains e.Message "degree p must be a positive even number, got 3" "names the degree")
         }
+
+        testList "tiny LM" [
+            let model seed degree =
+                torch.manual_seed seed |> ignore
+                new PowerForCausalLM(PowerConfig(HiddenSize = 32, NumHiddenLayers = 2, NumHeads = 2, HeadDim = 4, Degree = degree,
+                                                 IntermediateSize = System.Nullable 48, VocabSize = 50, ChunkSize = 8, InitializerRange = 0.2))
+            let ids seed t =
+                torch.manual_seed seed |> ignore
+                torch.randint(50L, [| 2L; t |], dtype = torch.ScalarType.Int64)
+            for degree in [ 2; 4 ] do
+                test (sprintf "p=%d: chunked and recurrent logits agree, decoding continues the prefill, and the loss back-propagates" degree) {
+                    let lm = model 5L degree
+                    let x = ids 6L 21L
+                    let chunked = lm.Forward(x, labels = x)
+                    use _ = torch.no_grad ()
+                    expectClose (lm.Forward(x, mode = ForwardMode.Recurrent).Logits) chunked.Logits 1e-4 "logits"
+                    let pre = lm.Forward(x.narrow(1, 0L, 13L), returnState = true)
+                    let mutable state = pre.State
+                    let steps = ResizeArray [ pre.Logits ]
+                    for i in 13L .. 20L do
+                        let o = lm.Forward(x.narrow(1, i, 1L), state = state, returnState = true, mode = ForwardMode.Recurrent)
+                        steps.Add o.Logits
+                        state <- o.State
+                    expectClose (torch.cat(steps.ToArray(), 1L)) chunked.Logits 1e-4 "prefill + decode"
+                }
+            test "state size is H·C(d+p−1, p)·(d+1) per layer, what InitialState holds; save and reload give identical logits" {
+                let lm = model 7L 4
+                let zero = lm.InitialState(1L, torch.CPU, f32)
+                Expect.equal (lm.StateSize().Layers.[0].Elements) (zero.Layers.[0].Tensors |> Seq.sumBy (fun t -> t.numel())) "elements = state tensors"
+                Expect.equal (lm.StateSize().Layers.[0].Elements) (2L * 35L * 5L) "2 heads × C(7, 4) = 35 × (4 + 1)"
+                let d = Fixtures.tempDir ()
+                lm.Save d
+                let back = Checkpoint.Load(d, torch.CPU, warn = fun w -> failtestf "unexpected warning: %s" w)
+                Expect.equal back.Family "power" "loaded as power attention"
+                let x = ids 8L 12L
+                use _ = torch.no_grad ()
+                Expect.equal (maxAbs (back.Forward(x).Logits) (lm.Forward(x).Logits)) 0.0 "identical logits"
+                Expect.throwsC (fun () -> PowerConfig.FromJson(ConfigJson.Parse("""{"model_type": "power_attention", "degree": 3}""", "/p/config.json")) |> ignore)
+                    (fun e -> Expect.stringContains e.Message "/p/config.json: 'degree' = 3 must be a positive even number" "names file, key and value")
+            }
+        ]
     ]

@@ -23,7 +23,7 @@ public static class Checkpoint
     public static IReadOnlyList<ICheckpointFamily> Families { get; } = new ICheckpointFamily[]
     {
         new Mamba2.Mamba2HuggingFaceFamily(), new Mamba2.Mamba2MambaSsmFamily(),
-        new Gla.GlaCheckpointFamily(), new Gsa.GsaCheckpointFamily(),
+        new Gla.GlaCheckpointFamily(), new Gsa.GsaCheckpointFamily(), new Power.PowerCheckpointFamily(),
     };
 
     /// <summary>A model with random weights from a config.json (any family's dialect): for sizing and accounting without a download.</summary>
