@@ -74,7 +74,7 @@ public static class ChunkedGsa
         var causal = ones(c, c, dtype: ScalarType.Bool, device: q.device).tril();               // [C(t), C(j)]: j ≤ t
         var scores = qc.matmul(kc.transpose(-1, -2));                                            // [B, H, N, C, C]
         var pairwise = (cum.unsqueeze(4) - cum.unsqueeze(3))                                     // [B, H, N, C(t), C(j), M]: G_t − G_j
-            .masked_fill(causal.logical_not().unsqueeze(-1), double.NegativeInfinity).exp();
+            .masked_fill(causal.logical_not().unsqueeze(-1), Scalars.NegativeInfinity).exp();   // a held Scalar: see Scalars
         var intra = (scores.unsqueeze(-1) * pairwise * sc.unsqueeze(3)).sum(4);                  // [B, H, N, C, M]
 
         var last = cum[.., .., .., ^1..];                                                        // [B, H, N, 1, M]

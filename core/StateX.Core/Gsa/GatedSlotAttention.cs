@@ -145,7 +145,8 @@ public sealed class GatedSlotAttention : nn.Module<Tensor, Tensor>
         v = nn.functional.silu(v.view(b, t, NumKvHeads, HeadVDim));                  // [B, T, Hkv, dv]
         // fla computes the gates in the projection's dtype (no float32 upcast before logsigmoid).
         var g = nn.functional.logsigmoid(f.view(b, t, NumKvHeads, NumSlots)) / Config.GateLogitNormalizer; // [B, T, Hkv, M]
-        var s = 1 - g.exp();                                                         // [B, T, Hkv, M]
+        using var one = 1.0.ToScalar();                                              // held across the native call (see Scalars)
+        var s = g.exp().neg().add(one);                                              // [B, T, Hkv, M]: 1 − exp(g)
         if (Groups > 1)
         {
             k = k.repeat_interleave(Groups, dim: 2);

@@ -45,8 +45,8 @@ public static class PowerAttention
         var causal = ones(c, c, dtype: ScalarType.Bool, device: scores.device).tril();
         var a = scores.pow(degree);
         if (cum is not null)
-            a = a * (cum.unsqueeze(-1) - cum.unsqueeze(-2)).masked_fill(causal.logical_not(), double.NegativeInfinity).exp();
-        return a.masked_fill(causal.logical_not(), 0.0);
+            a = a * (cum.unsqueeze(-1) - cum.unsqueeze(-2)).masked_fill(causal.logical_not(), Scalars.NegativeInfinity).exp();
+        return a.masked_fill(causal.logical_not(), Scalars.Zero);   // held Scalars: an implicit one can be freed mid-call (see Scalars)
     }
 
     /// <param name="q">[B, T, H, d]</param>
