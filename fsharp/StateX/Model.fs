@@ -7,6 +7,7 @@ open StateX.IO
 open StateX.Gla
 open StateX.Mamba2
 open StateX.Gsa
+open StateX.Power
 open StateX.Models
 open StateX.Expansion
 
@@ -141,10 +142,28 @@ type GsaSpec =
       /// Slots per layer when they differ (an expanded checkpoint); None: every layer has Slots.
       LayerSlots: int list option }
 
+/// A tiny power-attention language model (StateX's own; core PowerConfig): H heads of width d, degree p.
+type PowerSpec =
+    { Vocab: int
+      Hidden: int
+      Layers: int
+      Heads: int
+      HeadDim: int
+      /// p, even: the state per head is C(d + p − 1, p)·(d + 1).
+      Degree: int
+      Gating: bool
+      ChunkSize: int
+      HiddenRatio: int option
+      Intermediate: int option
+      NormEps: float
+      TieEmbeddings: bool
+      InitRange: float }
+
 type Arch =
     | Gla of GlaSpec
     | Mamba2 of Mamba2Spec
     | Gsa of GsaSpec
+    | Power of PowerSpec
 
 /// A model description: an architecture and the expansions applied to it, in order. Pure data: printable,
 /// hashable (<see cref="Hash"/>), comparable; sizes are computed without tensors.
@@ -175,6 +194,15 @@ module GsaSpec =
 
     /// A CPU-sized model for tests and quick looks (byte-tokenizer vocabulary).
     let tiny = { defaults with Vocab = 259; Hidden = 64; Layers = 2; Heads = 2; Slots = 16; HiddenRatio = Some 2 }
+
+[<RequireQualifiedAccess>]
+module PowerSpec =
+    /// The core PowerConfig's defaults.
+    let defaults =
+        { Vocab = 32000; Hidden = 256; Layers = 2; Heads = 4; HeadDim = 16; Degree = 2; Gating = true; ChunkSize = 64
+          HiddenRatio = Some 4; Intermediate = None; NormEps = 1e-6; TieEmbeddings = false; InitRange = 0.02 }
+
+    let tiny = { defaults with Vocab = 259; Hidden = 64; Heads = 2; HeadDim = 8; HiddenRatio = Some 2 }
 
 [<RequireQualifiedAccess>]
 module Mamba2Spec =
@@ -262,10 +290,11 @@ module Model =
     let gla (spec: GlaSpec) = { Arch = Gla spec; Expansions = [] }
     let mamba2 (spec: Mamba2Spec) = { Arch = Mamba2 spec; Expansions = [] }
     let gsa (spec: GsaSpec) = { Arch = Gsa spec; Expansions = [] }
+    let power (spec: PowerSpec) = { Arch = Power spec; Expansions = [] }
 
-    let family (m: Model) = match m.Arch with Gla _ -> "gla" | Mamba2 _ -> "mamba2" | Gsa _ -> "gsa"
+    let family (m: Model) = match m.Arch with Gla _ -> "gla" | Mamba2 _ -> "mamba2" | Gsa _ -> "gsa" | Power _ -> "power"
 
-    let numLayers (m: Model) = match m.Arch with Gla g -> g.Layers | Mamba2 s -> s.Layers | Gsa a -> a.Layers
+    let numLayers (m: Model) = match m.Arch with Gla g -> g.Layers | Mamba2 s -> s.Layers | Gsa a -> a.Layers | Power w -> w.Layers
 
     /// Changes the GLA architecture (fails on a Mamba2 description).
     let mapGla (f: GlaSpec -> GlaSpec) (m: Model) =
@@ -273,6 +302,7 @@ module Model =
         | Gla g -> { m with Arch = Gla(f g) }
         | Mamba2 _ -> invalidArg "model" "mapGla: this is a Mamba2 description"
         | Gsa _ -> invalidArg "model" "mapGla: this is a GSA description"
+        | Power _ -> invalidArg "model" "mapGla: this is a power-attention description"
 
     /// Changes the Mamba2 architecture (fails on a GLA description).
     let mapMamba2 (f: Mamba2Spec -> Mamba2Spec) (m: Model) =
@@ -280,6 +310,7 @@ module Model =
         | Mamba2 s -> { m with Arch = Mamba2(f s) }
         | Gla _ -> invalidArg "model" "mapMamba2: this is a GLA description"
         | Gsa _ -> invalidArg "model" "mapMamba2: this is a GSA description"
+        | Power _ -> invalidArg "model" "mapMamba2: this is a power-attention description"
 
     /// Changes the GSA architecture (fails on a GLA or Mamba2 description).
     let mapGsa (f: GsaSpec -> GsaSpec) (m: Model) =
@@ -287,18 +318,27 @@ module Model =
         | Gsa a -> { m with Arch = Gsa(f a) }
         | Gla _ -> invalidArg "model" "mapGsa: this is a GLA description"
         | Mamba2 _ -> invalidArg "model" "mapGsa: this is a Mamba2 description"
+        | Power _ -> invalidArg "model" "mapGsa: this is a power-attention description"
+
+    /// Changes the power-attention architecture (fails on any other description).
+    let mapPower (f: PowerSpec -> PowerSpec) (m: Model) =
+        match m.Arch with
+        | Power w -> { m with Arch = Power(f w) }
+        | _ -> invalidArg "model" (sprintf "mapPower: this is a %s description" (family m))
 
     let withLayers n m =
         match m.Arch with
         | Gla g -> { m with Arch = Gla { g with Layers = n } }
         | Mamba2 s -> { m with Arch = Mamba2 { s with Layers = n } }
         | Gsa a -> { m with Arch = Gsa { a with Layers = n } }
+        | Power w -> { m with Arch = Power { w with Layers = n } }
 
     let withVocab n m =
         match m.Arch with
         | Gla g -> { m with Arch = Gla { g with Vocab = n } }
         | Mamba2 s -> { m with Arch = Mamba2 { s with Vocab = n } }
         | Gsa a -> { m with Arch = Gsa { a with Vocab = n } }
+        | Power w -> { m with Arch = Power { w with Vocab = n } }
 
     /// hidden_size (GLA, GSA) or d_model (Mamba2).
     let withWidth n m =
@@ -306,6 +346,7 @@ module Model =
         | Gla g -> { m with Arch = Gla { g with Hidden = n } }
         | Mamba2 s -> { m with Arch = Mamba2 { s with DModel = n } }
         | Gsa a -> { m with Arch = Gsa { a with Hidden = n } }
+        | Power w -> { m with Arch = Power { w with Hidden = n } }
 
     // ---- core configs ------------------------------------------------------------------------------------------
 
@@ -395,6 +436,10 @@ module Model =
             | Gla g -> Gla(List.fold applyGla g m.Expansions)
             | Mamba2 s -> Mamba2(List.fold applyMamba2 s m.Expansions)
             | Gsa a -> Gsa(List.fold applyGsa a m.Expansions)
+            | Power w ->
+                if not m.Expansions.IsEmpty then
+                    invalidArg "model" "power attention has no state expansion: its state is set by the degree p and the head width (Model.mapPower)"
+                Power w
         { Arch = arch; Expansions = [] }
 
     let private checkLayerList what (layers: int) (l: int list option) =
@@ -422,6 +467,7 @@ module Model =
             c
         | Mamba2 _ -> invalidArg "model" "glaConfig: this is a Mamba2 description"
         | Gsa _ -> invalidArg "model" "glaConfig: this is a GSA description"
+        | Power _ -> invalidArg "model" "glaConfig: this is a power-attention description"
 
     /// The core's GsaConfig of a (flattened) GSA description.
     let gsaConfig (m: Model) : GsaConfig =
@@ -463,6 +509,21 @@ module Model =
             c.Validate "Mamba2 description"
         | Gla _ -> invalidArg "model" "mamba2Config: this is a GLA description"
         | Gsa _ -> invalidArg "model" "mamba2Config: this is a GSA description"
+        | Power _ -> invalidArg "model" "mamba2Config: this is a power-attention description"
+
+    /// The core's PowerConfig of a power-attention description.
+    let powerConfig (m: Model) : PowerConfig =
+        match (flatten m).Arch with
+        | Power w ->
+            let c =
+                PowerConfig(
+                    VocabSize = w.Vocab, HiddenSize = w.Hidden, NumHiddenLayers = w.Layers, NumHeads = w.Heads, HeadDim = w.HeadDim,
+                    Degree = w.Degree, Gating = w.Gating, ChunkSize = w.ChunkSize, HiddenRatio = Option.toNullable w.HiddenRatio,
+                    IntermediateSize = Option.toNullable w.Intermediate, NormEps = w.NormEps, TieWordEmbeddings = w.TieEmbeddings,
+                    InitializerRange = w.InitRange)
+            c.Validate "power-attention description"
+            c
+        | _ -> invalidArg "model" "powerConfig: this is not a power-attention description"
 
     let private optionOfList (l: Collections.Generic.IReadOnlyList<int>) = if isNull l then None else Some(List.ofSeq l)
 
@@ -487,6 +548,13 @@ module Model =
               NormEps = c.NormEps; ElementwiseAffine = c.ElementwiseAffine; FuseNorm = c.FuseNorm; TieEmbeddings = c.TieWordEmbeddings
               InitRange = c.InitializerRange; MaxPositions = c.MaxPositionEmbeddings; LayerSlots = optionOfList c.LayerNumSlots }
 
+    /// The description of a core PowerConfig.
+    let ofPowerConfig (c: PowerConfig) : Model =
+        power { Vocab = c.VocabSize; Hidden = c.HiddenSize; Layers = c.NumHiddenLayers; Heads = c.NumHeads; HeadDim = c.HeadDim
+                Degree = c.Degree; Gating = c.Gating; ChunkSize = c.ChunkSize; HiddenRatio = Option.ofNullable c.HiddenRatio
+                Intermediate = Option.ofNullable c.IntermediateSize; NormEps = c.NormEps; TieEmbeddings = c.TieWordEmbeddings
+                InitRange = c.InitializerRange }
+
     /// The description of a core Mamba2Config.
     let ofMamba2Config (c: Mamba2Config) : Model =
         if c.IntermediateSize % c.HiddenSize <> 0 then
@@ -506,6 +574,7 @@ module Model =
             | Gla _ -> (glaConfig m).ToJson()
             | Mamba2 _ -> (mamba2Config m).ToHuggingFace()
             | Gsa _ -> (gsaConfig m).ToJson()
+            | Power _ -> (powerConfig m).ToJson()
         node.ToJsonString(JsonSerializerOptions(WriteIndented = true)) + "\n"
 
     /// Writes config.json (a file path, or a folder to hold config.json); returns the file's path.
@@ -529,11 +598,12 @@ module Model =
             ofMamba2Config cfg
         | t when not (isNull t) && string t = "gla" -> ofGlaConfig (GlaConfig.FromJson(c, w))
         | t when not (isNull t) && string t = "gsa" -> ofGsaConfig (GsaConfig.FromJson(c, w))
+        | t when not (isNull t) && string t = "power_attention" -> ofPowerConfig (PowerConfig.FromJson(c, w))
         | t when not (isNull t) && string t = "mamba2" ->
             let cfg = Mamba2Config.FromHuggingFace c
             match c.UnknownKeysWarning() with null -> () | s -> warn s
             ofMamba2Config cfg
-        | t -> raise (ConfigException(sprintf "%s: not a config StateX can describe (model_type '%s'; known: gla, gsa, mamba2, mamba_ssm)" path (if isNull t then "absent" else string t)))
+        | t -> raise (ConfigException(sprintf "%s: not a config StateX can describe (model_type '%s'; known: gla, gsa, mamba2, mamba_ssm, power_attention)" path (if isNull t then "absent" else string t)))
 
     let readConfig (path: string) = readConfigWith (eprintfn "%s") path
 
@@ -548,6 +618,7 @@ module Model =
         | :? GlaForCausalLM as g -> ofGlaConfig g.Config
         | :? Mamba2ForCausalLM as s -> ofMamba2Config s.Config
         | :? GsaForCausalLM as a -> ofGsaConfig a.Config
+        | :? PowerForCausalLM as w -> ofPowerConfig w.Config
         | _ -> invalidArg "model" (sprintf "no description for %s models" lm.Family)
 
     // ---- sizes without tensors ---------------------------------------------------------------------------------
@@ -582,6 +653,9 @@ module Model =
             [ for i in 0 .. a.Layers - 1 do
                 let conv = match a.Conv with Some w -> (h * dk + kv * dk + kv * dv) * int64 (w - 1) | None -> 0L
                 GatedSlotAttention.StateElementsOf(h, int64 (gsaSlots a i), dk, dv) + conv ]
+        | Power w ->
+            // H·C(d + p − 1, p)·(d + 1): the symmetric power state S and its normaliser Z.
+            List.replicate w.Layers (int64 w.Heads * PowerAttention.StateElementsPerHead(int64 w.HeadDim, int64 w.HeadDim, w.Degree))
 
     /// Recurrent state per sequence of the whole model, in elements.
     let stateSize (m: Model) : int64 = layerStateSizes m |> List.sum
@@ -629,6 +703,11 @@ module Model =
                 let t2r = if a.FeatureMap = "t2r" then dk * dk else 0L
                 let norm = if a.ElementwiseAffine then d else 0L
                 2L * d + projections + conv + t2r + norm + mlp ]
+        | Power w ->
+            let c = powerConfig m
+            let d, width, h = int64 w.Hidden, int64 (w.Heads * w.HeadDim), int64 w.Heads
+            let gate = if w.Gating then h * d + h else 0L
+            List.replicate w.Layers (2L * d + 4L * d * width + gate + 3L * d * int64 c.MlpIntermediateSize)
 
     /// Parameters of the whole model (embeddings, layers, final norm, untied head).
     let paramCount (m: Model) : int64 =
@@ -637,6 +716,7 @@ module Model =
             | Gla g -> int64 g.Vocab, int64 g.Hidden, g.TieEmbeddings
             | Mamba2 s -> int64 s.Vocab, int64 s.DModel, s.TieEmbeddings
             | Gsa a -> int64 a.Vocab, int64 a.Hidden, a.TieEmbeddings
+            | Power w -> int64 w.Vocab, int64 w.Hidden, w.TieEmbeddings
         vocab * width + List.sum (layerParamCounts m) + width + (if tied then 0L else vocab * width)
 
     // ---- building and expanding core models --------------------------------------------------------------------
@@ -648,6 +728,7 @@ module Model =
         | Gla _ -> new GlaForCausalLM(glaConfig m) :> ICausalLanguageModel
         | Mamba2 _ -> new Mamba2ForCausalLM(mamba2Config m) :> ICausalLanguageModel
         | Gsa _ -> new GsaForCausalLM(gsaConfig m) :> ICausalLanguageModel
+        | Power _ -> new PowerForCausalLM(powerConfig m) :> ICausalLanguageModel
 
     /// Applies the description's expansions, in order, to a core model shaped as the unexpanded description
     /// (a pretrained checkpoint); returns each step's result (the last one's Model is the expanded model).
@@ -669,6 +750,7 @@ module Model =
             | Gla g -> sprintf "GLA %d layers × %d wide, %d heads, vocab %d" g.Layers g.Hidden g.Heads g.Vocab
             | Mamba2 s -> sprintf "Mamba2 %d layers × %d wide, d_state %d, headdim %d, vocab %d" s.Layers s.DModel s.DState s.HeadDim s.Vocab
             | Gsa a -> sprintf "GSA %d layers × %d wide, %d heads, %d slots, vocab %d" a.Layers a.Hidden a.Heads a.Slots a.Vocab
+            | Power w -> sprintf "power attention p=%d, %d layers × %d wide, %d heads of %d, vocab %d" w.Degree w.Layers w.Hidden w.Heads w.HeadDim w.Vocab
         let rewrite r =
             match r with
             | MergeHeads i -> sprintf "merge-heads %s" (initName i)

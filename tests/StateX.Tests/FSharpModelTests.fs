@@ -52,7 +52,11 @@ let gsaDescriptions =
       "gsa layer 1 slots ×3 copied (mixed slots)", gsaBase |> Expand.layers [ 1 ] (State(3, Copy))
       "gsa all ×2 fresh then first ×2 copied (two steps)", gsaBase |> Expand.all (State(2, Reinit)) |> Expand.first 1 (State(2, Copy)) ]
 
-let descriptions = glaDescriptions @ mambaDescriptions @ gsaDescriptions
+let powerDescriptions =
+    [ "power p=2 tiny", Model.power PowerSpec.tiny
+      "power p=4, no gating, tied, explicit MLP", Model.power { PowerSpec.tiny with Degree = 4; HeadDim = 4; Heads = 3; Gating = false; TieEmbeddings = true; Intermediate = Some 32 } ]
+
+let descriptions = glaDescriptions @ mambaDescriptions @ gsaDescriptions @ powerDescriptions
 
 let private paramsOf (lm: ICausalLanguageModel) = lm.Module.parameters() |> Seq.sumBy (fun p -> p.numel())
 
@@ -137,6 +141,7 @@ let tests =
             expectRefused (fun () -> glaBase |> Expand.seed 3L) "no expansion"
             expectRefused (fun () -> gsaBase |> Expand.all (MergeHeads Reinit) |> Model.flatten) "multiplying their slots"
             expectRefused (fun () -> gsaBase |> Expand.all (State(2, Zero)) |> Model.flatten) "init 'zero' does not apply to GSA slots"
+            expectRefused (fun () -> Model.power PowerSpec.tiny |> Expand.all (State(2, Reinit)) |> Model.flatten) "power attention has no state expansion"
             expectRefused (fun () -> Model.expandModel (glaWide |> Expand.all (MergeHeads Reinit)) (Model.create glaBase)) "not the description's unexpanded model"
         }
 
