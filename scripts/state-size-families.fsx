@@ -1,9 +1,10 @@
-// Recall against state size across the recurrent families: tiny GLA, Mamba2 and GSA models at about the same
+// Recall against state size across the recurrent families: tiny GLA, Mamba2, GSA and power-attention models at about the same
 // parameter count, each at three state sizes set by its own knob, trained from scratch on MQAR and evaluated on
 // MQAR; one line per family on the chart. The knobs (README, "Families and their state"):
 //   GLA     heads H (state K·V/H per layer; parameters do not change)
 //   Mamba2  d_state N (state H·P·N; 2·N·d_model parameters per layer)
 //   GSA     slots M (state H·M·(dk + dv); H_kv·M·hidden parameters per layer)
+//   power   degree p and head width d at fixed H·d (state H·C(d + p − 1, p)·(d + 1); parameters do not change)
 // Each run is keyed by the hash of its pipeline; re-running skips finished runs.
 //
 //     dotnet fsi scripts/state-size-families.fsx [steps=150] [seeds=1] [pairs=4] [seq_len=64] [device=cpu] [out=runs/state-size-families]
@@ -16,7 +17,7 @@ open Prelude
 open StateX
 
 // ---- sizes (or pass key=value arguments) ----
-let families = (arg "families" "gla,mamba2,gsa").Split ',' |> List.ofArray
+let families = (arg "families" "gla,mamba2,gsa,power").Split ',' |> List.ofArray
 let seeds = [ 0L .. int64 (arg "seeds" 1) - 1L ]
 let steps = arg "steps" 150
 let seqLen = arg "seq_len" 64
@@ -33,12 +34,15 @@ let mamba2 dState =
     Model.mamba2 { Mamba2Spec.tiny with DModel = width; DState = dState; HeadDim = 16; ChunkSize = 16; InitRange = initRange }
 let gsa slots =
     Model.gsa { GsaSpec.tiny with Hidden = width; Heads = 2; ExpandK = 0.25; Slots = slots; Intermediate = Some 64; InitRange = initRange }
+let power degree heads headDim =
+    Model.power { PowerSpec.tiny with Hidden = width; Degree = degree; Heads = heads; HeadDim = headDim; Intermediate = Some 64; ChunkSize = 16; InitRange = initRange }
 let sizes =
-    Map [ "gla", [ gla 4; gla 2; gla 1 ]
+    Map [ "power", [ power 2 4 8; power 2 2 16; power 4 4 8 ]
+          "gla", [ gla 4; gla 2; gla 1 ]
           "mamba2", [ mamba2 4; mamba2 8; mamba2 16 ]
           "gsa", [ gsa 4; gsa 8; gsa 16 ] ]
 for f in families do
-    if not (sizes.ContainsKey f) then failwithf "families=%s: unknown family '%s' (known: gla, mamba2, gsa)" (arg "families" "") f
+    if not (sizes.ContainsKey f) then failwithf "families=%s: unknown family '%s' (known: gla, mamba2, gsa, power)" (arg "families" "") f
     for m in sizes.[f] do printfn "%-7s %s" f (Model.summary m)
 
 let train =
