@@ -145,6 +145,20 @@ let tests =
             expectRefused (fun () -> Model.expandModel (glaWide |> Expand.all (MergeHeads Reinit)) (Model.create glaBase)) "not the description's unexpanded model"
         }
 
+        test "a study takes GSA and power-attention families: GSA's StateX arm multiplies layer 0's slots by 4, power attention has none" {
+            let s =
+                StudyPresets.cpu.Study
+                |> StudyPresets.addFamily "gsa" (StudyPresets.gsa 64 2 2 4)
+                |> StudyPresets.addFamily "power" (Model.power PowerSpec.tiny)
+            Study.validate s |> ignore
+            let runs = Study.runs s
+            let gsaStatex = runs |> List.find (fun r -> r.Family = "gsa" && r.Arm = "statex")
+            match (Model.flatten gsaStatex.Pipeline.Model).Arch with
+            | Gsa a -> Expect.equal a.LayerSlots (Some [ 16; 4 ]) "every:6 on 2 layers is layer 0: 4 → 16 slots"
+            | _ -> failtest "not GSA"
+            Expect.equal (runs |> List.filter (fun r -> r.Family = "power") |> List.map (fun r -> r.Arm) |> List.distinct |> List.sort) [ "base"; "lpt" ] "power: base and LPT only"
+        }
+
         test "summary names the family, the expansions and the sizes" {
             let s = Model.summary (glaWide |> Expand.every 2 (MergeHeads Reinit))
             Expect.stringContains s "GLA 3 layers" "family and depth"
