@@ -6,6 +6,9 @@
 //   GSA     slots M (state H·M·(dk + dv); H_kv·M·hidden parameters per layer)
 //   power   degree p and head width d at fixed H·d (state H·C(d + p − 1, p)·(d + 1); parameters do not change)
 // Each run is keyed by the hash of its pipeline; re-running skips finished runs.
+// Measured on 2 idle cores (2026-12-02): the defaults take 1 min 30 s and leave every model near chance on MQAR
+// (≤ 4%): they show the mechanics. steps=600 took 2 min for GLA and GSA: GSA 17% at 4 pairs, GLA still at chance,
+// neither yet ordered by state size; a regime where recall tracks state needs more steps (the study presets use 1800+).
 //
 //     dotnet fsi scripts/state-size-families.fsx [steps=150] [seeds=1] [pairs=4] [seq_len=64] [device=cpu] [out=runs/state-size-families]
 //
