@@ -22,7 +22,12 @@ let source =
 let described = Model.ofCheckpoint source
 let preset =
     match arg "preset" "" with
-    | "" -> match described.Arch with Gla _ -> "gla-1.3b" | Mamba2 _ -> "mamba2-1.3b"
+    | "" ->
+        match described.Arch with
+        | Gla _ -> "gla-1.3b"
+        | Mamba2 _ -> "mamba2-1.3b"
+        | Gsa _ -> failwith "no StateX paper preset exists for GSA models: use statex expand --layers ... --rewrite state:xR --init reinit|copy"
+        | Power _ -> failwith "power attention has no state expansion: its state is set by the degree p"
     | p -> p
 let target = described |> Expand.preset preset
 printfn "source:   %s\n          %s" source (Model.summary described)

@@ -6,6 +6,8 @@ open System.Text.Json
 open StateX.IO
 open StateX.Gla
 open StateX.Mamba2
+open StateX.Gsa
+open StateX.Power
 open StateX.Models
 open StateX.Expansion
 
@@ -36,7 +38,7 @@ type Rewrite =
     | MergeHeads of Init
     /// GLA: the heads of a layer merged into `heads` heads: state grows H/heads-fold.
     | MergeHeadsTo of heads: int * init: Init
-    /// Mamba2: d_state multiplied by `ratio` (state grows ratio-fold).
+    /// Mamba2: d_state multiplied by `ratio`; GSA: slots multiplied by `ratio` (state grows ratio-fold).
     | State of ratio: int * init: Init
 
 /// Which layers an expansion touches (the core's LayerSelection).
@@ -111,9 +113,57 @@ type Mamba2Spec =
       /// d_state per layer when they differ (an expanded checkpoint); None: every layer has DState.
       LayerStates: int list option }
 
+/// A gated slot attention (GSA) language model in fla's terms (names after fla's GSAConfig). fla's output norm is
+/// hidden_size wide over the value_dim-wide output, so expand_v is always 1 and not a field.
+type GsaSpec =
+    { Vocab: int
+      Hidden: int
+      Layers: int
+      Heads: int
+      /// Grouped key/value heads (None: one per head).
+      KvHeads: int option
+      /// Memory slots per head, M (fla's num_slots).
+      Slots: int
+      ExpandK: float
+      HiddenRatio: int option
+      /// MLP width; None: fla's rule from HiddenRatio.
+      Intermediate: int option
+      /// Short causal convolution of this width on q, k, v (None: no convolution).
+      Conv: int option
+      /// "swish", "relu" or "t2r".
+      FeatureMap: string
+      GateNormalizer: float
+      NormEps: float
+      ElementwiseAffine: bool
+      FuseNorm: bool
+      TieEmbeddings: bool
+      InitRange: float
+      MaxPositions: int
+      /// Slots per layer when they differ (an expanded checkpoint); None: every layer has Slots.
+      LayerSlots: int list option }
+
+/// A tiny power-attention language model (StateX's own; core PowerConfig): H heads of width d, degree p.
+type PowerSpec =
+    { Vocab: int
+      Hidden: int
+      Layers: int
+      Heads: int
+      HeadDim: int
+      /// p, even: the state per head is C(d + p − 1, p)·(d + 1).
+      Degree: int
+      Gating: bool
+      ChunkSize: int
+      HiddenRatio: int option
+      Intermediate: int option
+      NormEps: float
+      TieEmbeddings: bool
+      InitRange: float }
+
 type Arch =
     | Gla of GlaSpec
     | Mamba2 of Mamba2Spec
+    | Gsa of GsaSpec
+    | Power of PowerSpec
 
 /// A model description: an architecture and the expansions applied to it, in order. Pure data: printable,
 /// hashable (<see cref="Hash"/>), comparable; sizes are computed without tensors.
@@ -133,6 +183,26 @@ module GlaSpec =
 
     /// A CPU-sized model for tests and quick looks (byte-tokenizer vocabulary).
     let tiny = { defaults with Vocab = 259; Hidden = 64; Layers = 2; Heads = 2; HiddenRatio = Some 2 }
+
+[<RequireQualifiedAccess>]
+module GsaSpec =
+    /// fla's GSAConfig defaults.
+    let defaults =
+        { Vocab = 32000; Hidden = 2048; Layers = 24; Heads = 4; KvHeads = None; Slots = 64; ExpandK = 1.0; HiddenRatio = Some 4
+          Intermediate = None; Conv = None; FeatureMap = "swish"; GateNormalizer = 8.0; NormEps = 1e-6; ElementwiseAffine = true
+          FuseNorm = true; TieEmbeddings = false; InitRange = 0.02; MaxPositions = 2048; LayerSlots = None }
+
+    /// A CPU-sized model for tests and quick looks (byte-tokenizer vocabulary).
+    let tiny = { defaults with Vocab = 259; Hidden = 64; Layers = 2; Heads = 2; Slots = 16; HiddenRatio = Some 2 }
+
+[<RequireQualifiedAccess>]
+module PowerSpec =
+    /// The core PowerConfig's defaults.
+    let defaults =
+        { Vocab = 32000; Hidden = 256; Layers = 2; Heads = 4; HeadDim = 16; Degree = 2; Gating = true; ChunkSize = 64
+          HiddenRatio = Some 4; Intermediate = None; NormEps = 1e-6; TieEmbeddings = false; InitRange = 0.02 }
+
+    let tiny = { defaults with Vocab = 259; Hidden = 64; Heads = 2; HeadDim = 8; HiddenRatio = Some 2 }
 
 [<RequireQualifiedAccess>]
 module Mamba2Spec =
@@ -219,38 +289,64 @@ module Expand =
 module Model =
     let gla (spec: GlaSpec) = { Arch = Gla spec; Expansions = [] }
     let mamba2 (spec: Mamba2Spec) = { Arch = Mamba2 spec; Expansions = [] }
+    let gsa (spec: GsaSpec) = { Arch = Gsa spec; Expansions = [] }
+    let power (spec: PowerSpec) = { Arch = Power spec; Expansions = [] }
 
-    let family (m: Model) = match m.Arch with Gla _ -> "gla" | Mamba2 _ -> "mamba2"
+    let family (m: Model) = match m.Arch with Gla _ -> "gla" | Mamba2 _ -> "mamba2" | Gsa _ -> "gsa" | Power _ -> "power"
 
-    let numLayers (m: Model) = match m.Arch with Gla g -> g.Layers | Mamba2 s -> s.Layers
+    let numLayers (m: Model) = match m.Arch with Gla g -> g.Layers | Mamba2 s -> s.Layers | Gsa a -> a.Layers | Power w -> w.Layers
 
     /// Changes the GLA architecture (fails on a Mamba2 description).
     let mapGla (f: GlaSpec -> GlaSpec) (m: Model) =
         match m.Arch with
         | Gla g -> { m with Arch = Gla(f g) }
         | Mamba2 _ -> invalidArg "model" "mapGla: this is a Mamba2 description"
+        | Gsa _ -> invalidArg "model" "mapGla: this is a GSA description"
+        | Power _ -> invalidArg "model" "mapGla: this is a power-attention description"
 
     /// Changes the Mamba2 architecture (fails on a GLA description).
     let mapMamba2 (f: Mamba2Spec -> Mamba2Spec) (m: Model) =
         match m.Arch with
         | Mamba2 s -> { m with Arch = Mamba2(f s) }
         | Gla _ -> invalidArg "model" "mapMamba2: this is a GLA description"
+        | Gsa _ -> invalidArg "model" "mapMamba2: this is a GSA description"
+        | Power _ -> invalidArg "model" "mapMamba2: this is a power-attention description"
+
+    /// Changes the GSA architecture (fails on a GLA or Mamba2 description).
+    let mapGsa (f: GsaSpec -> GsaSpec) (m: Model) =
+        match m.Arch with
+        | Gsa a -> { m with Arch = Gsa(f a) }
+        | Gla _ -> invalidArg "model" "mapGsa: this is a GLA description"
+        | Mamba2 _ -> invalidArg "model" "mapGsa: this is a Mamba2 description"
+        | Power _ -> invalidArg "model" "mapGsa: this is a power-attention description"
+
+    /// Changes the power-attention architecture (fails on any other description).
+    let mapPower (f: PowerSpec -> PowerSpec) (m: Model) =
+        match m.Arch with
+        | Power w -> { m with Arch = Power(f w) }
+        | _ -> invalidArg "model" (sprintf "mapPower: this is a %s description" (family m))
 
     let withLayers n m =
         match m.Arch with
         | Gla g -> { m with Arch = Gla { g with Layers = n } }
         | Mamba2 s -> { m with Arch = Mamba2 { s with Layers = n } }
+        | Gsa a -> { m with Arch = Gsa { a with Layers = n } }
+        | Power w -> { m with Arch = Power { w with Layers = n } }
 
     let withVocab n m =
         match m.Arch with
         | Gla g -> { m with Arch = Gla { g with Vocab = n } }
         | Mamba2 s -> { m with Arch = Mamba2 { s with Vocab = n } }
+        | Gsa a -> { m with Arch = Gsa { a with Vocab = n } }
+        | Power w -> { m with Arch = Power { w with Vocab = n } }
 
-    /// hidden_size (GLA) or d_model (Mamba2).
+    /// hidden_size (GLA, GSA) or d_model (Mamba2).
     let withWidth n m =
         match m.Arch with
         | Gla g -> { m with Arch = Gla { g with Hidden = n } }
         | Mamba2 s -> { m with Arch = Mamba2 { s with DModel = n } }
+        | Gsa a -> { m with Arch = Gsa { a with Hidden = n } }
+        | Power w -> { m with Arch = Power { w with Hidden = n } }
 
     // ---- core configs ------------------------------------------------------------------------------------------
 
@@ -290,9 +386,9 @@ module Model =
             match e.Rewrite with
             | MergeHeads i -> 1, i
             | MergeHeadsTo(h, i) -> h, i
-            | State _ -> invalidArg "model" (sprintf "GLA models are expanded by merging heads (MergeHeads, MergeHeadsTo); %A applies to Mamba2" e.Rewrite)
+            | State _ -> invalidArg "model" (sprintf "GLA models are expanded by merging heads (MergeHeads, MergeHeadsTo); %A applies to Mamba2 and GSA" e.Rewrite)
         if init <> Inherit && init <> Reinit then
-            invalidArg "model" (sprintf "init '%s' is a Mamba2 option; GLA head merging takes Inherit or Reinit" (initName init))
+            invalidArg "model" (sprintf "init '%s' is a Mamba2 or GSA option; GLA head merging takes Inherit or Reinit" (initName init))
         if target < 1 then invalidArg "model" (sprintf "cannot merge heads into %d heads" target)
         match g.KvHeads with
         | Some kv when kv <> g.Heads -> invalidArg "model" (sprintf "merging heads of a model with grouped key/value heads (KvHeads = %d) is not supported" kv)
@@ -318,6 +414,20 @@ module Model =
         if Array.forall ((=) sizes.[0]) sizes then { s with DState = sizes.[0]; LayerStates = None }
         else { s with LayerStates = Some(List.ofArray sizes) }
 
+    /// The core's rule (GsaSlotExpansion): slots × ratio in the chosen layers; Reinit (fresh) or Copy (tiled; Preserve = Copy).
+    let private applyGsa (a: GsaSpec) (e: Expansion) =
+        let ratio, init =
+            match e.Rewrite with
+            | State(r, i) -> r, i
+            | r -> invalidArg "model" (sprintf "GSA models are expanded by multiplying their slots (State (ratio, init)); %A applies to GLA" r)
+        if ratio < 1 then invalidArg "model" (sprintf "the expansion ratio must be at least 1 (got %d)" ratio)
+        if init <> Reinit && init <> Copy && init <> Preserve then
+            invalidArg "model" (sprintf "init '%s' does not apply to GSA slots; expected Reinit (fresh slots) or Copy (tiled slots, function-preserving)" (initName init))
+        let slots = Array.init a.Layers (fun i -> match a.LayerSlots with Some l -> l.[i] | None -> a.Slots)
+        for i in expandedLayers a.Layers e do slots.[i] <- slots.[i] * ratio
+        if Array.forall ((=) slots.[0]) slots then { a with Slots = slots.[0]; LayerSlots = None }
+        else { a with LayerSlots = Some(List.ofArray slots) }
+
     /// The description with every expansion folded into the architecture (per-layer heads / state sizes):
     /// the shape of the expanded model, which is what its config.json records.
     let flatten (m: Model) : Model =
@@ -325,6 +435,11 @@ module Model =
             match m.Arch with
             | Gla g -> Gla(List.fold applyGla g m.Expansions)
             | Mamba2 s -> Mamba2(List.fold applyMamba2 s m.Expansions)
+            | Gsa a -> Gsa(List.fold applyGsa a m.Expansions)
+            | Power w ->
+                if not m.Expansions.IsEmpty then
+                    invalidArg "model" "power attention has no state expansion: its state is set by the degree p and the head width (Model.mapPower)"
+                Power w
         { Arch = arch; Expansions = [] }
 
     let private checkLayerList what (layers: int) (l: int list option) =
@@ -351,6 +466,27 @@ module Model =
             c.Validate "GLA description"
             c
         | Mamba2 _ -> invalidArg "model" "glaConfig: this is a Mamba2 description"
+        | Gsa _ -> invalidArg "model" "glaConfig: this is a GSA description"
+        | Power _ -> invalidArg "model" "glaConfig: this is a power-attention description"
+
+    /// The core's GsaConfig of a (flattened) GSA description.
+    let gsaConfig (m: Model) : GsaConfig =
+        match (flatten m).Arch with
+        | Gsa a ->
+            checkLayerList "LayerSlots" a.Layers a.LayerSlots
+            let c =
+                GsaConfig(
+                    VocabSize = a.Vocab, HiddenSize = a.Hidden, NumHiddenLayers = a.Layers, NumHeads = a.Heads,
+                    NumKvHeads = Option.toNullable a.KvHeads, NumSlots = Nullable a.Slots, ExpandK = a.ExpandK, ExpandV = 1.0,
+                    HiddenRatio = Option.toNullable a.HiddenRatio, IntermediateSize = Option.toNullable a.Intermediate,
+                    UseShortConv = a.Conv.IsSome, ConvSize = defaultArg a.Conv 4, FeatureMap = a.FeatureMap,
+                    GateLogitNormalizer = a.GateNormalizer, NormEps = a.NormEps, ElementwiseAffine = a.ElementwiseAffine,
+                    FuseNorm = a.FuseNorm, TieWordEmbeddings = a.TieEmbeddings, InitializerRange = a.InitRange,
+                    MaxPositionEmbeddings = a.MaxPositions,
+                    LayerNumSlots = (match a.LayerSlots with Some l -> Array.ofList l :> Collections.Generic.IReadOnlyList<int> | None -> null))
+            c.Validate "GSA description"
+            c
+        | _ -> invalidArg "model" "gsaConfig: this is not a GSA description"
 
     /// The core's Mamba2Config of a (flattened) Mamba2 description.
     let mamba2Config (m: Model) : Mamba2Config =
@@ -372,6 +508,22 @@ module Model =
                     LayerStateSizes = (match s.LayerStates with Some l -> Array.ofList l :> Collections.Generic.IReadOnlyList<int> | None -> null))
             c.Validate "Mamba2 description"
         | Gla _ -> invalidArg "model" "mamba2Config: this is a GLA description"
+        | Gsa _ -> invalidArg "model" "mamba2Config: this is a GSA description"
+        | Power _ -> invalidArg "model" "mamba2Config: this is a power-attention description"
+
+    /// The core's PowerConfig of a power-attention description.
+    let powerConfig (m: Model) : PowerConfig =
+        match (flatten m).Arch with
+        | Power w ->
+            let c =
+                PowerConfig(
+                    VocabSize = w.Vocab, HiddenSize = w.Hidden, NumHiddenLayers = w.Layers, NumHeads = w.Heads, HeadDim = w.HeadDim,
+                    Degree = w.Degree, Gating = w.Gating, ChunkSize = w.ChunkSize, HiddenRatio = Option.toNullable w.HiddenRatio,
+                    IntermediateSize = Option.toNullable w.Intermediate, NormEps = w.NormEps, TieWordEmbeddings = w.TieEmbeddings,
+                    InitializerRange = w.InitRange)
+            c.Validate "power-attention description"
+            c
+        | _ -> invalidArg "model" "powerConfig: this is not a power-attention description"
 
     let private optionOfList (l: Collections.Generic.IReadOnlyList<int>) = if isNull l then None else Some(List.ofSeq l)
 
@@ -385,6 +537,23 @@ module Model =
               ClampMin = Option.ofNullable c.ClampMin; NormEps = c.NormEps; ElementwiseAffine = c.ElementwiseAffine
               FuseNorm = c.FuseNorm; TieEmbeddings = c.TieWordEmbeddings; InitRange = c.InitializerRange
               MaxPositions = c.MaxPositionEmbeddings; LayerHeads = optionOfList c.LayerNumHeads }
+
+    /// The description of a core GsaConfig (informational keys such as token ids, dtype and the settings fla's layer
+    /// does not read — use_output_gate, use_norm, clamp_min/max — are not kept; num_slots null becomes head_k_dim).
+    let ofGsaConfig (c: GsaConfig) : Model =
+        gsa { Vocab = c.VocabSize; Hidden = c.HiddenSize; Layers = c.NumHiddenLayers; Heads = c.NumHeads
+              KvHeads = Option.ofNullable c.NumKvHeads; Slots = (if c.NumSlots.HasValue then c.NumSlots.Value else c.HeadKDim)
+              ExpandK = c.ExpandK; HiddenRatio = Option.ofNullable c.HiddenRatio; Intermediate = Option.ofNullable c.IntermediateSize
+              Conv = (if c.UseShortConv then Some c.ConvSize else None); FeatureMap = c.FeatureMap; GateNormalizer = c.GateLogitNormalizer
+              NormEps = c.NormEps; ElementwiseAffine = c.ElementwiseAffine; FuseNorm = c.FuseNorm; TieEmbeddings = c.TieWordEmbeddings
+              InitRange = c.InitializerRange; MaxPositions = c.MaxPositionEmbeddings; LayerSlots = optionOfList c.LayerNumSlots }
+
+    /// The description of a core PowerConfig.
+    let ofPowerConfig (c: PowerConfig) : Model =
+        power { Vocab = c.VocabSize; Hidden = c.HiddenSize; Layers = c.NumHiddenLayers; Heads = c.NumHeads; HeadDim = c.HeadDim
+                Degree = c.Degree; Gating = c.Gating; ChunkSize = c.ChunkSize; HiddenRatio = Option.ofNullable c.HiddenRatio
+                Intermediate = Option.ofNullable c.IntermediateSize; NormEps = c.NormEps; TieEmbeddings = c.TieWordEmbeddings
+                InitRange = c.InitializerRange }
 
     /// The description of a core Mamba2Config.
     let ofMamba2Config (c: Mamba2Config) : Model =
@@ -404,6 +573,8 @@ module Model =
             match m.Arch with
             | Gla _ -> (glaConfig m).ToJson()
             | Mamba2 _ -> (mamba2Config m).ToHuggingFace()
+            | Gsa _ -> (gsaConfig m).ToJson()
+            | Power _ -> (powerConfig m).ToJson()
         node.ToJsonString(JsonSerializerOptions(WriteIndented = true)) + "\n"
 
     /// Writes config.json (a file path, or a folder to hold config.json); returns the file's path.
@@ -426,11 +597,13 @@ module Model =
             match c.UnknownKeysWarning() with null -> () | s -> warn s
             ofMamba2Config cfg
         | t when not (isNull t) && string t = "gla" -> ofGlaConfig (GlaConfig.FromJson(c, w))
+        | t when not (isNull t) && string t = "gsa" -> ofGsaConfig (GsaConfig.FromJson(c, w))
+        | t when not (isNull t) && string t = "power_attention" -> ofPowerConfig (PowerConfig.FromJson(c, w))
         | t when not (isNull t) && string t = "mamba2" ->
             let cfg = Mamba2Config.FromHuggingFace c
             match c.UnknownKeysWarning() with null -> () | s -> warn s
             ofMamba2Config cfg
-        | t -> raise (ConfigException(sprintf "%s: not a config StateX can describe (model_type '%s'; known: gla, mamba2, mamba_ssm)" path (if isNull t then "absent" else string t)))
+        | t -> raise (ConfigException(sprintf "%s: not a config StateX can describe (model_type '%s'; known: gla, gsa, mamba2, mamba_ssm, power_attention)" path (if isNull t then "absent" else string t)))
 
     let readConfig (path: string) = readConfigWith (eprintfn "%s") path
 
@@ -444,12 +617,15 @@ module Model =
         match lm with
         | :? GlaForCausalLM as g -> ofGlaConfig g.Config
         | :? Mamba2ForCausalLM as s -> ofMamba2Config s.Config
+        | :? GsaForCausalLM as a -> ofGsaConfig a.Config
+        | :? PowerForCausalLM as w -> ofPowerConfig w.Config
         | _ -> invalidArg "model" (sprintf "no description for %s models" lm.Family)
 
     // ---- sizes without tensors ---------------------------------------------------------------------------------
 
     let private glaHeads (g: GlaSpec) i = match g.LayerHeads with Some l -> l.[i] | None -> g.Heads
     let private mambaState (s: Mamba2Spec) i = match s.LayerStates with Some l -> l.[i] | None -> s.DState
+    let private gsaSlots (a: GsaSpec) i = match a.LayerSlots with Some l -> l.[i] | None -> a.Slots
 
     /// Recurrent state per sequence of each layer, in elements (the core's StateSize(), computed from the description).
     let layerStateSizes (m: Model) : int64 list =
@@ -469,6 +645,17 @@ module Model =
             [ for i in 0 .. s.Layers - 1 do
                 let n = int64 (mambaState s i)
                 heads * int64 s.HeadDim * n + (inner + 2L * int64 s.Groups * n) * int64 (s.ConvKernel - 1) ]
+        | Gsa a ->
+            // GatedSlotAttention.StateElementsOf: Hk [H, dk, M] + Hv [H, M, dv], plus the q/k/v conv windows.
+            let c = gsaConfig m
+            let h, kv = int64 a.Heads, int64 (defaultArg a.KvHeads a.Heads)
+            let dk, dv = int64 c.HeadKDim, int64 c.HeadVDim
+            [ for i in 0 .. a.Layers - 1 do
+                let conv = match a.Conv with Some w -> (h * dk + kv * dk + kv * dv) * int64 (w - 1) | None -> 0L
+                GatedSlotAttention.StateElementsOf(h, int64 (gsaSlots a i), dk, dv) + conv ]
+        | Power w ->
+            // H·C(d + p − 1, p)·(d + 1): the symmetric power state S and its normaliser Z.
+            List.replicate w.Layers (int64 w.Heads * PowerAttention.StateElementsPerHead(int64 w.HeadDim, int64 w.HeadDim, w.Degree))
 
     /// Recurrent state per sequence of the whole model, in elements.
     let stateSize (m: Model) : int64 = layerStateSizes m |> List.sum
@@ -503,6 +690,24 @@ module Model =
                 let conv = convDim * int64 s.ConvKernel + (if s.ConvBias then convDim else 0L)
                 let outProj = inner * d + (if s.Bias then d else 0L)
                 d + inProj + conv + 3L * heads + inner + outProj ]
+        | Gsa a ->
+            let c = gsaConfig m
+            let d, k, v = int64 a.Hidden, int64 c.KeyDim, int64 c.ValueDim
+            let kv = int64 (defaultArg a.KvHeads a.Heads)
+            let dk, dv = int64 c.HeadKDim, int64 c.HeadVDim
+            let mlp = 3L * d * int64 c.MlpIntermediateSize
+            [ for i in 0 .. a.Layers - 1 do
+                let kg, vg = kv * dk, kv * dv
+                let projections = d * k + d * kg + d * vg + d * kv * int64 (gsaSlots a i) + v * d
+                let conv = match a.Conv with Some w -> (k + kg + vg) * int64 w | None -> 0L
+                let t2r = if a.FeatureMap = "t2r" then dk * dk else 0L
+                let norm = if a.ElementwiseAffine then d else 0L
+                2L * d + projections + conv + t2r + norm + mlp ]
+        | Power w ->
+            let c = powerConfig m
+            let d, width, h = int64 w.Hidden, int64 (w.Heads * w.HeadDim), int64 w.Heads
+            let gate = if w.Gating then h * d + h else 0L
+            List.replicate w.Layers (2L * d + 4L * d * width + gate + 3L * d * int64 c.MlpIntermediateSize)
 
     /// Parameters of the whole model (embeddings, layers, final norm, untied head).
     let paramCount (m: Model) : int64 =
@@ -510,6 +715,8 @@ module Model =
             match m.Arch with
             | Gla g -> int64 g.Vocab, int64 g.Hidden, g.TieEmbeddings
             | Mamba2 s -> int64 s.Vocab, int64 s.DModel, s.TieEmbeddings
+            | Gsa a -> int64 a.Vocab, int64 a.Hidden, a.TieEmbeddings
+            | Power w -> int64 w.Vocab, int64 w.Hidden, w.TieEmbeddings
         vocab * width + List.sum (layerParamCounts m) + width + (if tied then 0L else vocab * width)
 
     // ---- building and expanding core models --------------------------------------------------------------------
@@ -520,6 +727,8 @@ module Model =
         match m.Arch with
         | Gla _ -> new GlaForCausalLM(glaConfig m) :> ICausalLanguageModel
         | Mamba2 _ -> new Mamba2ForCausalLM(mamba2Config m) :> ICausalLanguageModel
+        | Gsa _ -> new GsaForCausalLM(gsaConfig m) :> ICausalLanguageModel
+        | Power _ -> new PowerForCausalLM(powerConfig m) :> ICausalLanguageModel
 
     /// Applies the description's expansions, in order, to a core model shaped as the unexpanded description
     /// (a pretrained checkpoint); returns each step's result (the last one's Model is the expanded model).
@@ -540,6 +749,8 @@ module Model =
             match m.Arch with
             | Gla g -> sprintf "GLA %d layers × %d wide, %d heads, vocab %d" g.Layers g.Hidden g.Heads g.Vocab
             | Mamba2 s -> sprintf "Mamba2 %d layers × %d wide, d_state %d, headdim %d, vocab %d" s.Layers s.DModel s.DState s.HeadDim s.Vocab
+            | Gsa a -> sprintf "GSA %d layers × %d wide, %d heads, %d slots, vocab %d" a.Layers a.Hidden a.Heads a.Slots a.Vocab
+            | Power w -> sprintf "power attention p=%d, %d layers × %d wide, %d heads of %d, vocab %d" w.Degree w.Layers w.Hidden w.Heads w.HeadDim w.Vocab
         let rewrite r =
             match r with
             | MergeHeads i -> sprintf "merge-heads %s" (initName i)

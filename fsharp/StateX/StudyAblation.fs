@@ -32,7 +32,7 @@ module StudyAblation =
     let arms (a: Ablation) (f: StudyFamily) =
         [ for layersName, layers in a.Layers do
             for init in a.Inits.TryFind f.Name |> Option.defaultValue [ Reinit ] ->
-                let rewrite = match f.Base.Arch with Gla _ -> MergeHeads init | Mamba2 _ -> State(4, init)
+                let rewrite = match f.Base.Arch with Gla _ -> MergeHeads init | Mamba2 _ | Gsa _ | Power _ -> State(4, init)
                 { Name = sprintf "statex-%s-%s" layersName (initName init)
                   Label = sprintf "%s layers, %s" layersName (initName init)
                   Expansions = [ { Where = layers; Rewrite = rewrite; Seed = 0L; FreezeOthers = false } ] } ]

@@ -164,7 +164,7 @@ let private checkBase (flag: string) (family: string) (dir: string) (data: (stri
         | Ok m ->
             let problems = Collections.Generic.List<string>()
             let notes = Collections.Generic.List<string>()
-            let vocab = match m.Arch with Arch.Gla g -> g.Vocab | Arch.Mamba2 s -> s.Vocab
+            let vocab = match m.Arch with Arch.Gla g -> g.Vocab | Arch.Mamba2 s -> s.Vocab | Arch.Gsa a -> a.Vocab | Arch.Power w -> w.Vocab
             if not (File.Exists(Path.Combine(dir, CheckpointWeights.WeightsFile)) || File.Exists(Path.Combine(dir, CheckpointWeights.IndexFile))) then
                 problems.Add(at (sprintf "no weights: expected %s or %s (other formats, e.g. pytorch_model.bin, are not read; save them as safetensors)" CheckpointWeights.WeightsFile CheckpointWeights.IndexFile))
             if vocab < mqarVocab then

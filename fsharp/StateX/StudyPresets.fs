@@ -65,6 +65,13 @@ module StudyPresets =
                 Vocab = 260; DModel = dModel; Layers = layers; DState = dState; HeadDim = headDim; ChunkSize = chunk
                 InitRange = 1.0 / sqrt (float dModel) }
 
+    /// The small GSA, laid out as the small GLA: byte vocabulary, short convolution, tied embeddings, init range 1/√width.
+    let gsa (hidden: int) (layers: int) (heads: int) (slots: int) =
+        Model.gsa
+            { GsaSpec.defaults with
+                Vocab = 260; Hidden = hidden; Layers = layers; Heads = heads; Slots = slots; HiddenRatio = Some 4; Conv = Some 4
+                TieEmbeddings = true; InitRange = 1.0 / sqrt (float hidden) }
+
     /// One training stage of the small presets: the official optimiser and schedule shape (AdamW betas (0.9, 0.95),
     /// weight decay 0.1 on ≥2-dim tensors, clip 1.0, linear warm-up, cosine to 0), whole documents, warm-up a tenth
     /// of the steps unless given.
@@ -79,6 +86,16 @@ module StudyPresets =
         | _ -> State(4, Reinit)
 
     let private expansion family layers = { Where = layers; Rewrite = rewrite family; Seed = 0L; FreezeOthers = false }
+
+    /// A study with one more family (e.g. <c>cpu.Study |> addFamily "gsa" (gsa 64 2 2 4)</c>), pretrained as the study's
+    /// first family is (the same phases and learning rate), with that family's StateX arms on the same layers and this
+    /// family's rewrite (GSA: slots ×4, fresh). Power attention has no state expansion: its family has base and LPT only.
+    let addFamily (name: string) (model: Model) (s: Study) =
+        let first = List.head s.Families
+        let arms =
+            if name = "power" then []
+            else first.Arms |> List.map (fun a -> { a with Expansions = a.Expansions |> List.map (fun e -> { e with Rewrite = rewrite name }) })
+        { s with Families = s.Families @ [ { first with Name = name; Base = model; Arms = arms; Control = None } ] }
 
     /// <summary>
     /// Two CPU cores, two seeds side by side (a core each), within 15 minutes with the build. Chosen by criteria

@@ -166,7 +166,7 @@ let tests =
             Expect.throwsC (fun () -> expand mamba "all" "merge-heads" "reinit" |> ignore) (fun e -> Expect.stringContains e.Message "applies to GLA" "merging a Mamba2 model")
             Expect.throwsC (fun () -> expand gla "all" "state:x4" "reinit" |> ignore) (fun e -> Expect.stringContains e.Message "Mamba2" "widening a GLA model")
             Expect.throwsC (fun () -> expand mamba "all" "state:x4" "inherit" |> ignore) (fun e -> Expect.stringContains e.Message "inherit" "inherit on Mamba2")
-            Expect.throwsC (fun () -> expand gla "all" "merge-heads" "preserve" |> ignore) (fun e -> Expect.stringContains e.Message "Mamba2 option" "preserve on GLA")
+            Expect.throwsC (fun () -> expand gla "all" "merge-heads" "preserve" |> ignore) (fun e -> Expect.stringContains e.Message "Mamba2 or GSA option" "preserve on GLA")
             Expect.throwsC (fun () -> Rewrite.Parse "state:x0" |> ignore) (fun e -> Expect.stringContains e.Message "at least 1" "r < 1")
         }
 

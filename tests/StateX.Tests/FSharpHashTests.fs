@@ -119,7 +119,7 @@ let tests =
         test "every field of a description changes its hash" {
             for name, d in [ "gla", richGla; "mamba2", richMamba ] do
                 let ms = mutations typeof<Model> (box d)
-                let arch = match d.Arch with Gla _ -> typeof<GlaSpec> | Mamba2 _ -> typeof<Mamba2Spec>
+                let arch = match d.Arch with Gla _ -> typeof<GlaSpec> | Mamba2 _ -> typeof<Mamba2Spec> | Gsa _ -> typeof<GsaSpec> | Power _ -> typeof<PowerSpec>
                 Expect.isGreaterThanOrEqual ms.Length (leafFields arch + leafFields typeof<Expansion>) (name + ": a mutation per field at least")
                 let h = Hash.short d
                 let hashes =

@@ -41,7 +41,22 @@ let mambaDescriptions =
       "layer 1 widened ×4", mambaBase |> Expand.layers [ 1 ] (State(4, Reinit))
       "all ×2 then first ×2", mambaGroups |> Expand.all (State(2, Preserve)) |> Expand.first 1 (State(2, Zero)) ]
 
-let descriptions = glaDescriptions @ mambaDescriptions
+let gsaBase = Model.gsa GsaSpec.tiny
+
+let gsaDescriptions =
+    [ "gsa tiny", gsaBase
+      "gsa conv, kv heads, t2r, tied, no affine, explicit MLP",
+      gsaBase |> Model.mapGsa (fun a ->
+        { a with Heads = 4; Layers = 3; Conv = Some 3; KvHeads = Some 2; FeatureMap = "t2r"; TieEmbeddings = true
+                 ElementwiseAffine = false; Intermediate = Some 96; Slots = 8; FuseNorm = false })
+      "gsa layer 1 slots ×3 copied (mixed slots)", gsaBase |> Expand.layers [ 1 ] (State(3, Copy))
+      "gsa all ×2 fresh then first ×2 copied (two steps)", gsaBase |> Expand.all (State(2, Reinit)) |> Expand.first 1 (State(2, Copy)) ]
+
+let powerDescriptions =
+    [ "power p=2 tiny", Model.power PowerSpec.tiny
+      "power p=4, no gating, tied, explicit MLP", Model.power { PowerSpec.tiny with Degree = 4; HeadDim = 4; Heads = 3; Gating = false; TieEmbeddings = true; Intermediate = Some 32 } ]
+
+let descriptions = glaDescriptions @ mambaDescriptions @ gsaDescriptions @ powerDescriptions
 
 let private paramsOf (lm: ICausalLanguageModel) = lm.Module.parameters() |> Seq.sumBy (fun p -> p.numel())
 
@@ -112,7 +127,7 @@ let tests =
             let mamba = Model.mamba2 Mamba2Spec.mamba2_1_3b |> Expand.preset "mamba2-1.3b"
             match (Model.flatten mamba).Arch with
             | Mamba2 s -> Expect.equal s.LayerStates (Some [ for i in 0 .. 47 -> if i % 6 = 0 then 512 else 128 ]) "Mamba2: d_state 128 → 512 in every sixth layer"
-            | Gla _ -> failtest "not Mamba2"
+            | _ -> failtest "not Mamba2"
         }
 
         test "expansions that do not fit the model are refused, naming the problem" {
@@ -120,17 +135,35 @@ let tests =
             expectRefused (fun () -> mambaBase |> Expand.all (MergeHeads Reinit) |> Model.flatten) "widening the state"
             expectRefused (fun () -> glaWide |> Expand.all (MergeHeadsTo(3, Reinit)) |> Model.flatten) "does not divide"
             expectRefused (fun () -> glaBase |> Expand.all (MergeHeadsTo(4, Reinit)) |> Model.flatten) "cannot increase"
-            expectRefused (fun () -> glaBase |> Expand.all (MergeHeads Copy) |> Model.flatten) "Mamba2 option"
+            expectRefused (fun () -> glaBase |> Expand.all (MergeHeads Copy) |> Model.flatten) "Mamba2 or GSA option"
             expectRefused (fun () -> mambaBase |> Expand.all (State(2, Inherit)) |> Model.flatten) "inherit"
             expectRefused (fun () -> glaBase |> Expand.layers [ 5 ] (MergeHeads Reinit) |> Model.flatten) "out of range"
             expectRefused (fun () -> glaBase |> Expand.seed 3L) "no expansion"
+            expectRefused (fun () -> gsaBase |> Expand.all (MergeHeads Reinit) |> Model.flatten) "multiplying their slots"
+            expectRefused (fun () -> gsaBase |> Expand.all (State(2, Zero)) |> Model.flatten) "init 'zero' does not apply to GSA slots"
+            expectRefused (fun () -> Model.power PowerSpec.tiny |> Expand.all (State(2, Reinit)) |> Model.flatten) "power attention has no state expansion"
             expectRefused (fun () -> Model.expandModel (glaWide |> Expand.all (MergeHeads Reinit)) (Model.create glaBase)) "not the description's unexpanded model"
+        }
+
+        test "a study takes GSA and power-attention families: GSA's StateX arm multiplies layer 0's slots by 4, power attention has none" {
+            let s =
+                StudyPresets.cpu.Study
+                |> StudyPresets.addFamily "gsa" (StudyPresets.gsa 64 2 2 4)
+                |> StudyPresets.addFamily "power" (Model.power PowerSpec.tiny)
+            Study.validate s |> ignore
+            let runs = Study.runs s
+            let gsaStatex = runs |> List.find (fun r -> r.Family = "gsa" && r.Arm = "statex")
+            match (Model.flatten gsaStatex.Pipeline.Model).Arch with
+            | Gsa a -> Expect.equal a.LayerSlots (Some [ 16; 4 ]) "every:6 on 2 layers is layer 0: 4 → 16 slots"
+            | _ -> failtest "not GSA"
+            Expect.equal (runs |> List.filter (fun r -> r.Family = "power") |> List.map (fun r -> r.Arm) |> List.distinct |> List.sort) [ "base"; "lpt" ] "power: base and LPT only"
         }
 
         test "summary names the family, the expansions and the sizes" {
             let s = Model.summary (glaWide |> Expand.every 2 (MergeHeads Reinit))
             Expect.stringContains s "GLA 3 layers" "family and depth"
             Expect.stringContains s "every:2 merge-heads reinit" "the expansion"
+            Expect.stringContains (Model.summary (gsaBase |> Expand.all (State(2, Copy)))) "GSA 2 layers × 64 wide, 2 heads, 16 slots" "GSA family and slots"
             Expect.stringContains s ((Model.stateSize (glaWide |> Expand.every 2 (MergeHeads Reinit))).ToString("N0", Globalization.CultureInfo.InvariantCulture)) "the state size"
         }
     ]

@@ -110,6 +110,17 @@ let tests =
             Expect.equal (List.ofSeq (Analysis.readCsv (Path.Combine(out2, "passkey.csv"))).ColumnKeys) [ "length"; "0"; "1" ] "a column per depth"
         }
 
+        test "state-size-families runs at tiny sizes: a row per family, task and state size" {
+            let ws = workspace AppContext.BaseDirectory
+            let out = Path.Combine(ws, "out-families")
+            let s = fsi [] 300 (Path.Combine(ws, "scripts", "state-size-families.fsx")) [ "families=gsa"; "steps=2"; "seq_len=32"; "pairs=2"; "device=cpu"; "out=" + out ]
+            expectSuccess "state-size-families.fsx" s
+            selfContained (Path.Combine(out, "recall-vs-state-size.html"))
+            let summary = Analysis.readCsv (Path.Combine(out, "recall-vs-state-size.csv"))
+            // GSA 2 layers × 2 heads × M slots × (8 + 32): M = 4, 8, 16.
+            Expect.equal (Analysis.floats "state_size" summary |> List.distinct |> List.sort) [ 640.0; 1280.0; 2560.0 ] "the three GSA state sizes"
+        }
+
         test "statex demo --preset smoke and scripts/statex-vs-lpt.fsx give the same result rows" {
             let ws = workspace AppContext.BaseDirectory
             let outScript = Path.Combine(ws, "out-script")

@@ -90,13 +90,13 @@ let private violations (lower: string list) (forbidden: string list) =
 let tests =
     testList "layering" [
         test "the model families and their parts do not use the trainer" {
-            let models = [ "StateX.Models"; "StateX.Gla"; "StateX.Mamba2"; "StateX.Layers"; "StateX.Autograd" ]
+            let models = [ "StateX.Models"; "StateX.Gla"; "StateX.Mamba2"; "StateX.Gsa"; "StateX.Power"; "StateX.Layers"; "StateX.Autograd" ]
             Expect.equal (violations models [ "StateX.Training" ]) [] "models → training references"
         }
         test "the model interfaces do not name the families built on them (checkpoint families are discovered)" {
-            Expect.equal (violations [ "StateX.Models" ] [ "StateX.Gla"; "StateX.Mamba2" ]) [] "models → families references"
+            Expect.equal (violations [ "StateX.Models" ] [ "StateX.Gla"; "StateX.Mamba2"; "StateX.Gsa"; "StateX.Power" ]) [] "models → families references"
             let names = StateX.Models.Checkpoint.Families |> Seq.map (fun f -> f.Name) |> List.ofSeq
-            for n in [ "gla"; "mamba2 (transformers)"; "mamba2 (mamba_ssm)" ] do
+            for n in [ "gla"; "mamba2 (transformers)"; "mamba2 (mamba_ssm)"; "gsa"; "power" ] do
                 Expect.isTrue (names |> List.exists (fun m -> m.StartsWith n)) (sprintf "%s discovered among %A" n names)
         }
         test "the scan sees a dependency that is there (the trainer uses the models)" {

@@ -61,7 +61,7 @@ public abstract record Rewrite
 {
     /// <summary>GLA: H heads of dk×dv become <paramref name="Heads"/> heads over the full key/value widths (state H/H' times larger).</summary>
     public sealed record MergeHeads(int Heads = 1) : Rewrite { public override string ToString() => Heads == 1 ? "merge-heads" : $"merge-heads:{Heads}"; }
-    /// <summary>Mamba2: d_state N becomes Ratio·N.</summary>
+    /// <summary>Mamba2: d_state N becomes Ratio·N. GSA: the M slots of a layer become Ratio·M (<see cref="GsaSlotExpansion"/>).</summary>
     public sealed record WidenState(int Ratio) : Rewrite { public override string ToString() => $"state:x{Ratio}"; }
 
     /// <summary><c>merge-heads</c>, <c>merge-heads:H</c>, <c>state:xR</c>.</summary>

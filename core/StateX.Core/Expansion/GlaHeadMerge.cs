@@ -34,9 +34,9 @@ public sealed class GlaHeadMerge : IStateExpander
     {
         var src = (GlaForCausalLM)model;
         if (rewrite is not Rewrite.MergeHeads merge)
-            throw new NotSupportedException($"GLA models are expanded by merging heads (merge-heads[:H]); '{rewrite}' applies to Mamba2");
+            throw new NotSupportedException($"GLA models are expanded by merging heads (merge-heads[:H]); '{rewrite}' applies to Mamba2 and GSA");
         if (init is not (ExpansionInit.Inherit or ExpansionInit.Reinit))
-            throw new NotSupportedException($"init '{init.ToString().ToLowerInvariant()}' is a Mamba2 option; GLA head merging takes inherit or reinit");
+            throw new NotSupportedException($"init '{init.ToString().ToLowerInvariant()}' is a Mamba2 or GSA option; GLA head merging takes inherit or reinit");
         var cfg = src.Config;
         if (cfg.NumKvHeads is { } kv && kv != cfg.NumHeads)
             throw new NotSupportedException($"merging heads of a model with grouped key/value heads (num_kv_heads = {kv}) is not supported");

@@ -24,14 +24,14 @@ public interface IStateExpander
 
 /// <summary>
 /// StateX (Shen et al., 2025): enlarge the recurrent state of chosen layers of a pretrained model.
-/// GLA: merge heads (<see cref="Rewrite.MergeHeads"/>); Mamba2: widen d_state (<see cref="Rewrite.WidenState"/>).
+/// GLA: merge heads (<see cref="Rewrite.MergeHeads"/>); Mamba2: widen d_state, GSA: multiply the slots (<see cref="Rewrite.WidenState"/>).
 /// </summary>
 public static class StateExpansion
 {
     /// <summary>Every family's expander.</summary>
     public static IReadOnlyList<IStateExpander> Expanders { get; } = new IStateExpander[]
     {
-        new GlaHeadMerge(), new Mamba2StateWidening(),
+        new GlaHeadMerge(), new Mamba2StateWidening(), new GsaSlotExpansion(),
     };
 
     public static ExpansionResult Apply(ICausalLanguageModel model, ExpansionRequest request)

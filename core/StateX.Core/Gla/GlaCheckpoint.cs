@@ -72,7 +72,8 @@ public static class GlaCheckpoint
         if (File.Exists(index)) File.Delete(index);   // a stale index would point the loader at shards no longer written
     }
 
-    static string DTypeName(ScalarType t) => t switch
+    /// <summary>The dtype name transformers writes in config.json (float32, bfloat16, ...).</summary>
+    internal static string DTypeName(ScalarType t) => t switch
     {
         ScalarType.Float32 => "float32",
         ScalarType.BFloat16 => "bfloat16",

@@ -105,7 +105,7 @@ public static class DTypeSize
 /// </summary>
 public interface ICausalLanguageModel
 {
-    /// <summary>"gla" or "mamba2".</summary>
+    /// <summary>"gla", "gsa" or "mamba2".</summary>
     string Family { get; }
     int VocabSize { get; }
     int NumLayers { get; }

@@ -17,8 +17,10 @@ public static class TrainRecipes
 {
     public static readonly IReadOnlyList<string> Names = ["lpt", "statex"];
 
-    /// <summary>The paper's expansion for the family (one layer in six from layer 0; GLA heads merged, Mamba2 d_state ×4; reinitialised).</summary>
+    /// <summary>The paper's expansion for the family (one layer in six from layer 0; GLA heads merged, Mamba2 d_state ×4; reinitialised).
+    /// GSA has no paper recipe; its default is ours, the paper's layer choice with Mamba2's ×4 fresh state: every:6, slots ×4, fresh slots.</summary>
     public static ExpansionRequest DefaultExpansion(string family, long seed = 0) =>
+        family == "gsa" ? new ExpansionRequest(new LayerSelection.Every(6), new Rewrite.WidenState(4), ExpansionInit.Reinit, seed) :
         (ExpansionPresets.All.FirstOrDefault(p => p.Family == family)
             ?? throw new NotSupportedException($"no default StateX expansion for {family} models")).ToRequest(seed);
 

@@ -19,12 +19,12 @@ type ExpandArgs =
     interface IArgParserTemplate with
         member a.Usage =
             match a with
-            | Model _ -> "checkpoint folder to expand (fla GLA, transformers or mamba_ssm Mamba2)."
+            | Model _ -> "checkpoint folder to expand (fla GLA or GSA, transformers or mamba_ssm Mamba2)."
             | Config _ -> "a config.json instead of --model: random weights, for sizing (e.g. data/configs/gla-1.3b.json)."
             | Out _ -> "folder to write the expanded checkpoint to (omit to only print the accounting)."
             | Layers _ -> "all | every:K | list:I,J,.. | fraction:F | first:N | last:N."
-            | Rewrite _ -> "merge-heads[:H] (GLA) | state:xR (Mamba2)."
-            | Init _ -> "inherit | reinit (GLA); reinit | copy | zero | preserve (Mamba2)."
+            | Rewrite _ -> "merge-heads[:H] (GLA) | state:xR (Mamba2: d_state ×R; GSA: slots ×R)."
+            | Init _ -> "inherit | reinit (GLA); reinit | copy | zero | preserve (Mamba2); reinit (fresh slots) | copy (tiled, function-preserving) (GSA)."
             | Preset _ -> sprintf "a paper recipe instead of --layers/--rewrite/--init: %s." (ExpansionPresets.All |> Seq.map (fun p -> p.Name) |> String.concat ", ")
             | Seed _ -> "seed for re-initialised parameters (default 0)."
             | Freeze_Unexpanded -> "list only the expanded layers' parameters as trainable."

@@ -41,13 +41,13 @@ type TrainArgs =
     interface IArgParserTemplate with
         member a.Usage =
             match a with
-            | Model _ -> "checkpoint folder to start from (fla GLA, transformers or mamba_ssm Mamba2, or a StateX run's model/)."
+            | Model _ -> "checkpoint folder to start from (fla GLA or GSA, transformers or mamba_ssm Mamba2, or a StateX run's model/)."
             | Config _ -> "a config.json instead of --model: train from random weights (e.g. data/configs/*.json)."
             | Data _ -> "data spec (see data/README.md), e.g. synth:mqar?pairs=16&seq_len=256 or mix:0.5*text:corpus/*.txt,0.5*synth:mqar."
             | Tokenizer _ -> "byte, or a folder with tokenizer.json / tokenizer.model (default: the model folder's tokenizer if it has one, else byte)."
             | Recipe _ -> "lpt (train the model as is) | statex (expand, then train); default lpt."
             | Expand_Layers _ -> "statex: layers to expand: all | every:K | list:I,J | fraction:F | first:N | last:N (default: the paper's every:6)."
-            | Expand_Rewrite _ -> "statex: merge-heads[:H] (GLA) | state:xR (Mamba2) (default: the paper's)."
+            | Expand_Rewrite _ -> "statex: merge-heads[:H] (GLA) | state:xR (Mamba2 d_state, GSA slots) (default: the paper's; GSA: every:6 state:x4 reinit)."
             | Expand_Init _ -> "statex: inherit | reinit | copy | zero | preserve (default reinit)."
             | Expand_Preset _ -> sprintf "statex: a named expansion preset (%s) instead of --expand-*." (ExpansionPresets.All |> Seq.map (fun p -> p.Name) |> String.concat ", ")
             | Freeze_Unexpanded -> "statex: train only the expanded layers."
