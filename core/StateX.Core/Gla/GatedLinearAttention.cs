@@ -1,3 +1,4 @@
+using StateX.Layers;
 using StateX.Models;
 using TorchSharp;
 using TorchSharp.Modules;

@@ -1,3 +1,4 @@
+using StateX.Layers;
 using StateX.Gla;
 using StateX.Models;
 using TorchSharp;

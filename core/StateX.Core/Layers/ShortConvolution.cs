@@ -1,9 +1,8 @@
-using StateX.Layers;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
 
-namespace StateX.Gla;
+namespace StateX.Layers;
 
 /// <summary>
 /// fla's ShortConvolution: a causal depthwise conv1d followed by SiLU, with the parameter layout of nn.Conv1d

@@ -1,9 +1,8 @@
-using StateX.Layers;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
 
-namespace StateX.Gla;
+namespace StateX.Layers;
 
 /// <summary>
 /// The per-head output norm of GLA: RMSNorm over each head's dv features with one learned weight [dv] shared by

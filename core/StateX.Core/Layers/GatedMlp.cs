@@ -2,7 +2,7 @@ using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
 
-namespace StateX.Gla;
+namespace StateX.Layers;
 
 /// <summary>fla's GatedMLP (SwiGLU): down_proj(silu(gate_proj(x)) ⊙ up_proj(x)).</summary>
 public sealed class GatedMlp : nn.Module<Tensor, Tensor>
