@@ -77,7 +77,9 @@ let tests =
                 Expect.isLessThanOrEqual (bc.abs().max().item<float32> () |> float) (1.0 / sqrt (float a.Hidden) * (1.0 + 1e-6)) "B/C rows inside U(±1/√d_model)"
             let expanded = StateExpansion.Apply(src, ExpansionRequest(LayerSelection.Parse "all", Rewrite.Parse "state:x4", ExpansionInit.Reinit, 0L))
             for KeyValue(n, p) in paramsOf expanded.Model do
-                Expect.isTrue (p.equal(bp.[n]).all().item<bool> ()) (n + ": the saved checkpoint is the seed-0 in-process expansion")
+                let d = if p.dtype = bp.[n].dtype && p.shape = bp.[n].shape then (p - bp.[n]).abs().max().item<float32> () |> float else nan
+                Expect.isTrue (p.equal(bp.[n]).all().item<bool> ())
+                    (sprintf "%s: the saved checkpoint is the seed-0 in-process expansion (in-process %A %A, saved %A %A, max |Δ| %g)" n p.dtype p.shape bp.[n].dtype bp.[n].shape d)
         }
 
         test "statex expand refuses a bad request with a clear message" {

@@ -186,7 +186,7 @@ let tests =
         test "refuses to start over an existing run, or to resume it with other settings" {
             let dir = Fixtures.tempDir ()
             Trainer.Run(job glaConfig dir (options 3)) |> ignore
-            Expect.throwsC (fun () -> Trainer.Run(job glaConfig dir (options 3)) |> ignore) (fun e -> Expect.stringContains e.Message "--resume" "points to --resume")
+            Expect.throwsC (fun () -> Trainer.Run(job glaConfig dir (options 3)) |> ignore) (fun e -> Expect.stringContains e.Message "already holds a run; resume it or choose another output folder" "says to resume (in the core's words, not a CLI flag)")
             let otherLr = TrainOptions(Steps = 3, SeqLen = 32, BatchSize = 2, LearningRate = 1e-3, WarmupSteps = Nullable 2, Device = "cpu", CheckpointEvery = Nullable 3)
             Expect.throwsC (fun () -> Trainer.Run(resumeJob glaConfig dir otherLr) |> ignore)
                 (fun e -> Expect.stringContains e.Message "lr" "names the differing setting")
@@ -253,6 +253,10 @@ let tests =
                     for f in [ "config.json"; "metrics.jsonl"; "log.txt"; "model/config.json"; "model/model.safetensors" ] do
                         Expect.isTrue (File.Exists(Path.Combine(out, f))) (sprintf "%s: %s written" recipe f)
                     Expect.equal (File.ReadAllLines(Path.Combine(out, "metrics.jsonl")).Length) 4 "a metrics line per step"
+                    if recipe = "lpt" then
+                        let again = Cli.run [ "train"; "--config"; cfg; "--data"; mqar; "--steps"; "4"; "--seq-len"; "32"; "--batch"; "2"; "--out"; out ]
+                        Expect.notEqual again.ExitCode 0 "a fresh start over a run is refused"
+                        Expect.stringContains again.Stderr (sprintf "%s already holds a run; add --resume to continue it, or choose another --out" out) "the CLI names its flag"
                     let config = File.ReadAllText(Path.Combine(out, "config.json"))
                     Expect.stringContains config (sprintf "\"recipe\": \"%s\"" recipe) "recipe recorded"
                     if recipe = "statex" then Expect.stringContains config "merge-heads" "expansion recorded"

@@ -42,7 +42,7 @@ public static class Trainer
         // Never start over a run that has progress in it: that would silently destroy it.
         bool hasProgress = store.List().Count > 0 || File.Exists(run.MetricsPath) && new FileInfo(run.MetricsPath).Length > 0;
         if (hasProgress && !job.Resume)
-            throw new InvalidOperationException($"{run.Root} already holds a run; resume it or choose another output folder");
+            throw new ExistingRunException(run.Root);
         var from = job.Resume ? store.LatestValid() : null;
         if (job.Resume && hasProgress && from is null)
             Log("warning: no intact checkpoint to resume from; starting from step 0");

@@ -165,7 +165,10 @@ let run (args: ParseResults<TrainArgs>) =
     describe["model"] <- Text.Json.Nodes.JsonValue.Create(defaultArg modelDir (defaultArg configFile ""))
     let job = TrainJob(Func<_>(create), data, tokenizer, options, out, args.Contains Resume, recipe, Describe = describe)
     let hooks = TrainHooks(Progress = Action<_>(progressPrinter ()), Log = Action<string>(fun l -> eprintfn "%s" l))
-    let summary = Trainer.Run(job, hooks)
+    let summary =
+        try Trainer.Run(job, hooks)
+        with :? ExistingRunException as e ->
+            raise (ArgumentException(sprintf "%s already holds a run; add --resume to continue it, or choose another --out" e.RunDirectory))
     printfn "run     %s" summary.RunDirectory
     printfn "model   %s" summary.ModelDirectory
     printfn "steps   %d (%s)" summary.Steps (match Option.ofNullable summary.ResumedFrom with Some s -> sprintf "resumed from step %d" s | None -> "fresh start")
