@@ -153,6 +153,33 @@ public sealed record GlaConfig
         if (GateLogitNormalizer == 0) Fail("gate_logit_normalizer", "must not be 0");
     }
 
+    /// <summary>
+    /// The parameters this configuration builds, by part, counted without building it (the terms match
+    /// <see cref="GlaForCausalLM"/>'s modules one for one; a test holds the sum to the built model's count).
+    /// Computed in doubles so that a config too large to build is still sized, and refused, by <see cref="Models.ParameterBudget"/>.
+    /// </summary>
+    public IReadOnlyList<Models.ParameterTerm> ParameterTerms()
+    {
+        double h = HiddenSize, k = Math.Floor(HiddenSize * ExpandK), v = Math.Floor(HiddenSize * ExpandV), r = GateLowRankDim;
+        double inter = IntermediateSize ?? 256 * Math.Ceiling(Math.Floor(h * (HiddenRatio ?? 4) * 2.0 / 3.0) / 256);
+        double layers = 0;
+        for (int i = 0; i < NumHiddenLayers; i++)
+        {
+            double heads = HeadsOf(i), groups = heads / (NumKvHeads ?? heads), kg = k / groups, vg = v / groups;
+            double attn = h * k + h * kg + h * vg + (UseOutputGate ? h * v : 0) + h * r + r * kg + kg + v * h + (ElementwiseAffine ? v / heads : 0);
+            double conv = UseShortConv ? (k + kg + vg) * (ConvSize + (ConvBias ? 1 : 0)) : 0;
+            layers += 2 * h + attn + conv + 3 * h * inter;
+        }
+        string size = $"hidden_size = {HiddenSize}";
+        return
+        [
+            new("the embeddings", VocabSize * h, $"vocab_size = {VocabSize} × {size}"),
+            new($"{NumHiddenLayers} layers", layers, $"num_hidden_layers = {NumHiddenLayers} × ({size}, expand_k = {ExpandK}, expand_v = {ExpandV}, MLP width {inter} from {(IntermediateSize is null ? $"hidden_ratio = {HiddenRatio ?? 4}" : "intermediate_size")})"),
+            new("the final norm", h, size),
+            new("the LM head", TieWordEmbeddings ? 0 : VocabSize * h, $"vocab_size = {VocabSize} × {size} (tie_word_embeddings = false)"),
+        ];
+    }
+
     /// <summary>fla's config.json for this configuration (keys as fla writes them).</summary>
     public JsonObject ToJson()
     {

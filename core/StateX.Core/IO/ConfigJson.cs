@@ -79,7 +79,13 @@ public sealed class ConfigJson
     /// <summary>Marks keys as understood without reading them (metadata such as transformers_version).</summary>
     public void Ignore(params string[] keys) { foreach (var k in keys) _read.Add(k); }
 
-    public int Int(string key, int? fallback = null) => (int)Long(key, fallback);
+    public int Int(string key, int? fallback = null)
+    {
+        long v = Long(key, fallback);
+        // A silent wrap-around would turn 3000000000 into a negative size and an error about the wrong thing.
+        if (v is > int.MaxValue or < int.MinValue) throw new ConfigException($"{Path}: key '{key}' = {v} is out of range (at most {int.MaxValue})");
+        return (int)v;
+    }
 
     public long Long(string key, long? fallback = null)
     {

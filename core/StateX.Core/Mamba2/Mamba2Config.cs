@@ -76,6 +76,32 @@ public sealed record Mamba2Config
         return this;
     }
 
+    /// <summary>
+    /// The parameters this configuration builds, by part, counted without building it (the terms match
+    /// <see cref="Mamba2ForCausalLM"/>'s modules one for one; a test holds the sum to the built model's count).
+    /// Computed in doubles so that a config too large to build is still sized, and refused, by <see cref="Models.ParameterBudget"/>.
+    /// Key names are transformers'; mamba_ssm's d_model, n_layer, d_state are the same numbers.
+    /// </summary>
+    public IReadOnlyList<Models.ParameterTerm> ParameterTerms()
+    {
+        double h = HiddenSize, inner = (double)NumHeads * HeadDim, heads = NumHeads, bias = UseBias ? 1 : 0;
+        double layers = 0;
+        for (int i = 0; i < NumLayers; i++)
+        {
+            double conv = inner + 2.0 * NGroups * StateSizeOf(i);
+            double inProj = (h + bias) * (inner + conv + heads);
+            layers += h + inProj + conv * (ConvKernel + (UseConvBias ? 1 : 0)) + 3 * heads + inner + (inner + bias) * h;
+        }
+        string size = $"hidden_size = {HiddenSize}";
+        return
+        [
+            new("the embeddings", VocabSize * h, $"vocab_size = {VocabSize} × {size}"),
+            new($"{NumLayers} layers", layers, $"num_hidden_layers = {NumLayers} × ({size}, num_heads = {NumHeads} × head_dim = {HeadDim}, state_size = {StateSize}, n_groups = {NGroups})"),
+            new("the final norm", h, size),
+            new("the LM head", TieWordEmbeddings ? 0 : VocabSize * h, $"vocab_size = {VocabSize} × {size} (tie_word_embeddings = false)"),
+        ];
+    }
+
     /// <summary>Keys of a transformers config that carry no model semantics here.</summary>
     static readonly string[] HfMetadataKeys =
     [
