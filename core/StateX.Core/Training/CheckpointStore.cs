@@ -2,6 +2,7 @@ using System.Globalization;
 using System.Security.Cryptography;
 using System.Text.Json;
 using System.Text.Json.Nodes;
+using StateX.IO;
 
 namespace StateX.Training;
 
@@ -27,6 +28,7 @@ public sealed class CheckpointStore(string runDirectory, int keepLast = 3, Actio
     public CheckpointEntry Save(int step, Action<string> write)
     {
         Directory.CreateDirectory(Root);
+        RemoveAbandoned();
         var final = Path.Combine(Root, FolderName(step));
         var tmp = Path.Combine(Root, $".{FolderName(step)}.tmp-{Environment.ProcessId}");
         if (Directory.Exists(tmp)) Directory.Delete(tmp, recursive: true);
@@ -34,11 +36,13 @@ public sealed class CheckpointStore(string runDirectory, int keepLast = 3, Actio
         try
         {
             write(tmp);
+            CrashPoints.Reach(CrashPoints.CheckpointFiles);
             var files = new JsonObject();
             foreach (var f in Directory.GetFiles(tmp).OrderBy(f => f, StringComparer.Ordinal))
                 files[Path.GetFileName(f)] = new JsonObject { ["bytes"] = new FileInfo(f).Length, ["sha256"] = Hash(f) };
             var manifest = new JsonObject { ["step"] = step, ["files"] = files, ["written_utc"] = DateTime.UtcNow.ToString("o", CultureInfo.InvariantCulture) };
             File.WriteAllText(Path.Combine(tmp, Manifest), manifest.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
+            CrashPoints.Reach(CrashPoints.CheckpointSealed);
             if (Directory.Exists(final)) Directory.Delete(final, recursive: true);
             Directory.Move(tmp, final);
         }
@@ -47,6 +51,7 @@ public sealed class CheckpointStore(string runDirectory, int keepLast = 3, Actio
             try { Directory.Delete(tmp, recursive: true); } catch (IOException) { }
             throw;
         }
+        CrashPoints.Reach(CrashPoints.CheckpointPublished);
         Prune();
         return new CheckpointEntry(step, final);
     }
@@ -90,6 +95,29 @@ public sealed class CheckpointStore(string runDirectory, int keepLast = 3, Actio
             if (Hash(f) != node["sha256"]!.GetValue<string>()) return $"{name} does not match its checksum (corrupted)";
         }
         return null;
+    }
+
+    /// <summary>
+    /// Deletes the temporary folders of writers that were killed mid-checkpoint (their process is gone): they are
+    /// invisible to <see cref="List"/>, but each is a whole checkpoint's worth of disk.
+    /// </summary>
+    void RemoveAbandoned()
+    {
+        foreach (var dir in Directory.GetDirectories(Root, ".step-*.tmp-*"))
+        {
+            var name = Path.GetFileName(dir);
+            if (!int.TryParse(name[(name.LastIndexOf("-", StringComparison.Ordinal) + 1)..], NumberStyles.None, CultureInfo.InvariantCulture, out var pid)
+                || pid == Environment.ProcessId || ProcessAlive(pid)) continue;
+            try { Directory.Delete(dir, recursive: true); }
+            catch (IOException e) { _warn($"warning: could not remove abandoned checkpoint folder {dir}: {e.Message}"); }
+        }
+    }
+
+    static bool ProcessAlive(int pid)
+    {
+        try { using var p = System.Diagnostics.Process.GetProcessById(pid); return !p.HasExited; }
+        catch (ArgumentException) { return false; }
+        catch (InvalidOperationException) { return false; }
     }
 
     void Prune()

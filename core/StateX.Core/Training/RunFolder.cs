@@ -32,7 +32,18 @@ public sealed class RunFolder
         echo?.Invoke(line);
     }
 
-    public void AppendMetrics(JsonObject line) => File.AppendAllText(MetricsPath, line.ToJsonString() + "\n");
+    public void AppendMetrics(JsonObject line)
+    {
+        var text = line.ToJsonString() + "\n";
+        if (CrashPoints.IsNext(CrashPoints.MetricsLine))
+        {
+            // Dies with half a line on disk, as a kill inside the append would leave it.
+            File.AppendAllText(MetricsPath, text[..(text.Length / 2)]);
+            CrashPoints.Reach(CrashPoints.MetricsLine);
+        }
+        CrashPoints.Reach(CrashPoints.MetricsLine);
+        File.AppendAllText(MetricsPath, text);
+    }
     public void AppendEval(JsonObject line) => File.AppendAllText(EvalPath, line.ToJsonString() + "\n");
 
     /// <summary>Drops metric and eval lines past <paramref name="step"/>: those of a killed run's steps that its last checkpoint does not include, which the resumed run will redo.</summary>
