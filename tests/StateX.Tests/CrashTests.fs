@@ -126,3 +126,75 @@ let tests =
             printfn "crash: %s, run of %d ms, %d kills (%s), resumed bit-identical" context lifetime kills.Length (String.Join(", ", List.rev kills))
         }
     ]
+
+/// Runs `script` (sh) as root in a private mount namespace, so the file systems it mounts vanish with it, even if the
+/// test dies; None when this machine cannot make one (not root, no unshare), which the test reports as a skip.
+let private inMountNamespace (script: string) =
+    let probe = try Some(Process.Start(ProcessStartInfo("unshare", "-m true", UseShellExecute = false, RedirectStandardError = true))) with _ -> None
+    match probe with
+    | Some p when (p.WaitForExit(10_000) && p.ExitCode = 0) ->
+        let psi = ProcessStartInfo("unshare", UseShellExecute = false, RedirectStandardError = true, RedirectStandardOutput = true)
+        for a in [ "-m"; "sh"; "-c"; script ] do psi.ArgumentList.Add a
+        use q = Process.Start psi
+        let err = q.StandardError.ReadToEndAsync()
+        q.StandardOutput.ReadToEnd() |> ignore
+        if not (q.WaitForExit 180_000) then q.Kill true; failwith "the mount-namespace script did not finish in 180 s"
+        if q.ExitCode <> 0 then failwithf "the mount-namespace script failed (%d): %s" q.ExitCode err.Result
+        Some()
+    | _ -> None
+
+/// A run of 6 steps killed just after its step-3 checkpoint, then resumed with `setup` applied to a small tmpfs holding
+/// the run: returns the resume's exit code and stderr, and the run folder as it was before and after.
+let private resumeOnTmpfs (setup: string) =
+    let cfg = Path.Combine(Fixtures.tempDir (), "config.json")
+    File.WriteAllText(cfg, config)
+    let work = Fixtures.tempDir ()
+    let run = Path.Combine(work, "run")
+    let args out = [ "train"; "--config"; cfg; "--data"; "synth:mqar:pairs=4:len=32:vocab=256"; "--steps"; "6"; "--seq-len"; "32"
+                     "--batch"; "2"; "--checkpoint-every"; "3"; "--device"; "cpu"; "--out"; out ]
+    Expect.equal (train (args run) (Some(CrashPoints.CheckpointPublished + ":1")) None) Killed "killed after the step-3 checkpoint"
+    let mnt = Path.Combine(work, "mnt")
+    let quote (s: string) = "'" + s.Replace("'", "'\\''") + "'"
+    let cli = String.Join(" ", [ "dotnet"; Path.Combine(AppContext.BaseDirectory, "StateX.Cli.dll") ] @ args (Path.Combine(mnt, "run")) @ [ "--resume" ] |> List.map quote)
+    let script =
+        String.Join("\n",
+            [ "set -e"
+              sprintf "mkdir -p %s && mount -t tmpfs -o size=2m tmpfs %s && cp -a %s %s/run" (quote mnt) (quote mnt) (quote run) (quote mnt)
+              setup.Replace("$M", quote mnt)
+              sprintf "set +e; OMP_NUM_THREADS=1 %s > %s 2> %s; echo $? > %s" cli (quote (Path.Combine(work, "stdout"))) (quote (Path.Combine(work, "stderr"))) (quote (Path.Combine(work, "rc")))
+              sprintf "cp -a %s/run %s" (quote mnt) (quote (Path.Combine(work, "after"))) ])
+    match inMountNamespace script with
+    | None -> skiptest "needs a private mount namespace for a small tmpfs (unshare -m, as root)"
+    | Some() -> int (File.ReadAllText(Path.Combine(work, "rc")).Trim()), File.ReadAllText(Path.Combine(work, "stderr")), run, Path.Combine(work, "after")
+
+/// The step-3 checkpoint is intact in `after`, byte for byte the one of `before`, and no temporary folder is left.
+let private expectStep3Intact (before: string) (after: string) =
+    let ck d = Path.Combine(d, "checkpoints", CheckpointStore.FolderName 3)
+    Expect.isNull (CheckpointStore.Validate(ck after)) "the previous checkpoint still validates"
+    for f in Directory.GetFiles(ck before) do
+        Expect.isTrue (File.ReadAllBytes f = File.ReadAllBytes(Path.Combine(ck after, Path.GetFileName f))) (sprintf "%s unchanged" (Path.GetFileName f))
+    Expect.isEmpty (Directory.GetDirectories(Path.Combine(after, "checkpoints"), ".step-*")) "no half-written checkpoint folder left"
+
+[<Tests>]
+let diskTests =
+    testList "crash disk" [
+        test "a checkpoint written into a full file system fails in one line and leaves the previous one intact" {
+            // 64 KiB stay free: enough for the log and metrics lines, not for a checkpoint (about 250 KiB).
+            let rc, err, before, after = resumeOnTmpfs "head -c 65536 /dev/zero > $M/slack; cat /dev/zero > $M/fill 2>/dev/null || true; rm $M/slack"
+            Expect.equal rc 1 (sprintf "fails (stderr: %s)" err)
+            let line = err.Split('\n') |> Array.filter (fun l -> l.StartsWith "statex: error:")
+            Expect.equal line.Length 1 (sprintf "one error line: %s" err)
+            Expect.stringContains line.[0] (CheckpointStore.FolderName 6 + ": could not write the checkpoint of step 6") "names the checkpoint"
+            Expect.stringContains line.[0] "No space left on device" "says why"
+            Expect.stringContains line.[0] (CheckpointStore.FolderName 3 + " is intact") "says the previous one is intact"
+            expectStep3Intact before after
+        }
+
+        test "a read-only run folder is refused before any work, leaving the checkpoint intact" {
+            let rc, err, before, after = resumeOnTmpfs "mount -o remount,ro $M"
+            Expect.equal rc 1 (sprintf "fails (stderr: %s)" err)
+            Expect.stringContains err "the run folder is not writable" "says what is wrong"
+            Expect.stringContains err "Read-only file system" "and why"
+            expectStep3Intact before after
+        }
+    ]

@@ -46,6 +46,15 @@ public sealed class CheckpointStore(string runDirectory, int keepLast = 3, Actio
             if (Directory.Exists(final)) Directory.Delete(final, recursive: true);
             Directory.Move(tmp, final);
         }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            try { Directory.Delete(tmp, recursive: true); } catch (Exception) { }
+            // A full disk or a read-only folder: say so in one line, and that the older checkpoints are untouched
+            // (the new one was being written beside them, never over them). No inner exception: the CLI prints the
+            // innermost message, which would lose the checkpoint's name.
+            throw new IOException($"{final}: could not write the checkpoint of step {step}: {e.Message.TrimEnd('.')}; " +
+                (LatestValid() is { } prev ? $"the previous checkpoint {prev.Directory} is intact" : "no earlier checkpoint exists"));
+        }
         catch
         {
             try { Directory.Delete(tmp, recursive: true); } catch (IOException) { }

@@ -23,7 +23,18 @@ public sealed class RunFolder
     public RunFolder(string root)
     {
         Root = Path.GetFullPath(root);
-        Directory.CreateDirectory(Root);
+        try
+        {
+            Directory.CreateDirectory(Root);
+            // Found out now rather than after the first steps' work, at the first metrics line or checkpoint.
+            var probe = Path.Combine(Root, $".write-test.{Environment.ProcessId}");
+            File.WriteAllBytes(probe, []);
+            File.Delete(probe);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw new IOException($"{Root}: the run folder is not writable: {e.Message}");
+        }
     }
 
     public void Log(string line, Action<string>? echo)
