@@ -30,10 +30,10 @@ module SweepFile =
 
     let private parse (file: string) (text: string) =
         try
-            match JsonNode.Parse(text, documentOptions = JsonDocumentOptions(AllowTrailingCommas = true, CommentHandling = JsonCommentHandling.Skip)) with
+            match StateX.IO.JsonErrors.Parse(text, JsonDocumentOptions(AllowTrailingCommas = true, CommentHandling = JsonCommentHandling.Skip)) with
             | :? JsonObject as o -> o
             | _ -> fail file "the top level is not a JSON object"
-        with :? JsonException as e -> fail file "not valid JSON: %s" e.Message
+        with :? JsonException as e -> fail file "not valid JSON: %s" (IO.JsonErrors.Brief e)
 
     // ---- reading parts of the document -------------------------------------------------------------------------
 

@@ -126,6 +126,21 @@ let tests =
             }
         ]
 
+        testList "json readers (found by fuzzing)" [
+            test "a duplicate key is a ConfigException naming the file, not an ArgumentException at first access" {
+                let e = raises<ConfigException> (fun () -> ConfigJson.Parse("""{"model_type": "gla", "hidden_size": 8, "hidden_size": 9}""", "/x/config.json") |> ignore) "refused at parse"
+                Expect.stringContains e.Message "/x/config.json: not valid JSON: duplicate key" "names the file and the problem"
+                Expect.stringContains e.Message "hidden_size" "names the key"
+            }
+
+            test "a JSON error quoting a long multi-line token stays one short line" {
+                let token = String.replicate 50 "ab\n  cd"
+                let e = raises<ConfigException> (fun () -> ConfigJson.Parse("{\"a\": tru" + token.Replace("\\n", "\n") + "}", "/x/config.json") |> ignore) "refused"
+                Expect.isFalse (e.Message.Contains '\n') "one line"
+                Expect.isLessThan e.Message.Length 400 "short"
+            }
+        ]
+
         testList "non-finite weights" [
             test "a NaN in lm_head.weight is refused at load, naming the tensor and the count" {
                 let d = Fixtures.copy "gla-tiny"

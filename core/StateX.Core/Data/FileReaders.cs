@@ -99,7 +99,7 @@ internal sealed class JsonlFileReader(string path, ITokenizer tok, string field,
                     throw new DataException($"{path}:{lineNo}: field \"{field}\" is {v.ValueKind}, expected a string");
                 text = v.GetString();
             }
-            catch (JsonException e) { throw new DataException($"{path}:{lineNo}: invalid JSON ({e.Message})", e); }
+            catch (JsonException e) { throw new DataException($"{path}:{lineNo}: invalid JSON ({IO.JsonErrors.Brief(e)})", e); }
             chunk = new DocumentChunk(tok.Encode(text ?? ""), true);
             return true;
         }

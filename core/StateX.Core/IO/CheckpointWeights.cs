@@ -49,10 +49,10 @@ public sealed class CheckpointWeights : IDisposable
         JsonObject map;
         try
         {
-            map = (JsonNode.Parse(File.ReadAllText(index)) as JsonObject)?["weight_map"] as JsonObject
+            map = (JsonErrors.Parse(File.ReadAllText(index)) as JsonObject)?["weight_map"] as JsonObject
                 ?? throw new SafeTensorsException($"{index}: no \"weight_map\" object");
         }
-        catch (JsonException e) { throw new SafeTensorsException($"{index}: not valid JSON: {e.Message}"); }
+        catch (JsonException e) { throw new SafeTensorsException($"{index}: not valid JSON: {JsonErrors.Brief(e)}"); }
         var sharded = new CheckpointWeights(index, allowNonFinite, warn);
         try
         {

@@ -31,10 +31,10 @@ public sealed class ConfigJson
     {
         try
         {
-            var node = JsonNode.Parse(QuoteBareFloats(text), documentOptions: new JsonDocumentOptions { AllowTrailingCommas = true, CommentHandling = JsonCommentHandling.Skip });
+            var node = JsonErrors.Parse(QuoteBareFloats(text), new JsonDocumentOptions { AllowTrailingCommas = true, CommentHandling = JsonCommentHandling.Skip });
             return new ConfigJson(path, node as JsonObject ?? throw new ConfigException($"{path}: top level is not a JSON object"));
         }
-        catch (JsonException e) { throw new ConfigException($"{path}: not valid JSON: {e.Message}"); }
+        catch (JsonException e) { throw new ConfigException($"{path}: not valid JSON: {JsonErrors.Brief(e)}"); }
     }
 
     /// <summary>Replaces bare Infinity, -Infinity and NaN tokens (outside strings) by {"__float__": "..."}.</summary>

@@ -92,8 +92,8 @@ public sealed class CheckpointStore(string runDirectory, int keepLast = 3, Actio
         var mpath = Path.Combine(dir, Manifest);
         if (!File.Exists(mpath)) return "no manifest: it was never completed";
         JsonObject files;
-        try { files = (JsonNode.Parse(File.ReadAllText(mpath)) as JsonObject)?["files"] as JsonObject ?? throw new JsonException("no 'files'"); }
-        catch (JsonException e) { return $"manifest is corrupt: {e.Message}"; }
+        try { files = (JsonErrors.Parse(File.ReadAllText(mpath)) as JsonObject)?["files"] as JsonObject ?? throw new JsonException("no 'files'"); }
+        catch (JsonException e) { return $"manifest is corrupt: {JsonErrors.Brief(e)}"; }
         foreach (var (name, node) in files)
         {
             var f = Path.Combine(dir, name);

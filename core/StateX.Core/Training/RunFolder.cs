@@ -65,7 +65,7 @@ public sealed class RunFolder
             if (!File.Exists(path)) continue;
             var kept = File.ReadLines(path).Where(l =>
             {
-                try { return JsonNode.Parse(l)?["step"]?.GetValue<int>() is { } s && s <= step; }
+                try { return JsonErrors.Parse(l)?["step"]?.GetValue<int>() is { } s && s <= step; }
                 catch (JsonException) { return false; }   // a line torn by the kill
             }).ToArray();
             AtomicFile.WriteAllText(path, kept.Length == 0 ? "" : string.Join("\n", kept) + "\n");
