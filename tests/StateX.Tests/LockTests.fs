@@ -100,7 +100,7 @@ let tests =
             Expect.isGreaterThan (count "locked by pid" both + count "finished by another process meanwhile" both) 0 "the second process saw the first one's work"
         }
 
-        test "a sweep killed while it holds a stage resumes in a new process, which takes the stale lock over" {
+        test "a sweep killed while it holds a stage resumes in a new process, takes the stale lock over, and ends bit-identical" {
             let dir, file = sweepFile ()
             let folder = Path.Combine(dir, "out")
             let p, text = start [ "sweep"; file; "--folder"; folder ]
@@ -114,5 +114,14 @@ let tests =
             Expect.stringContains out (sprintf "left by pid %d" p.Id) "names the killed holder"
             Expect.stringContains out "no longer running" "and says it is stale"
             Expect.isTrue (Sweep.latest folder |> List.forall (fun r -> r.Status = "done")) "every run done"
+            // And the killed-and-resumed sweep computed what an uninterrupted one does, bit for bit.
+            let straight = Path.Combine(dir, "straight")
+            let code, out = finish (start [ "sweep"; file; "--folder"; straight ])
+            Expect.equal code 0 (sprintf "the uninterrupted sweep finishes\n%s" out)
+            let metrics f = Sweep.latest f |> List.map (fun r -> r.Hash, r.Metrics) |> List.sort
+            Expect.equal (metrics folder) (metrics straight) "the same losses for every run"
+            for stage in Directory.GetDirectories(Path.Combine(straight, "stages")) do
+                let weights root = File.ReadAllBytes(Path.Combine(root, "stages", Path.GetFileName stage, "model", "model.safetensors"))
+                Expect.isTrue (weights folder = weights straight) (sprintf "stage %s: the same weights" (Path.GetFileName stage))
         }
     ]
