@@ -124,14 +124,17 @@ internal sealed class ParquetFileReader : IFileReader
         _path = path; _tok = tok;
         _group = pos?["group"]?.GetValue<int>() ?? 0;
         _row = pos?["row"]?.GetValue<int>() ?? 0;
+        Parquet.Schema.DataField[] fields;
         try
         {
             _fs = File.OpenRead(path);
             _reader = Parquet.ParquetReader.CreateAsync(_fs).GetAwaiter().GetResult();
+            fields = _reader.Schema.GetDataFields();
         }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException or Parquet.ParquetException or InvalidDataException)
-        { throw new DataException($"{path}: not a readable Parquet file ({e.Message})", e); }
-        var fields = _reader.Schema.GetDataFields();
+        // Parquet.Net parses a damaged footer with whatever exception its code meets first (index, overflow, argument,
+        // Thrift errors): for a file that is not ours to fix, any of them means the same thing to the user.
+        catch (Exception e) when (e is not (OutOfMemoryException or DataException))
+        { throw new DataException($"{path}: not a readable Parquet file ({e.GetType().Name}: {e.Message.Split('\n')[0]})", e); }
         _field = fields.FirstOrDefault(f => f.Name == column)
             ?? throw new DataException($"{path}: no column \"{column}\" (columns: {string.Join(", ", fields.Select(f => f.Name))})");
         if (_field.ClrType.IsPrimitive)
@@ -146,11 +149,18 @@ internal sealed class ParquetFileReader : IFileReader
         {
             if (_values is null)
             {
-                using var rg = _reader.OpenRowGroupReader(_group);
-                var values = new string?[rg.RowCount];
-                try { rg.ReadAsync(_field, values.AsMemory()).GetAwaiter().GetResult(); }
-                catch (Exception e) when (e is not DataException)
-                { throw new DataException($"{_path}: cannot read column \"{_field.Name}\" of row group {_group} as strings ({e.Message})", e); }
+                string?[] values;
+                try
+                {
+                    using var rg = _reader.OpenRowGroupReader(_group);
+                    // A damaged footer can claim any row count; the column's values cannot outnumber the file's bits.
+                    if (rg.RowCount < 0 || rg.RowCount > Math.Min(int.MaxValue, _fs.Length * 8))
+                        throw new DataException($"{_path}: row group {_group} claims {rg.RowCount} rows, impossible in a {_fs.Length}-byte file");
+                    values = new string?[rg.RowCount];
+                    rg.ReadAsync(_field, values.AsMemory()).GetAwaiter().GetResult();
+                }
+                catch (Exception e) when (e is not (OutOfMemoryException or DataException))
+                { throw new DataException($"{_path}: cannot read column \"{_field.Name}\" of row group {_group} as strings ({e.GetType().Name}: {e.Message.Split('\n')[0]})", e); }
                 _values = values;
                 if (_row > _values.Length) throw new DataException($"{_path}: cursor row {_row} is beyond row group {_group} ({_values.Length} rows); the file changed since the cursor was saved");
             }

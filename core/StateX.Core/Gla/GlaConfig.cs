@@ -76,7 +76,7 @@ public sealed record GlaConfig
     public static GlaConfig FromJson(ConfigJson c, Action<string>? warn = null)
     {
         var modelType = c.String("model_type");
-        if (modelType != "gla") throw new ConfigException($"{c.Path}: model_type is '{modelType ?? "absent"}', expected 'gla'");
+        if (modelType != "gla") throw new ConfigException($"{c.Path}: model_type is {(modelType is null ? "absent" : ConfigJson.Show(JsonValue.Create(modelType)))}, expected 'gla'");
         c.Ignore("architectures", "transformers_version", "_name_or_path", "output_attentions", "output_hidden_states", "return_dict");
         c.Refuse("attn", n => n is not null, "hybrid softmax-attention layers");
         c.Refuse("attnres_block_size", n => n is not null, "attention-residual blocks");
@@ -87,7 +87,7 @@ public sealed record GlaConfig
         c.Refuse("hidden_act", n => n is not null && !GateActs.Contains(n.ToString()), "activations other than swish/silu");
         var mode = c.String("attn_mode", "chunk")!;
         if (mode is not ("chunk" or "fused_recurrent" or "fused_chunk"))
-            throw new ConfigException($"{c.Path}: 'attn_mode' = \"{mode}\" is not one of fla's GLA modes (chunk, fused_recurrent, fused_chunk)");
+            throw new ConfigException($"{c.Path}: 'attn_mode' = {ConfigJson.Show(JsonValue.Create(mode))} is not one of fla's GLA modes (chunk, fused_recurrent, fused_chunk)");
         var cfg = new GlaConfig
         {
             HiddenSize = c.Int("hidden_size", 2048),
@@ -123,7 +123,8 @@ public sealed record GlaConfig
             FuseLinearCrossEntropy = c.Bool("fuse_linear_cross_entropy", false),
             VocabSize = c.Int("vocab_size", 32000),
             DType = c.String("dtype") ?? c.String("torch_dtype"),
-            LayerNumHeads = c.Node("statex_layer_num_heads") is JsonArray a ? a.Select(x => x!.GetValue<int>()).ToArray() : null,
+            LayerNumHeads = c.Node("statex_layer_num_heads") is JsonArray ? c.Doubles("statex_layer_num_heads").Select((d, i) => d == Math.Floor(d) && Math.Abs(d) <= int.MaxValue ? (int)d
+                : throw new ConfigException($"{c.Path}: key 'statex_layer_num_heads[{i}]' should be an integer, got {d}")).ToArray() : null,
         };
         cfg.Validate(c.Path);
         if (c.UnknownKeysWarning() is { } w) warn?.Invoke(w);

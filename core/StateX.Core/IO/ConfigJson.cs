@@ -95,7 +95,7 @@ public sealed class ConfigJson
         catch (Exception e) when (e is InvalidOperationException or FormatException)
         {
             try { var d = n.GetValue<double>(); if (d == Math.Floor(d)) return (long)d; } catch (Exception) { }
-            throw new ConfigException($"{Path}: key '{key}' should be an integer, got {n.ToJsonString()}");
+            throw new ConfigException($"{Path}: key '{key}' should be an integer, got {Show(n)}");
         }
     }
 
@@ -113,7 +113,7 @@ public sealed class ConfigJson
         var n = Node(key);
         if (n is null) return fallback ?? throw Missing(key);
         try { return n.GetValue<bool>(); }
-        catch (InvalidOperationException) { throw new ConfigException($"{Path}: key '{key}' should be true or false, got {n.ToJsonString()}"); }
+        catch (InvalidOperationException) { throw new ConfigException($"{Path}: key '{key}' should be true or false, got {Show(n)}"); }
     }
 
     public string? String(string key, string? fallback = null)
@@ -137,7 +137,7 @@ public sealed class ConfigJson
             if (v.TryGetValue<double>(out var d)) return d;
             if (v.TryGetValue<string>(out var s)) return ParseFloatName(s, key);
         }
-        throw new ConfigException($"{Path}: key '{key}' should be a number, got {n.ToJsonString()}");
+        throw new ConfigException($"{Path}: key '{key}' should be a number, got {Show(n)}");
     }
 
     double ParseFloatName(string s, string key) => s switch
@@ -146,15 +146,26 @@ public sealed class ConfigJson
         "-Infinity" or "-inf" => double.NegativeInfinity,
         "NaN" or "nan" => double.NaN,
         _ => double.TryParse(s, NumberStyles.Float, CultureInfo.InvariantCulture, out var d) ? d
-             : throw new ConfigException($"{Path}: key '{key}' should be a number, got \"{s}\""),
+             : throw new ConfigException($"{Path}: key '{key}' should be a number, got {Show(JsonValue.Create(s))}"),
     };
 
     /// <summary>Fails, naming the key, when a setting StateX does not implement is switched on.</summary>
     public void Refuse(string key, Func<JsonNode?, bool> isUnsupported, string what)
     {
         var n = Node(key);
-        if (isUnsupported(n))
-            throw new ConfigException($"{Path}: '{key}' = {n?.ToJsonString() ?? "null"} is not supported by StateX ({what})");
+        bool refused;
+        // The tests read the value as the type the key should have (GetValue<bool>()): another type is a bad value.
+        try { refused = isUnsupported(n); }
+        catch (InvalidOperationException) { throw new ConfigException($"{Path}: key '{key}' has an unexpected value {Show(n)}"); }
+        if (refused)
+            throw new ConfigException($"{Path}: '{key}' = {Show(n)} is not supported by StateX ({what})");
+    }
+
+    /// <summary>A value for a message: JSON-escaped (a string with line breaks stays one line) and at most 80 characters.</summary>
+    public static string Show(JsonNode? n)
+    {
+        var text = n?.ToJsonString() ?? "null";
+        return text.Length > 80 ? text[..80] + "…" : text;
     }
 
     /// <summary>Keys present in the file that no loader read.</summary>

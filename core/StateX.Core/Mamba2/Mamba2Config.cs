@@ -151,7 +151,7 @@ public sealed record Mamba2Config
             PadTokenId = c.NullableInt("pad_token_id"),
             BosTokenId = c.NullableInt("bos_token_id"),
             EosTokenId = c.NullableInt("eos_token_id"),
-            LayerStateSizes = c.Has("layer_state_sizes") ? c.Doubles("layer_state_sizes").Select(d => (int)d).ToArray() : null,
+            LayerStateSizes = c.Has("layer_state_sizes") ? c.Doubles("layer_state_sizes").Select(d => d == Math.Floor(d) && Math.Abs(d) <= int.MaxValue ? (int)d : throw new ConfigException($"{c.Path}: key 'layer_state_sizes' should hold integers, got {d}")).ToArray() : null,
             NormPerGroup = c.Bool("norm_per_group", false),
         };
         return cfg.Validate(c.Path);
@@ -171,7 +171,7 @@ public sealed record Mamba2Config
         var s = c.Section("ssm_cfg");
         string layer = s.String("layer", "Mamba1")!;
         if (layer != "Mamba2")
-            throw new ConfigException($"{s.Path}: 'layer' = \"{layer}\" is not supported by StateX (only Mamba2; mamba_ssm's default when absent is Mamba1)");
+            throw new ConfigException($"{s.Path}: 'layer' = {ConfigJson.Show(JsonValue.Create(layer))} is not supported by StateX (only Mamba2; mamba_ssm's default when absent is Mamba1)");
         int dModel = c.Int("d_model");
         double expand = s.Double("expand", 2);
         int headDim = s.Int("headdim", 64);
@@ -209,7 +209,7 @@ public sealed record Mamba2Config
             TimeStepFloor = s.Double("dt_init_floor", 1e-4),
             TimeStepLimitLow = lo,
             TimeStepLimitHigh = hi,
-            LayerStateSizes = c.Has("layer_state_sizes") ? c.Doubles("layer_state_sizes").Select(d => (int)d).ToArray() : null,
+            LayerStateSizes = c.Has("layer_state_sizes") ? c.Doubles("layer_state_sizes").Select(d => d == Math.Floor(d) && Math.Abs(d) <= int.MaxValue ? (int)d : throw new ConfigException($"{c.Path}: key 'layer_state_sizes' should hold integers, got {d}")).ToArray() : null,
             NormPerGroup = true,
             // mamba_ssm's _init_weights: N(0, 0.02) embeddings, out_proj rescaled by 1/√n_layer (random init only).
             InitializerRange = 0.02,

@@ -48,5 +48,5 @@ public static class Checkpoint
 
     static ICheckpointFamily FamilyOf(ConfigJson config) =>
         Families.FirstOrDefault(f => f.Recognizes(config))
-        ?? throw new ConfigException($"{config.Path}: not a checkpoint StateX can read (model_type '{config.Root["model_type"]?.ToString() ?? "absent"}'; known: {string.Join(", ", Families.Select(f => f.Name))})");
+        ?? throw new ConfigException($"{config.Path}: not a checkpoint StateX can read (model_type {ConfigJson.Show(config.Root["model_type"])}; known: {string.Join(", ", Families.Select(f => f.Name))})");
 }
