@@ -270,21 +270,33 @@ internal static class NpyHeader
         }
         else throw new DataException($"{path}: .npy format version {major} is not supported (1, 2 or 3)");
         long start = 8 + lenBytes;
+        if (fs.Length < start || headerLen > fs.Length - start)
+            throw new DataException($"{path}: .npy header length {headerLen} runs past the end of the {fs.Length}-byte file");
         var hb = new byte[headerLen]; fs.Position = start; fs.ReadExactly(hb);
         var header = Encoding.Latin1.GetString(hb);
         string? descr = Match(header, @"'descr'\s*:\s*'([^']*)'");
         string? fortran = Match(header, @"'fortran_order'\s*:\s*(True|False)");
         string? shape = Match(header, @"'shape'\s*:\s*\(([^)]*)\)");
-        if (descr is null || shape is null) throw new DataException($"{path}: .npy header at byte 0 is malformed: {header.Trim()}");
+        if (descr is null || shape is null) throw new DataException($"{path}: .npy header at byte 0 is malformed: {Printable(header)}");
         if (fortran == "True") throw new DataException($"{path}: Fortran-ordered arrays are not supported");
         var dtype = descr switch
         {
             "<u2" => TokenDType.UInt16, "<u4" => TokenDType.UInt32, "<i4" => TokenDType.Int32, "<i8" => TokenDType.Int64,
-            _ => throw new DataException($"{path}: dtype '{descr}' is not supported for token ids (<u2, <u4, <i4 or <i8: little-endian uint16, uint32, int32, int64)"),
+            _ => throw new DataException($"{path}: dtype '{Printable(descr)}' is not supported for token ids (<u2, <u4, <i4 or <i8: little-endian uint16, uint32, int32, int64)"),
         };
         var dims = shape.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
-        if (dims.Length != 1) throw new DataException($"{path}: expected a 1-D array of token ids, got shape ({shape})");
-        return (dtype, start + headerLen, long.Parse(dims[0]));
+        if (dims.Length != 1) throw new DataException($"{path}: expected a 1-D array of token ids, got shape ({Printable(shape)})");
+        if (!long.TryParse(dims[0], System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var count))
+            throw new DataException($"{path}: .npy shape ({Printable(shape)}) is not a count of tokens");
+        return (dtype, start + headerLen, count);
+    }
+
+    /// <summary>Header text for a message: control characters shown as '?', at most 80 characters (a damaged header
+    /// holds anything, line breaks included, and the message must stay one line).</summary>
+    static string Printable(string s)
+    {
+        var t = new string(s.Trim().Select(c => char.IsControl(c) ? '?' : c).ToArray());
+        return t.Length > 80 ? t[..80] + "…" : t;
     }
 
     static string? Match(string s, string pattern)
