@@ -170,7 +170,7 @@ public sealed record DataCursor(string Spec, string Tokenizer, int SeqLen, int B
                 o["any_targets"]?.GetValue<bool>() ?? false);
         }
         catch (Exception e) when (e is JsonException or NullReferenceException or InvalidOperationException or FormatException)
-        { throw new DataException($"{origin}: malformed data cursor ({e.Message})", e); }
+        { throw new DataException($"{origin}: malformed data cursor ({(e is JsonException j ? IO.JsonErrors.Brief(j) : e.Message.Split('\n')[0])})", e); }
     }
 
     public void Save(string path) => AtomicFile.WriteAllText(path, ToJson());

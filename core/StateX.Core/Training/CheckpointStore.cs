@@ -96,12 +96,16 @@ public sealed class CheckpointStore(string runDirectory, int keepLast = 3, Actio
         catch (JsonException e) { return $"manifest is corrupt: {JsonErrors.Brief(e)}"; }
         foreach (var (name, node) in files)
         {
+            // The manifest is ours, but a damaged one must read as damaged, not as a NullReferenceException.
+            if (name.Length == 0 || name.IndexOfAny(['/', '\\']) >= 0 || name.Any(char.IsControl) || name is "." or ".."
+                || node is not JsonObject entry || entry["bytes"] is not JsonValue b || !b.TryGetValue<long>(out var want)
+                || entry["sha256"] is not JsonValue h || !h.TryGetValue<string>(out var sha))
+                return $"manifest is corrupt: its entry for {ConfigJson.Show(JsonValue.Create(name))} is malformed";
             var f = Path.Combine(dir, name);
             if (!File.Exists(f)) return $"{name} is missing";
-            long want = node!["bytes"]!.GetValue<long>();
             long have = new FileInfo(f).Length;
             if (have != want) return $"{name} is {have} bytes, the manifest says {want} (truncated?)";
-            if (Hash(f) != node["sha256"]!.GetValue<string>()) return $"{name} does not match its checksum (corrupted)";
+            if (Hash(f) != sha) return $"{name} does not match its checksum (corrupted)";
         }
         return null;
     }

@@ -65,8 +65,9 @@ public sealed class RunFolder
             if (!File.Exists(path)) continue;
             var kept = File.ReadLines(path).Where(l =>
             {
-                try { return JsonErrors.Parse(l)?["step"]?.GetValue<int>() is { } s && s <= step; }
-                catch (JsonException) { return false; }   // a line torn by the kill
+                // A line torn by a kill is not JSON, or (cut at the right place) JSON of another shape: either way not a step's line.
+                try { return JsonErrors.Parse(l) is JsonObject o && o["step"] is JsonValue v && v.TryGetValue<int>(out var s) && s <= step; }
+                catch (JsonException) { return false; }
             }).ToArray();
             AtomicFile.WriteAllText(path, kept.Length == 0 ? "" : string.Join("\n", kept) + "\n");
         }
