@@ -28,13 +28,16 @@ type CliArgs =
             | Generate _ -> "continue a prompt (greedy or sampled) and print the text."
             | Sweep _ -> "run a sweep file (docs/sweeps.md): pipelines keyed by hash, resumable store, results.csv and charts."
 
-/// The one line a user sees for a failure: the innermost exception's first line. libtorch's messages carry some
-/// twenty native stack frames after it ("Exception raised from ... frame #0: ..."), which say nothing to a user.
+/// What a user sees for a failure: the innermost exception's message, and of a native (libtorch) error only its first
+/// line: libtorch's messages carry some twenty native stack frames after it ("Exception raised from ... frame #0:
+/// ..."), which say nothing to a user. StateX's own messages are kept whole (a few list several problems, a line each).
 let errorLine (e: exn) =
     let rec root (e: exn) = if isNull e.InnerException then e else root e.InnerException
-    let message = (root e).Message.Trim()
+    let r = root e
+    let message = r.Message.Trim()
+    let native = r :? Runtime.InteropServices.ExternalException || message.Contains "Exception raised from" || message.Contains "frame #0"
     let first = message.Split('\n').[0].TrimEnd('\r')
-    if first.Length < message.Length then sprintf "%s (--verbose prints the native detail)" first else first
+    if native && first.Length < message.Length then sprintf "%s (--verbose prints the native detail)" first else message
 
 [<EntryPoint>]
 let main argv =

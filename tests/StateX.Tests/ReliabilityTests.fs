@@ -123,6 +123,7 @@ let tests =
                 let line = StateX.Cli.Program.errorLine (InvalidOperationException("outer", native))
                 Expect.equal line "DefaultCPUAllocator: can't allocate memory: you tried to allocate 12 bytes. (--verbose prints the native detail)" "first line of the innermost message"
                 Expect.equal (StateX.Cli.Program.errorLine (ArgumentException "--seed: must be ≥ 0")) "--seed: must be ≥ 0" "a one-line message is kept as it is"
+                Expect.equal (StateX.Cli.Program.errorLine (InvalidOperationException "cannot start:\n  - a\n  - b")) "cannot start:\n  - a\n  - b" "StateX's own list of problems is kept whole"
             }
         ]
 
