@@ -20,10 +20,14 @@ if (args.Length > 1)
     }
     return findings == 0 ? 0 : 1;
 }
-Fuzzer.Run(stream =>
+Action<Stream> once = stream =>
 {
     using var ms = new MemoryStream();
     stream.CopyTo(ms);
     FuzzTargets.Run(target, ms.ToArray(), work);
-});
+};
+// STATEX_FUZZ_OUT_OF_PROCESS=1: each input in a child process, so that one killing the process outright (a stack
+// overflow) is saved as a crash instead of ending afl-fuzz ("unable to communicate with fork server"). Slower.
+if (Environment.GetEnvironmentVariable("STATEX_FUZZ_OUT_OF_PROCESS") == "1") Fuzzer.OutOfProcess.Run(once);
+else Fuzzer.Run(once);
 return 0;
