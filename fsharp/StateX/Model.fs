@@ -725,8 +725,14 @@ module Model =
     let create (m: Model) : ICausalLanguageModel =
         NativeRuntime.EnsureInitialized() |> ignore
         match m.Arch with
-        | Gla _ -> new GlaForCausalLM(glaConfig m) :> ICausalLanguageModel
-        | Mamba2 _ -> new Mamba2ForCausalLM(mamba2Config m) :> ICausalLanguageModel
+        | Gla _ ->
+            let c = glaConfig m
+            ParameterBudget.Check("the model description", c.ParameterTerms())
+            new GlaForCausalLM(c) :> ICausalLanguageModel
+        | Mamba2 _ ->
+            let c = mamba2Config m
+            ParameterBudget.Check("the model description", c.ParameterTerms())
+            new Mamba2ForCausalLM(c) :> ICausalLanguageModel
         | Gsa _ -> new GsaForCausalLM(gsaConfig m) :> ICausalLanguageModel
         | Power _ -> new PowerForCausalLM(powerConfig m) :> ICausalLanguageModel
 

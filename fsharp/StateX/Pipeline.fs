@@ -172,17 +172,11 @@ module Pipeline =
         o.["finished"] <- JsonValue.Create(DateTimeOffset.UtcNow.ToString("o", Globalization.CultureInfo.InvariantCulture))
         IO.AtomicFile.WriteAllText(doneFile folder, o.ToJsonString() + "\n")
 
-    /// Holds a stage for one run at a time, across threads and processes (runs of a sweep share stages): an
-    /// exclusive lock on FOLDER.lock, waited for.
+    /// Holds a stage for one run at a time, across threads and processes (runs of a sweep, or two sweeps or studies
+    /// on one folder, share stages): an exclusive lock on FOLDER.lock, waited for, naming its holder while waiting
+    /// (and taken over from a holder that was killed: the lock dies with its process).
     let private stageLock (log: string -> unit) (folder: string) : IDisposable =
-        let path = folder + ".lock"
-        let rec acquire waited =
-            try new FileStream(path, FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.None) :> IDisposable
-            with :? IOException ->
-                if not waited then log (sprintf "    waiting for another run working on %s" (Path.GetFileName folder))
-                Threading.Thread.Sleep 250
-                acquire true
-        acquire false
+        IO.FileLock.Acquire(folder + ".lock", Action<string>(fun m -> log ("    " + m)), sprintf "stage %s" (Path.GetFileName folder)) :> IDisposable
 
     let private rename (name: string) (rs: EvalResult seq) =
         [ for r in rs -> EvalResult(name, r.Task, r.Setting, r.Metric, r.Value, r.N, Labels = r.Labels) ]

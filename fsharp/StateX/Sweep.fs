@@ -246,21 +246,29 @@ module Sweep =
             let tag = sprintf "[%d/%d] %s(%s)" index todo.Length (labelsText p.Labels) p.Hash
             let dir = runFolder o.Folder p.Hash
             Directory.CreateDirectory dir |> ignore
-            let text = ValueJson.toText p.Description
-            File.WriteAllText(Path.Combine(dir, "description.json"), ValueJson.toIndentedText p.Description + "\n")
-            o.Log(sprintf "%s running" tag)
-            let clock = Stopwatch.StartNew()
-            let status, metrics, error =
-                try "done", run p.Description dir, None
-                with e -> "failed", Map.empty, Some(rootMessage e)
-            let r =
-                { Hash = p.Hash; Status = status; Labels = p.Labels; Metrics = metrics; Error = error
-                  Seconds = clock.Elapsed.TotalSeconds; Finished = DateTimeOffset.UtcNow; Description = text }
-            lock gate (fun () -> File.AppendAllText(storeFile o.Folder, recordLine r + "\n", UTF8Encoding false))
-            match error with
-            | None -> o.Log(sprintf "%s done in %.1f s  %s" tag r.Seconds (metricsText metrics))
-            | Some e -> o.Log(sprintf "%s FAILED after %.1f s: %s" tag r.Seconds e)
-            results.[p.Hash] <- r
+            // Another sweep process on this folder may be on the same run: one at a time, and whoever comes second
+            // takes the record the first one wrote instead of running it again.
+            use _ = StateX.IO.FileLock.Acquire(dir + ".lock", Action<string>(fun m -> o.Log(sprintf "%s %s" tag m)), sprintf "run %s" p.Hash)
+            match latest o.Folder |> List.tryFind (fun r -> r.Hash = p.Hash) with
+            | Some r when r.Status = "done" || (r.Status = "failed" && not o.RetryFailed && not (previous.ContainsKey p.Hash)) ->
+                o.Log(sprintf "%s finished by another process meanwhile (%s), not run again" tag r.Status)
+                results.[p.Hash] <- r
+            | _ ->
+                let text = ValueJson.toText p.Description
+                File.WriteAllText(Path.Combine(dir, "description.json"), ValueJson.toIndentedText p.Description + "\n")
+                o.Log(sprintf "%s running" tag)
+                let clock = Stopwatch.StartNew()
+                let status, metrics, error =
+                    try "done", run p.Description dir, None
+                    with e -> "failed", Map.empty, Some(rootMessage e)
+                let r =
+                    { Hash = p.Hash; Status = status; Labels = p.Labels; Metrics = metrics; Error = error
+                      Seconds = clock.Elapsed.TotalSeconds; Finished = DateTimeOffset.UtcNow; Description = text }
+                lock gate (fun () -> File.AppendAllText(storeFile o.Folder, recordLine r + "\n", UTF8Encoding false))
+                match error with
+                | None -> o.Log(sprintf "%s done in %.1f s  %s" tag r.Seconds (metricsText metrics))
+                | Some e -> o.Log(sprintf "%s FAILED after %.1f s: %s" tag r.Seconds e)
+                results.[p.Hash] <- r
         if o.Parallelism = 1 then List.iter runOne todo
         else Parallel.ForEach(todo, ParallelOptions(MaxDegreeOfParallelism = o.Parallelism), Action<_>(runOne)) |> ignore
         let all = [ for p in sweep.Runs -> match results.TryGetValue p.Hash with

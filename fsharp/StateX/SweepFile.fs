@@ -26,14 +26,18 @@ type SweepPlan =
 module SweepFile =
     let private inv = CultureInfo.InvariantCulture
 
-    let private fail (file: string) fmt = Printf.kprintf (fun s -> raise (FormatException(sprintf "%s: %s" file s))) fmt
+    /// Raises the sweep file's error: one line (values quoted from a damaged file can hold line breaks), naming the file.
+    let private fail (file: string) fmt =
+        Printf.kprintf (fun s ->
+            let one = s.Replace("\r\n", " ⏎ ").Replace("\n", " ⏎ ").Replace("\r", " ⏎ ")
+            raise (FormatException(sprintf "%s: %s" file (if one.Length > 300 then one.Substring(0, 300) + "…" else one)))) fmt
 
     let private parse (file: string) (text: string) =
         try
-            match JsonNode.Parse(text, documentOptions = JsonDocumentOptions(AllowTrailingCommas = true, CommentHandling = JsonCommentHandling.Skip)) with
+            match StateX.IO.JsonErrors.Parse(text, JsonDocumentOptions(AllowTrailingCommas = true, CommentHandling = JsonCommentHandling.Skip)) with
             | :? JsonObject as o -> o
             | _ -> fail file "the top level is not a JSON object"
-        with :? JsonException as e -> fail file "not valid JSON: %s" e.Message
+        with :? JsonException as e -> fail file "not valid JSON: %s" (IO.JsonErrors.Brief e)
 
     // ---- reading parts of the document -------------------------------------------------------------------------
 
@@ -288,9 +292,19 @@ module SweepFile =
         | _ -> fail file "%s: expected an object of PATH: [values]" what
 
     /// Reads a sweep file: the baseline document, its axes, and the pipelines they make.
-    let load (path: string) : SweepPlan =
+    let rec load (path: string) : SweepPlan =
         let file = Path.GetFullPath path
         if not (File.Exists file) then raise (FileNotFoundException(sprintf "sweep file not found: %s" file, file))
+        // The readers below navigate the document as docs/sweeps.md describes it; a value of another type or shape
+        // (a number where a string goes, a one-element bounds list, lo > hi) surfaces as one of these, naming no
+        // file (found by fuzzing): it becomes the sweep file's own error.
+        try loadFile file
+        with
+        | :? InvalidOperationException | :? IndexOutOfRangeException | :? ArgumentException | :? Collections.Generic.KeyNotFoundException
+        | :? InvalidCastException | :? OverflowException as e ->
+            fail file "malformed sweep file (%s: %s)" (e.GetType().Name) (e.Message.Split('\n').[0])
+
+    and private loadFile (file: string) : SweepPlan =
         let doc = parse file (File.ReadAllText file)
         let baseline = doc.DeepClone().AsObject()
         for k in [ "grid"; "zip"; "random" ] do baseline.Remove k |> ignore

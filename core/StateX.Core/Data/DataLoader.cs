@@ -160,7 +160,7 @@ public sealed record DataCursor(string Spec, string Tokenizer, int SeqLen, int B
     {
         try
         {
-            var o = JsonNode.Parse(json) as JsonObject ?? throw new DataException($"{origin}: not a JSON object");
+            var o = IO.JsonErrors.Parse(json) as JsonObject ?? throw new DataException($"{origin}: not a JSON object");
             if (o["format"]?.GetValue<string>() != Format) throw new DataException($"{origin}: format is '{o["format"]}', expected '{Format}'");
             return new DataCursor(o["spec"]!.GetValue<string>(), o["tokenizer"]!.GetValue<string>(), o["seq_len"]!.GetValue<int>(),
                 o["batch_size"]!.GetValue<int>(), o["with_target"]!.GetValue<bool>(), ulong.Parse(o["seed"]!.GetValue<string>()),
@@ -170,7 +170,7 @@ public sealed record DataCursor(string Spec, string Tokenizer, int SeqLen, int B
                 o["any_targets"]?.GetValue<bool>() ?? false);
         }
         catch (Exception e) when (e is JsonException or NullReferenceException or InvalidOperationException or FormatException)
-        { throw new DataException($"{origin}: malformed data cursor ({e.Message})", e); }
+        { throw new DataException($"{origin}: malformed data cursor ({(e is JsonException j ? IO.JsonErrors.Brief(j) : e.Message.Split('\n')[0])})", e); }
     }
 
     public void Save(string path) => AtomicFile.WriteAllText(path, ToJson());

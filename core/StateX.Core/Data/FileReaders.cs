@@ -99,7 +99,7 @@ internal sealed class JsonlFileReader(string path, ITokenizer tok, string field,
                     throw new DataException($"{path}:{lineNo}: field \"{field}\" is {v.ValueKind}, expected a string");
                 text = v.GetString();
             }
-            catch (JsonException e) { throw new DataException($"{path}:{lineNo}: invalid JSON ({e.Message})", e); }
+            catch (JsonException e) { throw new DataException($"{path}:{lineNo}: invalid JSON ({IO.JsonErrors.Brief(e)})", e); }
             chunk = new DocumentChunk(tok.Encode(text ?? ""), true);
             return true;
         }
@@ -124,14 +124,17 @@ internal sealed class ParquetFileReader : IFileReader
         _path = path; _tok = tok;
         _group = pos?["group"]?.GetValue<int>() ?? 0;
         _row = pos?["row"]?.GetValue<int>() ?? 0;
+        Parquet.Schema.DataField[] fields;
         try
         {
             _fs = File.OpenRead(path);
             _reader = Parquet.ParquetReader.CreateAsync(_fs).GetAwaiter().GetResult();
+            fields = _reader.Schema.GetDataFields();
         }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException or Parquet.ParquetException or InvalidDataException)
-        { throw new DataException($"{path}: not a readable Parquet file ({e.Message})", e); }
-        var fields = _reader.Schema.GetDataFields();
+        // Parquet.Net parses a damaged footer with whatever exception its code meets first (index, overflow, argument,
+        // Thrift errors): for a file that is not ours to fix, any of them means the same thing to the user.
+        catch (Exception e) when (e is not (OutOfMemoryException or DataException))
+        { throw new DataException($"{path}: not a readable Parquet file ({e.GetType().Name}: {e.Message.Split('\n')[0]})", e); }
         _field = fields.FirstOrDefault(f => f.Name == column)
             ?? throw new DataException($"{path}: no column \"{column}\" (columns: {string.Join(", ", fields.Select(f => f.Name))})");
         if (_field.ClrType.IsPrimitive)
@@ -146,11 +149,18 @@ internal sealed class ParquetFileReader : IFileReader
         {
             if (_values is null)
             {
-                using var rg = _reader.OpenRowGroupReader(_group);
-                var values = new string?[rg.RowCount];
-                try { rg.ReadAsync(_field, values.AsMemory()).GetAwaiter().GetResult(); }
-                catch (Exception e) when (e is not DataException)
-                { throw new DataException($"{_path}: cannot read column \"{_field.Name}\" of row group {_group} as strings ({e.Message})", e); }
+                string?[] values;
+                try
+                {
+                    using var rg = _reader.OpenRowGroupReader(_group);
+                    // A damaged footer can claim any row count; the column's values cannot outnumber the file's bits.
+                    if (rg.RowCount < 0 || rg.RowCount > Math.Min(int.MaxValue, _fs.Length * 8))
+                        throw new DataException($"{_path}: row group {_group} claims {rg.RowCount} rows, impossible in a {_fs.Length}-byte file");
+                    values = new string?[rg.RowCount];
+                    rg.ReadAsync(_field, values.AsMemory()).GetAwaiter().GetResult();
+                }
+                catch (Exception e) when (e is not (OutOfMemoryException or DataException))
+                { throw new DataException($"{_path}: cannot read column \"{_field.Name}\" of row group {_group} as strings ({e.GetType().Name}: {e.Message.Split('\n')[0]})", e); }
                 _values = values;
                 if (_row > _values.Length) throw new DataException($"{_path}: cursor row {_row} is beyond row group {_group} ({_values.Length} rows); the file changed since the cursor was saved");
             }
@@ -260,21 +270,33 @@ internal static class NpyHeader
         }
         else throw new DataException($"{path}: .npy format version {major} is not supported (1, 2 or 3)");
         long start = 8 + lenBytes;
+        if (fs.Length < start || headerLen > fs.Length - start)
+            throw new DataException($"{path}: .npy header length {headerLen} runs past the end of the {fs.Length}-byte file");
         var hb = new byte[headerLen]; fs.Position = start; fs.ReadExactly(hb);
         var header = Encoding.Latin1.GetString(hb);
         string? descr = Match(header, @"'descr'\s*:\s*'([^']*)'");
         string? fortran = Match(header, @"'fortran_order'\s*:\s*(True|False)");
         string? shape = Match(header, @"'shape'\s*:\s*\(([^)]*)\)");
-        if (descr is null || shape is null) throw new DataException($"{path}: .npy header at byte 0 is malformed: {header.Trim()}");
+        if (descr is null || shape is null) throw new DataException($"{path}: .npy header at byte 0 is malformed: {Printable(header)}");
         if (fortran == "True") throw new DataException($"{path}: Fortran-ordered arrays are not supported");
         var dtype = descr switch
         {
             "<u2" => TokenDType.UInt16, "<u4" => TokenDType.UInt32, "<i4" => TokenDType.Int32, "<i8" => TokenDType.Int64,
-            _ => throw new DataException($"{path}: dtype '{descr}' is not supported for token ids (<u2, <u4, <i4 or <i8: little-endian uint16, uint32, int32, int64)"),
+            _ => throw new DataException($"{path}: dtype '{Printable(descr)}' is not supported for token ids (<u2, <u4, <i4 or <i8: little-endian uint16, uint32, int32, int64)"),
         };
         var dims = shape.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
-        if (dims.Length != 1) throw new DataException($"{path}: expected a 1-D array of token ids, got shape ({shape})");
-        return (dtype, start + headerLen, long.Parse(dims[0]));
+        if (dims.Length != 1) throw new DataException($"{path}: expected a 1-D array of token ids, got shape ({Printable(shape)})");
+        if (!long.TryParse(dims[0], System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var count))
+            throw new DataException($"{path}: .npy shape ({Printable(shape)}) is not a count of tokens");
+        return (dtype, start + headerLen, count);
+    }
+
+    /// <summary>Header text for a message: control characters shown as '?', at most 80 characters (a damaged header
+    /// holds anything, line breaks included, and the message must stay one line).</summary>
+    static string Printable(string s)
+    {
+        var t = new string(s.Trim().Select(c => char.IsControl(c) ? '?' : c).ToArray());
+        return t.Length > 80 ? t[..80] + "…" : t;
     }
 
     static string? Match(string s, string pattern)

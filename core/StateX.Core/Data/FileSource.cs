@@ -65,6 +65,10 @@ public sealed class FileSource : IDataSource
         int _epoch, _fileIndex;
         int[] _order;
         IFileReader? _reader;
+        // Whether the current epoch began at its first file (not mid-way, from a cursor) and has yielded anything:
+        // a whole pass over files holding no document would otherwise loop for ever (found by fuzzing: an empty
+        // .jsonl file made the loader hang).
+        bool _wholeEpoch, _yielded;
 
         public Stream(FileSource src, SourceContext ctx, JsonNode? state)
         {
@@ -72,6 +76,7 @@ public sealed class FileSource : IDataSource
             _epoch = state?["epoch"]?.GetValue<int>() ?? 0;
             _fileIndex = state?["file"]?.GetValue<int>() ?? 0;
             _order = OrderFor(_epoch);
+            _wholeEpoch = _fileIndex == 0 && state?["pos"] is null;
             if (state?["pos"] is JsonNode pos && _fileIndex < _order.Length)
             {
                 var expect = state["path"]?.GetValue<string>();
@@ -95,9 +100,14 @@ public sealed class FileSource : IDataSource
             {
                 if (_src.Epochs is int e && _epoch >= e) { chunk = default; return false; }
                 _reader ??= _src._open(_src.Files[_order[_fileIndex]], _ctx, null);
-                if (_reader.TryNext(out chunk)) return true;
+                if (_reader.TryNext(out chunk)) { _yielded = true; return true; }
                 _reader.Dispose(); _reader = null;
-                if (++_fileIndex >= _order.Length) { _fileIndex = 0; _epoch++; _order = OrderFor(_epoch); }
+                if (++_fileIndex >= _order.Length)
+                {
+                    if (_wholeEpoch && !_yielded)
+                        throw new DataException($"{_src._spec}: a whole pass over its {_order.Length} file(s) gave no document (empty files?)");
+                    _fileIndex = 0; _epoch++; _order = OrderFor(_epoch); _wholeEpoch = true; _yielded = false;
+                }
             }
         }
 

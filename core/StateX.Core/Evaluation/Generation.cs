@@ -95,6 +95,7 @@ public static class Generation
             {
                 if (finish[r] is not null) continue;
                 if (p + 1 < rows[r].Length) { next[r] = rows[r][p + 1]; continue; }
+                FiniteScores.Require(last[r].AsSpan(0, vocabLimit), $"logits of prompt row {r} at position {p}");
                 int tok = Sampler.Sample(last[r].AsSpan(0, vocabLimit), sampling, rngs[r]);
                 if (stops.Contains(tok)) { finish[r] = FinishReason.Stop; stopToken[r] = tok; continue; }
                 outTokens[r].Add(tok);

@@ -95,6 +95,7 @@ public static class Scoring
         var logp = logits.to_type(ScalarType.Float32).log_softmax(-1);                               // [B, s, V]
         var tgt = tensor(targets, [b, s], ScalarType.Int64).to(logits.device);                        // [B, s]
         var picked = logp.gather(-1, tgt.unsqueeze(-1)).squeeze(-1).cpu().data<float>().ToArray();     // [B, s]
+        FiniteScores.Require(picked, "log-probabilities of the scored tokens");
         var best = logits.argmax(-1).eq(tgt).cpu().data<bool>().ToArray();                            // [B, s]
         return (picked, best);
     }
@@ -132,6 +133,7 @@ public static class Scoring
                 if (off + logits.shape[1] != context.Length) return;
                 var last = logits[0, -1];                                                              // [V]
                 first = (last.to_type(ScalarType.Float32).log_softmax(-1).cpu().data<float>().ToArray(), last.argmax().item<long>());
+                FiniteScores.Require(first.LogProbs, $"request {i}: log-probabilities after the context");
             }, keepState: true)!;
             result[i] = continuations.Select(c =>
             {

@@ -60,6 +60,7 @@ public sealed class GlaHeadMerge : IStateExpander
         var srcParams = src.named_parameters().ToDictionary(p => p.name, p => p.parameter);
         var device = srcParams.Values.First().device;
         var dtype = srcParams.Values.First().dtype;
+        Models.ParameterBudget.Check("the expanded model", newCfg.ParameterTerms(), device, dtype);
         var dst = TorchRandom.Exclusive(() => new GlaForCausalLM(newCfg));
         dst.to(device).to(dtype);
         dst.ChunkSize = src.ChunkSize;

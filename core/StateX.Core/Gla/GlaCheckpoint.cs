@@ -12,9 +12,14 @@ public sealed class GlaCheckpointFamily : ICheckpointFamily
 {
     public string Name => "gla (fla)";
     public bool Recognizes(ConfigJson config) => config.Root["model_type"]?.ToString() == "gla";
-    public ICausalLanguageModel Load(string directory, ConfigJson config, Device? device, ScalarType? dtype, Action<string>? warn) =>
-        GlaCheckpoint.Load(directory, config, device, dtype, warn);
-    public ICausalLanguageModel Create(ConfigJson config, Action<string>? warn) => TorchRandom.Exclusive(() => new GlaForCausalLM(GlaConfig.FromJson(config, warn)));
+    public ICausalLanguageModel Load(string directory, ConfigJson config, Device? device, ScalarType? dtype, Action<string>? warn, bool allowNonFinite = false) =>
+        GlaCheckpoint.Load(directory, config, device, dtype, warn, allowNonFinite);
+    public ICausalLanguageModel Create(ConfigJson config, Action<string>? warn)
+    {
+        var cfg = GlaConfig.FromJson(config, warn);
+        ParameterBudget.Check(config.Path, cfg.ParameterTerms());
+        return TorchRandom.Exclusive(() => new GlaForCausalLM(cfg));
+    }
 }
 
 public static class GlaCheckpoint
@@ -32,10 +37,11 @@ public static class GlaCheckpoint
     /// Builds the model from config.json and copies every parameter from the checkpoint, checking each shape.
     /// Without <paramref name="dtype"/> the model takes the stored dtype of the embeddings.
     /// </summary>
-    public static GlaForCausalLM Load(string directory, ConfigJson config, Device? device, ScalarType? dtype, Action<string>? warn)
+    public static GlaForCausalLM Load(string directory, ConfigJson config, Device? device, ScalarType? dtype, Action<string>? warn, bool allowNonFinite = false)
     {
         var cfg = GlaConfig.FromJson(config, warn);
-        using var weights = CheckpointWeights.Open(directory);
+        ParameterBudget.Check(config.Path, cfg.ParameterTerms(), device, dtype);
+        using var weights = CheckpointWeights.Open(directory, allowNonFinite, warn);
         const string embName = "model.embeddings.weight";
         var type = dtype ?? (weights.Info(embName) is { } e ? SafeTensorsReader.DTypes[e.DType].Type : ScalarType.Float32);
         var lm = TorchRandom.Exclusive(() => new GlaForCausalLM(cfg));

@@ -76,7 +76,7 @@ public sealed record GlaConfig
     public static GlaConfig FromJson(ConfigJson c, Action<string>? warn = null)
     {
         var modelType = c.String("model_type");
-        if (modelType != "gla") throw new ConfigException($"{c.Path}: model_type is '{modelType ?? "absent"}', expected 'gla'");
+        if (modelType != "gla") throw new ConfigException($"{c.Path}: model_type is {(modelType is null ? "absent" : ConfigJson.Show(JsonValue.Create(modelType)))}, expected 'gla'");
         c.Ignore("architectures", "transformers_version", "_name_or_path", "output_attentions", "output_hidden_states", "return_dict");
         c.Refuse("attn", n => n is not null, "hybrid softmax-attention layers");
         c.Refuse("attnres_block_size", n => n is not null, "attention-residual blocks");
@@ -87,7 +87,7 @@ public sealed record GlaConfig
         c.Refuse("hidden_act", n => n is not null && !GateActs.Contains(n.ToString()), "activations other than swish/silu");
         var mode = c.String("attn_mode", "chunk")!;
         if (mode is not ("chunk" or "fused_recurrent" or "fused_chunk"))
-            throw new ConfigException($"{c.Path}: 'attn_mode' = \"{mode}\" is not one of fla's GLA modes (chunk, fused_recurrent, fused_chunk)");
+            throw new ConfigException($"{c.Path}: 'attn_mode' = {ConfigJson.Show(JsonValue.Create(mode))} is not one of fla's GLA modes (chunk, fused_recurrent, fused_chunk)");
         var cfg = new GlaConfig
         {
             HiddenSize = c.Int("hidden_size", 2048),
@@ -123,7 +123,8 @@ public sealed record GlaConfig
             FuseLinearCrossEntropy = c.Bool("fuse_linear_cross_entropy", false),
             VocabSize = c.Int("vocab_size", 32000),
             DType = c.String("dtype") ?? c.String("torch_dtype"),
-            LayerNumHeads = c.Node("statex_layer_num_heads") is JsonArray a ? a.Select(x => x!.GetValue<int>()).ToArray() : null,
+            LayerNumHeads = c.Node("statex_layer_num_heads") is JsonArray ? c.Doubles("statex_layer_num_heads").Select((d, i) => d == Math.Floor(d) && Math.Abs(d) <= int.MaxValue ? (int)d
+                : throw new ConfigException($"{c.Path}: key 'statex_layer_num_heads[{i}]' should be an integer, got {d}")).ToArray() : null,
         };
         cfg.Validate(c.Path);
         if (c.UnknownKeysWarning() is { } w) warn?.Invoke(w);
@@ -151,6 +152,33 @@ public sealed record GlaConfig
         }
         if (UseShortConv && ConvSize < 1) Fail("conv_size", "must be at least 1");
         if (GateLogitNormalizer == 0) Fail("gate_logit_normalizer", "must not be 0");
+    }
+
+    /// <summary>
+    /// The parameters this configuration builds, by part, counted without building it (the terms match
+    /// <see cref="GlaForCausalLM"/>'s modules one for one; a test holds the sum to the built model's count).
+    /// Computed in doubles so that a config too large to build is still sized, and refused, by <see cref="Models.ParameterBudget"/>.
+    /// </summary>
+    public IReadOnlyList<Models.ParameterTerm> ParameterTerms()
+    {
+        double h = HiddenSize, k = Math.Floor(HiddenSize * ExpandK), v = Math.Floor(HiddenSize * ExpandV), r = GateLowRankDim;
+        double inter = IntermediateSize ?? 256 * Math.Ceiling(Math.Floor(h * (HiddenRatio ?? 4) * 2.0 / 3.0) / 256);
+        double layers = 0;
+        for (int i = 0; i < NumHiddenLayers; i++)
+        {
+            double heads = HeadsOf(i), groups = heads / (NumKvHeads ?? heads), kg = k / groups, vg = v / groups;
+            double attn = h * k + h * kg + h * vg + (UseOutputGate ? h * v : 0) + h * r + r * kg + kg + v * h + (ElementwiseAffine ? v / heads : 0);
+            double conv = UseShortConv ? (k + kg + vg) * (ConvSize + (ConvBias ? 1 : 0)) : 0;
+            layers += 2 * h + attn + conv + 3 * h * inter;
+        }
+        string size = $"hidden_size = {HiddenSize}";
+        return
+        [
+            new("the embeddings", VocabSize * h, $"vocab_size = {VocabSize} × {size}"),
+            new($"{NumHiddenLayers} layers", layers, $"num_hidden_layers = {NumHiddenLayers} × ({size}, expand_k = {ExpandK}, expand_v = {ExpandV}, MLP width {inter} from {(IntermediateSize is null ? $"hidden_ratio = {HiddenRatio ?? 4}" : "intermediate_size")})"),
+            new("the final norm", h, size),
+            new("the LM head", TieWordEmbeddings ? 0 : VocabSize * h, $"vocab_size = {VocabSize} × {size} (tie_word_embeddings = false)"),
+        ];
     }
 
     /// <summary>fla's config.json for this configuration (keys as fla writes them).</summary>

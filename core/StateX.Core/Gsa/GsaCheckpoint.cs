@@ -11,8 +11,8 @@ public sealed class GsaCheckpointFamily : ICheckpointFamily
 {
     public string Name => "gsa (fla)";
     public bool Recognizes(ConfigJson config) => config.Root["model_type"]?.ToString() == "gsa";
-    public ICausalLanguageModel Load(string directory, ConfigJson config, Device? device, ScalarType? dtype, Action<string>? warn) =>
-        GsaCheckpoint.Load(directory, config, device, dtype, warn);
+    public ICausalLanguageModel Load(string directory, ConfigJson config, Device? device, ScalarType? dtype, Action<string>? warn, bool allowNonFinite = false) =>
+        GsaCheckpoint.Load(directory, config, device, dtype, warn, allowNonFinite);
     public ICausalLanguageModel Create(ConfigJson config, Action<string>? warn) => TorchRandom.Exclusive(() => new GsaForCausalLM(GsaConfig.FromJson(config, warn)));
 }
 
@@ -28,10 +28,10 @@ public static class GsaCheckpoint
     /// Builds the model from config.json and copies every parameter from the checkpoint, checking each shape.
     /// Without <paramref name="dtype"/> the model takes the stored dtype of the embeddings.
     /// </summary>
-    public static GsaForCausalLM Load(string directory, ConfigJson config, Device? device, ScalarType? dtype, Action<string>? warn)
+    public static GsaForCausalLM Load(string directory, ConfigJson config, Device? device, ScalarType? dtype, Action<string>? warn, bool allowNonFinite = false)
     {
         var cfg = GsaConfig.FromJson(config, warn);
-        using var weights = CheckpointWeights.Open(directory);
+        using var weights = CheckpointWeights.Open(directory, allowNonFinite, warn);
         const string embName = "model.embeddings.weight";
         var type = dtype ?? (weights.Info(embName) is { } e ? SafeTensorsReader.DTypes[e.DType].Type : ScalarType.Float32);
         var lm = TorchRandom.Exclusive(() => new GsaForCausalLM(cfg));

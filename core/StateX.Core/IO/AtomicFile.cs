@@ -22,6 +22,7 @@ public static class AtomicFile
                 write(fs);
                 fs.Flush(flushToDisk: true);
             }
+            CrashPoints.Reach(CrashPoints.AtomicWrite);
             File.Move(tmp, full, overwrite: true);
         }
         catch

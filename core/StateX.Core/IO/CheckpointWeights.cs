@@ -16,18 +16,25 @@ public sealed class CheckpointWeights : IDisposable
     readonly Dictionary<string, SafeTensorsReader> _readers = new(StringComparer.Ordinal);
     readonly Dictionary<string, SafeTensorsReader> _byTensor = new(StringComparer.Ordinal);
     readonly string _describe;
+    readonly bool _allowNonFinite;
+    readonly Action<string>? _warn;
 
     public IEnumerable<string> Names => _byTensor.Keys;
 
-    CheckpointWeights(string describe) { _describe = describe; }
+    CheckpointWeights(string describe, bool allowNonFinite, Action<string>? warn) { _describe = describe; _allowNonFinite = allowNonFinite; _warn = warn; }
 
-    public static CheckpointWeights Open(string directory)
+    /// <summary>Opens a checkpoint folder's weights.</summary>
+    /// <param name="directory">The checkpoint folder (model.safetensors, or the shards of model.safetensors.index.json).</param>
+    /// <param name="allowNonFinite">Load tensors holding NaN or ±Inf (with a warning) instead of failing: for
+    /// debugging a diverged checkpoint only, since every number computed from such a model is meaningless.</param>
+    /// <param name="warn">Receives that warning.</param>
+    public static CheckpointWeights Open(string directory, bool allowNonFinite = false, Action<string>? warn = null)
     {
         var single = Path.Combine(directory, WeightsFile);
         var index = Path.Combine(directory, IndexFile);
         if (File.Exists(single))
         {
-            var w = new CheckpointWeights(single);
+            var w = new CheckpointWeights(single, allowNonFinite, warn);
             var r = new SafeTensorsReader(single);
             w._readers[single] = r;
             foreach (var n in r.Tensors.Keys) w._byTensor[n] = r;
@@ -42,11 +49,11 @@ public sealed class CheckpointWeights : IDisposable
         JsonObject map;
         try
         {
-            map = (JsonNode.Parse(File.ReadAllText(index)) as JsonObject)?["weight_map"] as JsonObject
+            map = (JsonErrors.Parse(File.ReadAllText(index)) as JsonObject)?["weight_map"] as JsonObject
                 ?? throw new SafeTensorsException($"{index}: no \"weight_map\" object");
         }
-        catch (JsonException e) { throw new SafeTensorsException($"{index}: not valid JSON: {e.Message}"); }
-        var sharded = new CheckpointWeights(index);
+        catch (JsonException e) { throw new SafeTensorsException($"{index}: not valid JSON: {JsonErrors.Brief(e)}"); }
+        var sharded = new CheckpointWeights(index, allowNonFinite, warn);
         try
         {
             foreach (var (name, fileNode) in map)
@@ -75,7 +82,30 @@ public sealed class CheckpointWeights : IDisposable
     {
         if (!_byTensor.TryGetValue(name, out var r))
             throw new SafeTensorsException($"{_describe}: tensor '{name}' is missing (the config asks for a parameter of shape [{string.Join(", ", shape)}])");
-        return r.Load(name, shape, dtype);
+        var t = r.Load(name, shape, dtype);
+        try { CheckFinite(r.Path, name, t); }
+        catch { t.Dispose(); throw; }
+        return t;
+    }
+
+    /// <summary>
+    /// One pass over the tensor where it was loaded: a NaN in a weight otherwise loads silently and every logit,
+    /// score and generated token computed from it is NaN or garbage, printed as if it were a result.
+    /// </summary>
+    void CheckFinite(string file, string name, Tensor t)
+    {
+        if (!t.is_floating_point()) return;
+        using var finite = t.isfinite();
+        using var all = finite.all();
+        if (all.item<bool>()) return;
+        using var isNan = t.isnan();
+        using var nan = isNan.sum();
+        using var good = finite.sum();
+        long nans = nan.item<long>(), bad = t.numel() - good.item<long>();
+        string what = $"{file}: tensor '{name}' holds {nans} NaN and {bad - nans} infinite value(s) among {t.numel()}";
+        if (!_allowNonFinite)
+            throw new SafeTensorsException($"{what}; refusing to load it (the allow-non-finite option loads it anyway, for debugging)");
+        _warn?.Invoke($"warning: {what}; loaded anyway (allow-non-finite)");
     }
 
     public void Dispose() { foreach (var r in _readers.Values) r.Dispose(); }

@@ -31,10 +31,10 @@ public sealed class ConfigJson
     {
         try
         {
-            var node = JsonNode.Parse(QuoteBareFloats(text), documentOptions: new JsonDocumentOptions { AllowTrailingCommas = true, CommentHandling = JsonCommentHandling.Skip });
+            var node = JsonErrors.Parse(QuoteBareFloats(text), new JsonDocumentOptions { AllowTrailingCommas = true, CommentHandling = JsonCommentHandling.Skip });
             return new ConfigJson(path, node as JsonObject ?? throw new ConfigException($"{path}: top level is not a JSON object"));
         }
-        catch (JsonException e) { throw new ConfigException($"{path}: not valid JSON: {e.Message}"); }
+        catch (JsonException e) { throw new ConfigException($"{path}: not valid JSON: {JsonErrors.Brief(e)}"); }
     }
 
     /// <summary>Replaces bare Infinity, -Infinity and NaN tokens (outside strings) by {"__float__": "..."}.</summary>
@@ -79,7 +79,13 @@ public sealed class ConfigJson
     /// <summary>Marks keys as understood without reading them (metadata such as transformers_version).</summary>
     public void Ignore(params string[] keys) { foreach (var k in keys) _read.Add(k); }
 
-    public int Int(string key, int? fallback = null) => (int)Long(key, fallback);
+    public int Int(string key, int? fallback = null)
+    {
+        long v = Long(key, fallback);
+        // A silent wrap-around would turn 3000000000 into a negative size and an error about the wrong thing.
+        if (v is > int.MaxValue or < int.MinValue) throw new ConfigException($"{Path}: key '{key}' = {v} is out of range (at most {int.MaxValue})");
+        return (int)v;
+    }
 
     public long Long(string key, long? fallback = null)
     {
@@ -89,7 +95,7 @@ public sealed class ConfigJson
         catch (Exception e) when (e is InvalidOperationException or FormatException)
         {
             try { var d = n.GetValue<double>(); if (d == Math.Floor(d)) return (long)d; } catch (Exception) { }
-            throw new ConfigException($"{Path}: key '{key}' should be an integer, got {n.ToJsonString()}");
+            throw new ConfigException($"{Path}: key '{key}' should be an integer, got {Show(n)}");
         }
     }
 
@@ -107,7 +113,7 @@ public sealed class ConfigJson
         var n = Node(key);
         if (n is null) return fallback ?? throw Missing(key);
         try { return n.GetValue<bool>(); }
-        catch (InvalidOperationException) { throw new ConfigException($"{Path}: key '{key}' should be true or false, got {n.ToJsonString()}"); }
+        catch (InvalidOperationException) { throw new ConfigException($"{Path}: key '{key}' should be true or false, got {Show(n)}"); }
     }
 
     public string? String(string key, string? fallback = null)
@@ -131,7 +137,7 @@ public sealed class ConfigJson
             if (v.TryGetValue<double>(out var d)) return d;
             if (v.TryGetValue<string>(out var s)) return ParseFloatName(s, key);
         }
-        throw new ConfigException($"{Path}: key '{key}' should be a number, got {n.ToJsonString()}");
+        throw new ConfigException($"{Path}: key '{key}' should be a number, got {Show(n)}");
     }
 
     double ParseFloatName(string s, string key) => s switch
@@ -140,15 +146,26 @@ public sealed class ConfigJson
         "-Infinity" or "-inf" => double.NegativeInfinity,
         "NaN" or "nan" => double.NaN,
         _ => double.TryParse(s, NumberStyles.Float, CultureInfo.InvariantCulture, out var d) ? d
-             : throw new ConfigException($"{Path}: key '{key}' should be a number, got \"{s}\""),
+             : throw new ConfigException($"{Path}: key '{key}' should be a number, got {Show(JsonValue.Create(s))}"),
     };
 
     /// <summary>Fails, naming the key, when a setting StateX does not implement is switched on.</summary>
     public void Refuse(string key, Func<JsonNode?, bool> isUnsupported, string what)
     {
         var n = Node(key);
-        if (isUnsupported(n))
-            throw new ConfigException($"{Path}: '{key}' = {n?.ToJsonString() ?? "null"} is not supported by StateX ({what})");
+        bool refused;
+        // The tests read the value as the type the key should have (GetValue<bool>()): another type is a bad value.
+        try { refused = isUnsupported(n); }
+        catch (InvalidOperationException) { throw new ConfigException($"{Path}: key '{key}' has an unexpected value {Show(n)}"); }
+        if (refused)
+            throw new ConfigException($"{Path}: '{key}' = {Show(n)} is not supported by StateX ({what})");
+    }
+
+    /// <summary>A value for a message: JSON-escaped (a string with line breaks stays one line) and at most 80 characters.</summary>
+    public static string Show(JsonNode? n)
+    {
+        var text = n?.ToJsonString() ?? "null";
+        return text.Length > 80 ? text[..80] + "…" : text;
     }
 
     /// <summary>Keys present in the file that no loader read.</summary>

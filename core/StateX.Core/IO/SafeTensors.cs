@@ -63,8 +63,8 @@ public sealed class SafeTensorsReader : IDisposable
         long dataLength = length - _dataStart;
 
         JsonObject root;
-        try { root = JsonNode.Parse(Encoding.UTF8.GetString(header).TrimEnd(' ', '\0')) as JsonObject ?? throw new JsonException("header is not a JSON object"); }
-        catch (JsonException e) { throw new SafeTensorsException($"{path}: corrupt header: {e.Message}"); }
+        try { root = JsonErrors.Parse(Encoding.UTF8.GetString(header).TrimEnd(' ', '\0')) as JsonObject ?? throw new JsonException("header is not a JSON object"); }
+        catch (JsonException e) { throw new SafeTensorsException($"{path}: corrupt header: {JsonErrors.Brief(e)}"); }
 
         var tensors = new Dictionary<string, SafeTensorInfo>(StringComparer.Ordinal);
         var meta = new Dictionary<string, string>(StringComparer.Ordinal);

@@ -12,17 +12,19 @@ public sealed class Mamba2HuggingFaceFamily : ICheckpointFamily
     public string Name => "mamba2 (transformers)";
     public bool Recognizes(ConfigJson config) => config.Root["model_type"]?.ToString() == "mamba2";
 
-    public ICausalLanguageModel Load(string directory, ConfigJson config, Device? device, ScalarType? dtype, Action<string>? warn)
+    public ICausalLanguageModel Load(string directory, ConfigJson config, Device? device, ScalarType? dtype, Action<string>? warn, bool allowNonFinite = false)
     {
         var cfg = Mamba2Config.FromHuggingFace(config);
         if (config.UnknownKeysWarning() is { } w) warn?.Invoke(w);
-        return Mamba2Weights.Load(directory, cfg, name => name, device, dtype, warn);
+        ParameterBudget.Check(config.Path, cfg.ParameterTerms(), device, dtype);
+        return Mamba2Weights.Load(directory, cfg, name => name, device, dtype, warn, allowNonFinite);
     }
 
     public ICausalLanguageModel Create(ConfigJson config, Action<string>? warn)
     {
         var cfg = Mamba2Config.FromHuggingFace(config);
         if (config.UnknownKeysWarning() is { } w) warn?.Invoke(w);
+        ParameterBudget.Check(config.Path, cfg.ParameterTerms());
         return TorchRandom.Exclusive(() => new Mamba2ForCausalLM(cfg));
     }
 }
@@ -42,14 +44,16 @@ public sealed class Mamba2MambaSsmFamily : ICheckpointFamily
     {
         var cfg = Mamba2Config.FromMambaSsm(config, warn);
         if (config.UnknownKeysWarning() is { } w) warn?.Invoke(w);
+        ParameterBudget.Check(config.Path, cfg.ParameterTerms());
         return TorchRandom.Exclusive(() => new Mamba2ForCausalLM(cfg));
     }
 
-    public ICausalLanguageModel Load(string directory, ConfigJson config, Device? device, ScalarType? dtype, Action<string>? warn)
+    public ICausalLanguageModel Load(string directory, ConfigJson config, Device? device, ScalarType? dtype, Action<string>? warn, bool allowNonFinite = false)
     {
         var cfg = Mamba2Config.FromMambaSsm(config, warn);
         if (config.UnknownKeysWarning() is { } w) warn?.Invoke(w);
-        return Mamba2Weights.Load(directory, cfg, ToMambaSsmName, device, dtype, warn);
+        ParameterBudget.Check(config.Path, cfg.ParameterTerms(), device, dtype);
+        return Mamba2Weights.Load(directory, cfg, ToMambaSsmName, device, dtype, warn, allowNonFinite);
     }
 
     public static string ToMambaSsmName(string hfName) =>
@@ -59,9 +63,9 @@ public sealed class Mamba2MambaSsmFamily : ICheckpointFamily
 /// <summary>Reads a checkpoint folder's weights (model.safetensors, or shards listed in model.safetensors.index.json).</summary>
 static class Mamba2Weights
 {
-    public static Mamba2ForCausalLM Load(string directory, Mamba2Config cfg, Func<string, string> stored, Device? device, ScalarType? dtype, Action<string>? warn)
+    public static Mamba2ForCausalLM Load(string directory, Mamba2Config cfg, Func<string, string> stored, Device? device, ScalarType? dtype, Action<string>? warn, bool allowNonFinite)
     {
-        using var files = CheckpointWeights.Open(directory);
+        using var files = CheckpointWeights.Open(directory, allowNonFinite, warn);
         var model = TorchRandom.Exclusive(() => new Mamba2ForCausalLM(cfg));
         var used = new HashSet<string>(StringComparer.Ordinal);
         using (no_grad())

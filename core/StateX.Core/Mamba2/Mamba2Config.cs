@@ -76,6 +76,32 @@ public sealed record Mamba2Config
         return this;
     }
 
+    /// <summary>
+    /// The parameters this configuration builds, by part, counted without building it (the terms match
+    /// <see cref="Mamba2ForCausalLM"/>'s modules one for one; a test holds the sum to the built model's count).
+    /// Computed in doubles so that a config too large to build is still sized, and refused, by <see cref="Models.ParameterBudget"/>.
+    /// Key names are transformers'; mamba_ssm's d_model, n_layer, d_state are the same numbers.
+    /// </summary>
+    public IReadOnlyList<Models.ParameterTerm> ParameterTerms()
+    {
+        double h = HiddenSize, inner = (double)NumHeads * HeadDim, heads = NumHeads, bias = UseBias ? 1 : 0;
+        double layers = 0;
+        for (int i = 0; i < NumLayers; i++)
+        {
+            double conv = inner + 2.0 * NGroups * StateSizeOf(i);
+            double inProj = (h + bias) * (inner + conv + heads);
+            layers += h + inProj + conv * (ConvKernel + (UseConvBias ? 1 : 0)) + 3 * heads + inner + (inner + bias) * h;
+        }
+        string size = $"hidden_size = {HiddenSize}";
+        return
+        [
+            new("the embeddings", VocabSize * h, $"vocab_size = {VocabSize} × {size}"),
+            new($"{NumLayers} layers", layers, $"num_hidden_layers = {NumLayers} × ({size}, num_heads = {NumHeads} × head_dim = {HeadDim}, state_size = {StateSize}, n_groups = {NGroups})"),
+            new("the final norm", h, size),
+            new("the LM head", TieWordEmbeddings ? 0 : VocabSize * h, $"vocab_size = {VocabSize} × {size} (tie_word_embeddings = false)"),
+        ];
+    }
+
     /// <summary>Keys of a transformers config that carry no model semantics here.</summary>
     static readonly string[] HfMetadataKeys =
     [
@@ -125,7 +151,7 @@ public sealed record Mamba2Config
             PadTokenId = c.NullableInt("pad_token_id"),
             BosTokenId = c.NullableInt("bos_token_id"),
             EosTokenId = c.NullableInt("eos_token_id"),
-            LayerStateSizes = c.Has("layer_state_sizes") ? c.Doubles("layer_state_sizes").Select(d => (int)d).ToArray() : null,
+            LayerStateSizes = c.Has("layer_state_sizes") ? c.Doubles("layer_state_sizes").Select(d => d == Math.Floor(d) && Math.Abs(d) <= int.MaxValue ? (int)d : throw new ConfigException($"{c.Path}: key 'layer_state_sizes' should hold integers, got {d}")).ToArray() : null,
             NormPerGroup = c.Bool("norm_per_group", false),
         };
         return cfg.Validate(c.Path);
@@ -145,7 +171,7 @@ public sealed record Mamba2Config
         var s = c.Section("ssm_cfg");
         string layer = s.String("layer", "Mamba1")!;
         if (layer != "Mamba2")
-            throw new ConfigException($"{s.Path}: 'layer' = \"{layer}\" is not supported by StateX (only Mamba2; mamba_ssm's default when absent is Mamba1)");
+            throw new ConfigException($"{s.Path}: 'layer' = {ConfigJson.Show(JsonValue.Create(layer))} is not supported by StateX (only Mamba2; mamba_ssm's default when absent is Mamba1)");
         int dModel = c.Int("d_model");
         double expand = s.Double("expand", 2);
         int headDim = s.Int("headdim", 64);
@@ -183,7 +209,7 @@ public sealed record Mamba2Config
             TimeStepFloor = s.Double("dt_init_floor", 1e-4),
             TimeStepLimitLow = lo,
             TimeStepLimitHigh = hi,
-            LayerStateSizes = c.Has("layer_state_sizes") ? c.Doubles("layer_state_sizes").Select(d => (int)d).ToArray() : null,
+            LayerStateSizes = c.Has("layer_state_sizes") ? c.Doubles("layer_state_sizes").Select(d => d == Math.Floor(d) && Math.Abs(d) <= int.MaxValue ? (int)d : throw new ConfigException($"{c.Path}: key 'layer_state_sizes' should hold integers, got {d}")).ToArray() : null,
             NormPerGroup = true,
             // mamba_ssm's _init_weights: N(0, 0.02) embeddings, out_proj rescaled by 1/√n_layer (random init only).
             InitializerRange = 0.02,

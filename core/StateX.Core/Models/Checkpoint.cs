@@ -10,8 +10,11 @@ public interface ICheckpointFamily
     string Name { get; }
     /// <summary>True when this config.json is in this family's dialect.</summary>
     bool Recognizes(ConfigJson config);
-    /// <summary>Builds the model from config.json and loads the weights of the checkpoint folder.</summary>
-    ICausalLanguageModel Load(string directory, ConfigJson config, Device? device, ScalarType? dtype, Action<string>? warn);
+    /// <summary>
+    /// Builds the model from config.json and loads the weights of the checkpoint folder; a weight holding NaN or ±Inf
+    /// is refused unless <paramref name="allowNonFinite"/> (see <see cref="CheckpointWeights.Open"/>).
+    /// </summary>
+    ICausalLanguageModel Load(string directory, ConfigJson config, Device? device, ScalarType? dtype, Action<string>? warn, bool allowNonFinite = false);
     /// <summary>Builds the model from a config alone, with the family's fresh random initialisation.</summary>
     ICausalLanguageModel Create(ConfigJson config, Action<string>? warn);
 }
@@ -40,12 +43,13 @@ public static class Checkpoint
         return FamilyOf(config).Create(config, warn ?? (m => Console.Error.WriteLine(m)));
     }
 
-    public static ICausalLanguageModel Load(string directory, Device? device = null, ScalarType? dtype = null, Action<string>? warn = null)
+    /// <summary>Loads a checkpoint folder of any family; <paramref name="allowNonFinite"/> loads NaN/Inf weights (debugging only).</summary>
+    public static ICausalLanguageModel Load(string directory, Device? device = null, ScalarType? dtype = null, Action<string>? warn = null, bool allowNonFinite = false)
     {
         NativeRuntime.EnsureInitialized();
         if (!Directory.Exists(directory)) throw new DirectoryNotFoundException($"checkpoint folder not found: {directory}");
         var config = ConfigJson.Load(Path.Combine(directory, "config.json"));
-        return FamilyOf(config).Load(directory, config, device, dtype, warn ?? (m => Console.Error.WriteLine(m)));
+        return FamilyOf(config).Load(directory, config, device, dtype, warn ?? (m => Console.Error.WriteLine(m)), allowNonFinite);
     }
 
     static ICheckpointFamily FamilyOf(ConfigJson config)
@@ -54,6 +58,6 @@ public static class Checkpoint
         if (claim.Length > 1)
             throw new ConfigException($"{config.Path}: claimed by several checkpoint families ({string.Join(", ", claim.Select(f => f.Name))}); its keys must say which");
         return claim.FirstOrDefault()
-        ?? throw new ConfigException($"{config.Path}: not a checkpoint StateX can read (model_type '{config.Root["model_type"]?.ToString() ?? "absent"}'; known: {string.Join(", ", Families.Select(f => f.Name))})");
+        ?? throw new ConfigException($"{config.Path}: not a checkpoint StateX can read (model_type {ConfigJson.Show(config.Root["model_type"])}; known: {string.Join(", ", Families.Select(f => f.Name))})");
     }
 }

@@ -11,17 +11,17 @@ public sealed class PowerCheckpointFamily : ICheckpointFamily
 {
     public string Name => "power_attention (StateX)";
     public bool Recognizes(ConfigJson config) => config.Root["model_type"]?.ToString() == "power_attention";
-    public ICausalLanguageModel Load(string directory, ConfigJson config, Device? device, ScalarType? dtype, Action<string>? warn) =>
-        PowerCheckpoint.Load(directory, config, device, dtype, warn);
+    public ICausalLanguageModel Load(string directory, ConfigJson config, Device? device, ScalarType? dtype, Action<string>? warn, bool allowNonFinite = false) =>
+        PowerCheckpoint.Load(directory, config, device, dtype, warn, allowNonFinite);
     public ICausalLanguageModel Create(ConfigJson config, Action<string>? warn) => TorchRandom.Exclusive(() => new PowerForCausalLM(PowerConfig.FromJson(config, warn)));
 }
 
 public static class PowerCheckpoint
 {
-    public static PowerForCausalLM Load(string directory, ConfigJson config, Device? device, ScalarType? dtype, Action<string>? warn)
+    public static PowerForCausalLM Load(string directory, ConfigJson config, Device? device, ScalarType? dtype, Action<string>? warn, bool allowNonFinite = false)
     {
         var cfg = PowerConfig.FromJson(config, warn);
-        using var weights = CheckpointWeights.Open(directory);
+        using var weights = CheckpointWeights.Open(directory, allowNonFinite, warn);
         var type = dtype ?? (weights.Info("model.embeddings.weight") is { } e ? SafeTensorsReader.DTypes[e.DType].Type : ScalarType.Float32);
         var lm = TorchRandom.Exclusive(() => new PowerForCausalLM(cfg));
         lm.to(type);

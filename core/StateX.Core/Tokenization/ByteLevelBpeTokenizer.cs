@@ -53,7 +53,12 @@ public sealed class ByteLevelBpeTokenizer : ITokenizer
         catch (Exception e) { throw new TokenizerException($"{json.Path}: Microsoft.ML.Tokenizers could not build the BPE ({e.Message})", e); }
 
         _special = json.AddedTokens.Where(a => a.Special).Select(a => a.Id).ToHashSet();
-        VocabSize = Math.Max(vocab.Count, json.AddedTokens.Length == 0 ? 0 : json.AddedTokens.Max(a => a.Id) + 1);
+        // Ids need not be dense: the vocabulary spans up to the largest id (found by fuzzing: a vocab of 299
+        // entries holding id 727 made encode return ids beyond VocabSize, which no embedding check would then catch).
+        var ids = vocab.Select(kv => kv.Value!.GetValue<int>()).Concat(json.AddedTokens.Select(a => a.Id)).ToArray();
+        if (ids.Length > 0 && (ids.Min() < 0 || ids.Max() >= 1 << 26))
+            throw new TokenizerException($"{json.Path}: token id {(ids.Min() < 0 ? ids.Min() : ids.Max())} is outside 0..{(1 << 26) - 1}");
+        VocabSize = Math.Max(vocab.Count, ids.Length == 0 ? 0 : ids.Max() + 1);
         BosId = json.SpecialId("bos_token", "<|endoftext|>");
         EosId = json.SpecialId("eos_token", "<|endoftext|>");
         PadId = json.SpecialId("pad_token", "<|padding|>");

@@ -30,8 +30,8 @@ internal sealed class HfTokenizerJson
     public static HfTokenizerJson Read(string path)
     {
         JsonObject root;
-        try { root = JsonNode.Parse(File.ReadAllText(path))?.AsObject() ?? throw new TokenizerException($"{path}: empty JSON"); }
-        catch (System.Text.Json.JsonException e) { throw new TokenizerException($"{path}: not valid JSON ({e.Message})", e); }
+        try { root = IO.JsonErrors.Parse(File.ReadAllText(path))?.AsObject() ?? throw new TokenizerException($"{path}: empty JSON"); }
+        catch (System.Text.Json.JsonException e) { throw new TokenizerException($"{path}: not valid JSON ({IO.JsonErrors.Brief(e)})", e); }
         var model = root["model"] as JsonObject ?? throw new TokenizerException($"{path}: no \"model\" object");
         var type = model["type"]?.GetValue<string>() ?? (model["merges"] is not null ? "BPE" : "unknown");
 
@@ -79,7 +79,7 @@ internal sealed class HfTokenizerJson
             if (!File.Exists(f)) continue;
             try
             {
-                var cfg = JsonNode.Parse(File.ReadAllText(f)) as JsonObject;
+                var cfg = IO.JsonErrors.Parse(File.ReadAllText(f)) as JsonObject;
                 foreach (var key in new[] { "bos_token", "eos_token", "pad_token", "unk_token" })
                 {
                     var v = cfg?[key];
@@ -87,7 +87,7 @@ internal sealed class HfTokenizerJson
                     if (s is not null) named.TryAdd(key, s);
                 }
             }
-            catch (System.Text.Json.JsonException e) { throw new TokenizerException($"{f}: not valid JSON ({e.Message})", e); }
+            catch (System.Text.Json.JsonException e) { throw new TokenizerException($"{f}: not valid JSON ({IO.JsonErrors.Brief(e)})", e); }
         }
 
         return new HfTokenizerJson

@@ -45,7 +45,8 @@ public sealed class SentencePieceBpeTokenizer : ITokenizer
         _added = added.GroupBy(a => a.Id).ToDictionary(g => g.Key, g => g.First());
         _splitter = new AddedTokenSplitter(added);
 
-        VocabSize = Math.Max(sp.Vocabulary.Count, added.Count == 0 ? 0 : added.Max(a => a.Id) + 1);
+        // Ids need not be dense (see ByteLevelBpeTokenizer): the vocabulary spans up to the largest id.
+        VocabSize = Math.Max(sp.Vocabulary.Count, Math.Max(sp.Vocabulary.Count == 0 ? 0 : sp.Vocabulary.Values.Max() + 1, added.Count == 0 ? 0 : added.Max(a => a.Id) + 1));
         _pieces = new string?[VocabSize];
         foreach (var (piece, id) in sp.Vocabulary) if (id >= 0 && id < VocabSize) _pieces[id] = piece;
         foreach (var a in added) _pieces[a.Id] = a.Content;

@@ -30,15 +30,25 @@ public static class Tokenizers
         var modelPath = Path.Combine(folder, "tokenizer.model");
         if (File.Exists(jsonPath))
         {
-            var json = HfTokenizerJson.Read(jsonPath);
-            if (json.IsByteLevel) return new ByteLevelBpeTokenizer(json);
-            if (json.ModelType == "BPE" && json.ByteFallback)
-                return File.Exists(modelPath) ? SentencePieceBpeTokenizer.Load(modelPath, jsonPath)
-                    : throw new TokenizerException($"{jsonPath}: a SentencePiece-style BPE (byte fallback) needs tokenizer.model beside it; {modelPath} is missing");
-            throw new TokenizerException($"{jsonPath}: unsupported tokenizer (model {json.ModelType}, pre-tokenizer {json.PreTokenizer?["type"]}); supported: byte-level BPE (GPT-2/NeoX) and SentencePiece BPE with byte fallback (Llama/Mistral)");
+            try { return FromJson(jsonPath, modelPath); }
+            // tokenizer.json has no schema: its readers navigate the entries Hugging Face writes, and an entry that is
+            // missing or of another type surfaces as one of these, naming no file.
+            catch (Exception e) when (e is InvalidOperationException or FormatException or InvalidCastException or NullReferenceException
+                                        or KeyNotFoundException or ArgumentException or IndexOutOfRangeException)
+            { throw new TokenizerException($"{jsonPath}: malformed tokenizer.json: an entry is missing or of the wrong type ({e.GetType().Name}: {e.Message.Split('\n')[0]})", e); }
         }
         if (File.Exists(modelPath)) return SentencePieceBpeTokenizer.Load(modelPath);
         throw new TokenizerException($"no tokenizer in '{folder}': expected tokenizer.json, tokenizer.model or {ByteTokenizer.MarkerFile}");
+    }
+
+    static ITokenizer FromJson(string jsonPath, string modelPath)
+    {
+        var json = HfTokenizerJson.Read(jsonPath);
+        if (json.IsByteLevel) return new ByteLevelBpeTokenizer(json);
+        if (json.ModelType == "BPE" && json.ByteFallback)
+            return File.Exists(modelPath) ? SentencePieceBpeTokenizer.Load(modelPath, jsonPath)
+                : throw new TokenizerException($"{jsonPath}: a SentencePiece-style BPE (byte fallback) needs tokenizer.model beside it; {modelPath} is missing");
+        throw new TokenizerException($"{jsonPath}: unsupported tokenizer (model {json.ModelType}, pre-tokenizer {json.PreTokenizer?["type"]}); supported: byte-level BPE (GPT-2/NeoX) and SentencePiece BPE with byte fallback (Llama/Mistral)");
     }
 
     /// <summary>Files that make up a tokenizer folder (what <see cref="CopyTo"/> copies).</summary>

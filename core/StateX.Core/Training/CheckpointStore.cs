@@ -2,6 +2,7 @@ using System.Globalization;
 using System.Security.Cryptography;
 using System.Text.Json;
 using System.Text.Json.Nodes;
+using StateX.IO;
 
 namespace StateX.Training;
 
@@ -27,6 +28,7 @@ public sealed class CheckpointStore(string runDirectory, int keepLast = 3, Actio
     public CheckpointEntry Save(int step, Action<string> write)
     {
         Directory.CreateDirectory(Root);
+        RemoveAbandoned();
         var final = Path.Combine(Root, FolderName(step));
         var tmp = Path.Combine(Root, $".{FolderName(step)}.tmp-{Environment.ProcessId}");
         if (Directory.Exists(tmp)) Directory.Delete(tmp, recursive: true);
@@ -34,19 +36,31 @@ public sealed class CheckpointStore(string runDirectory, int keepLast = 3, Actio
         try
         {
             write(tmp);
+            CrashPoints.Reach(CrashPoints.CheckpointFiles);
             var files = new JsonObject();
             foreach (var f in Directory.GetFiles(tmp).OrderBy(f => f, StringComparer.Ordinal))
                 files[Path.GetFileName(f)] = new JsonObject { ["bytes"] = new FileInfo(f).Length, ["sha256"] = Hash(f) };
             var manifest = new JsonObject { ["step"] = step, ["files"] = files, ["written_utc"] = DateTime.UtcNow.ToString("o", CultureInfo.InvariantCulture) };
             File.WriteAllText(Path.Combine(tmp, Manifest), manifest.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
+            CrashPoints.Reach(CrashPoints.CheckpointSealed);
             if (Directory.Exists(final)) Directory.Delete(final, recursive: true);
             Directory.Move(tmp, final);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            try { Directory.Delete(tmp, recursive: true); } catch (Exception) { }
+            // A full disk or a read-only folder: say so in one line, and that the older checkpoints are untouched
+            // (the new one was being written beside them, never over them). No inner exception: the CLI prints the
+            // innermost message, which would lose the checkpoint's name.
+            throw new IOException($"{final}: could not write the checkpoint of step {step}: {e.Message.TrimEnd('.')}; " +
+                (LatestValid() is { } prev ? $"the previous checkpoint {prev.Directory} is intact" : "no earlier checkpoint exists"));
         }
         catch
         {
             try { Directory.Delete(tmp, recursive: true); } catch (IOException) { }
             throw;
         }
+        CrashPoints.Reach(CrashPoints.CheckpointPublished);
         Prune();
         return new CheckpointEntry(step, final);
     }
@@ -78,18 +92,45 @@ public sealed class CheckpointStore(string runDirectory, int keepLast = 3, Actio
         var mpath = Path.Combine(dir, Manifest);
         if (!File.Exists(mpath)) return "no manifest: it was never completed";
         JsonObject files;
-        try { files = (JsonNode.Parse(File.ReadAllText(mpath)) as JsonObject)?["files"] as JsonObject ?? throw new JsonException("no 'files'"); }
-        catch (JsonException e) { return $"manifest is corrupt: {e.Message}"; }
+        try { files = (JsonErrors.Parse(File.ReadAllText(mpath)) as JsonObject)?["files"] as JsonObject ?? throw new JsonException("no 'files'"); }
+        catch (JsonException e) { return $"manifest is corrupt: {JsonErrors.Brief(e)}"; }
         foreach (var (name, node) in files)
         {
+            // The manifest is ours, but a damaged one must read as damaged, not as a NullReferenceException.
+            if (name.Length == 0 || name.IndexOfAny(['/', '\\']) >= 0 || name.Any(char.IsControl) || name is "." or ".."
+                || node is not JsonObject entry || entry["bytes"] is not JsonValue b || !b.TryGetValue<long>(out var want)
+                || entry["sha256"] is not JsonValue h || !h.TryGetValue<string>(out var sha))
+                return $"manifest is corrupt: its entry for {ConfigJson.Show(JsonValue.Create(name))} is malformed";
             var f = Path.Combine(dir, name);
             if (!File.Exists(f)) return $"{name} is missing";
-            long want = node!["bytes"]!.GetValue<long>();
             long have = new FileInfo(f).Length;
             if (have != want) return $"{name} is {have} bytes, the manifest says {want} (truncated?)";
-            if (Hash(f) != node["sha256"]!.GetValue<string>()) return $"{name} does not match its checksum (corrupted)";
+            if (Hash(f) != sha) return $"{name} does not match its checksum (corrupted)";
         }
         return null;
+    }
+
+    /// <summary>
+    /// Deletes the temporary folders of writers that were killed mid-checkpoint (their process is gone): they are
+    /// invisible to <see cref="List"/>, but each is a whole checkpoint's worth of disk.
+    /// </summary>
+    void RemoveAbandoned()
+    {
+        foreach (var dir in Directory.GetDirectories(Root, ".step-*.tmp-*"))
+        {
+            var name = Path.GetFileName(dir);
+            if (!int.TryParse(name[(name.LastIndexOf("-", StringComparison.Ordinal) + 1)..], NumberStyles.None, CultureInfo.InvariantCulture, out var pid)
+                || pid == Environment.ProcessId || ProcessAlive(pid)) continue;
+            try { Directory.Delete(dir, recursive: true); }
+            catch (IOException e) { _warn($"warning: could not remove abandoned checkpoint folder {dir}: {e.Message}"); }
+        }
+    }
+
+    static bool ProcessAlive(int pid)
+    {
+        try { using var p = System.Diagnostics.Process.GetProcessById(pid); return !p.HasExited; }
+        catch (ArgumentException) { return false; }
+        catch (InvalidOperationException) { return false; }
     }
 
     void Prune()

@@ -23,7 +23,18 @@ public sealed class RunFolder
     public RunFolder(string root)
     {
         Root = Path.GetFullPath(root);
-        Directory.CreateDirectory(Root);
+        try
+        {
+            Directory.CreateDirectory(Root);
+            // Found out now rather than after the first steps' work, at the first metrics line or checkpoint.
+            var probe = Path.Combine(Root, $".write-test.{Environment.ProcessId}");
+            File.WriteAllBytes(probe, []);
+            File.Delete(probe);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw new IOException($"{Root}: the run folder is not writable: {e.Message}");
+        }
     }
 
     public void Log(string line, Action<string>? echo)
@@ -32,7 +43,18 @@ public sealed class RunFolder
         echo?.Invoke(line);
     }
 
-    public void AppendMetrics(JsonObject line) => File.AppendAllText(MetricsPath, line.ToJsonString() + "\n");
+    public void AppendMetrics(JsonObject line)
+    {
+        var text = line.ToJsonString() + "\n";
+        if (CrashPoints.IsNext(CrashPoints.MetricsLine))
+        {
+            // Dies with half a line on disk, as a kill inside the append would leave it.
+            File.AppendAllText(MetricsPath, text[..(text.Length / 2)]);
+            CrashPoints.Reach(CrashPoints.MetricsLine);
+        }
+        CrashPoints.Reach(CrashPoints.MetricsLine);
+        File.AppendAllText(MetricsPath, text);
+    }
     public void AppendEval(JsonObject line) => File.AppendAllText(EvalPath, line.ToJsonString() + "\n");
 
     /// <summary>Drops metric and eval lines past <paramref name="step"/>: those of a killed run's steps that its last checkpoint does not include, which the resumed run will redo.</summary>
@@ -43,8 +65,9 @@ public sealed class RunFolder
             if (!File.Exists(path)) continue;
             var kept = File.ReadLines(path).Where(l =>
             {
-                try { return JsonNode.Parse(l)?["step"]?.GetValue<int>() is { } s && s <= step; }
-                catch (JsonException) { return false; }   // a line torn by the kill
+                // A line torn by a kill is not JSON, or (cut at the right place) JSON of another shape: either way not a step's line.
+                try { return JsonErrors.Parse(l) is JsonObject o && o["step"] is JsonValue v && v.TryGetValue<int>(out var s) && s <= step; }
+                catch (JsonException) { return false; }
             }).ToArray();
             AtomicFile.WriteAllText(path, kept.Length == 0 ? "" : string.Join("\n", kept) + "\n");
         }

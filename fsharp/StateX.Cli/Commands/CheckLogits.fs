@@ -12,6 +12,7 @@ type CheckLogitsArgs =
     | [<Mandatory>] Io of file: string
     | Device of string
     | Mode of string
+    | Allow_Non_Finite
     interface IArgParserTemplate with
         member a.Usage =
             match a with
@@ -19,6 +20,7 @@ type CheckLogitsArgs =
             | Io _ -> "safetensors file holding input_ids (int64 [B, T]) and logits (float32 [B, T, V]) from the reference."
             | Device _ -> "auto (default), cpu, cuda, cuda:N."
             | Mode _ -> "chunked (default) or recurrent: which execution form to check."
+            | Allow_Non_Finite -> "load weights holding NaN or Inf anyway (with a warning), to debug a diverged checkpoint; NaN logits are still an error."
 
 /// Runs the reference's input_ids through the checkpoint in float32 and reports how far its logits are from the
 /// reference's; the last line is max_abs_diff=<number>.
@@ -31,7 +33,7 @@ let run (args: ParseResults<CheckLogitsArgs>) =
         | m -> failwithf "unknown --mode '%s': expected chunked or recurrent" m
     let ioPath = args.GetResult Io
     let dir = args.GetResult Model
-    let lm = Checkpoint.Load(dir, device, torch.ScalarType.Float32)
+    let lm = Checkpoint.Load(dir, device, torch.ScalarType.Float32, allowNonFinite = args.Contains Allow_Non_Finite)
     use reader = new SafeTensorsReader(ioPath)
     for name in [ "input_ids"; "logits" ] do
         if not (reader.Contains name) then raise (SafeTensorsException(sprintf "%s: tensor '%s' not found (an io file holds input_ids and logits)" ioPath name))
@@ -45,6 +47,11 @@ let run (args: ParseResults<CheckLogitsArgs>) =
     let sw = System.Diagnostics.Stopwatch.StartNew()
     let out = lm.Forward(ids, mode = mode)
     use logits = out.Logits.to_type(torch.ScalarType.Float32)
+    // max over a tensor holding NaN is NaN, and "max_abs_diff=NaN" reads like a number: say what is wrong instead.
+    for name, (t: torch.Tensor) in [ "the model's logits", logits; sprintf "%s: logits" ioPath, expected ] do
+        use bad = t.isfinite().logical_not().sum()
+        let n = bad.item<int64>()
+        if n > 0L then failwithf "%s hold %d NaN or infinite value(s) among %d; no difference can be measured" name n (t.numel())
     use diff = (logits - expected).abs()
     let maxAbs = diff.max().item<float32>() |> float
     let meanAbs = diff.mean().item<float32>() |> float

@@ -22,6 +22,7 @@ type EvalArgs =
     | Essay of file: string
     | Device of string
     | Dtype of string
+    | Allow_Non_Finite
     | Out of file: string
     | Tokenizer of string
     | Segment of tokens: int
@@ -58,6 +59,7 @@ type EvalArgs =
             | Essay _ -> "ruler: the essay haystack's text file, or synth:text (generated English-like text, the default)."
             | Device _ -> "auto (default), cpu, cuda, cuda:N."
             | Dtype _ -> "auto (as stored, default), fp32, bf16, fp16."
+            | Allow_Non_Finite -> "load weights holding NaN or Inf anyway (with a warning), to debug a diverged checkpoint; evaluation and generation still refuse NaN scores."
             | Out _ -> "write the results to FILE: .csv or .jsonl (default: print only)."
             | Tokenizer _ -> "a tokenizer folder or \"byte\" (default: the model folder's tokenizer, else byte)."
             | Segment _ -> "tokens per forward pass of a long context; bounds memory (default 2048)."
@@ -291,7 +293,7 @@ let run (args: ParseResults<EvalArgs>) =
     let device = parseDevice (args.GetResult(Device, "auto"))
 
     let dir = args.GetResult Model
-    let model = loadModel dir device dtype
+    let model = loadModel dir device dtype (args.Contains Allow_Non_Finite)
     // The tokenizer is checked against the model here; the evaluation loads it by the same name.
     let tokenizerSource () =
         let tok = resolveTokenizer dir (args.TryGetResult Tokenizer) model

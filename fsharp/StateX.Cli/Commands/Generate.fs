@@ -17,6 +17,7 @@ type GenerateArgs =
     | Seed of int64
     | Device of string
     | Dtype of string
+    | Allow_Non_Finite
     | Tokenizer of string
     | Segment of tokens: int
     interface IArgParserTemplate with
@@ -31,6 +32,7 @@ type GenerateArgs =
             | Seed _ -> "seed of the sampler (default 0): the same seed gives the same text."
             | Device _ -> "auto (default), cpu, cuda, cuda:N."
             | Dtype _ -> "auto (as stored, default), fp32, bf16, fp16."
+            | Allow_Non_Finite -> "load weights holding NaN or Inf anyway (with a warning), to debug a diverged checkpoint; evaluation and generation still refuse NaN scores."
             | Tokenizer _ -> "a tokenizer folder or \"byte\" (default: the model folder's tokenizer, else byte)."
             | Segment _ -> "prefill the prompt in chunks of this many tokens (default 2048)."
 
@@ -48,7 +50,7 @@ let run (args: ParseResults<GenerateArgs>) =
     let dtype = parseDtype (args.TryGetResult Dtype)
     let device = parseDevice (args.GetResult(Device, "auto"))
     let dir = args.GetResult Model
-    let model = loadModel dir device dtype
+    let model = loadModel dir device dtype (args.Contains Allow_Non_Finite)
     let tok = resolveTokenizer dir (args.TryGetResult Tokenizer) model
     let prompt = tok.Encode(args.GetResult Prompt, addSpecialTokens = true)
     if prompt.Length = 0 then bad "prompt" "encodes to no tokens (this tokenizer adds no BOS): give some text"

@@ -27,11 +27,11 @@ let parseDevice (text: string) =
     try DeviceSpec.Parse(text).Resolve()
     with :? ArgumentException | :? InvalidOperationException as e -> bad "device" "%s" e.Message
 
-/// A checkpoint folder's model, on a device, in evaluation mode.
-let loadModel (dir: string) (device: torch.Device) dtype =
+/// A checkpoint folder's model, on a device, in evaluation mode; NaN/Inf weights are refused unless `allowNonFinite`.
+let loadModel (dir: string) (device: torch.Device) dtype (allowNonFinite: bool) =
     if not (Directory.Exists dir) then bad "model" "checkpoint folder '%s' not found" dir
     if not (File.Exists(Path.Combine(dir, "config.json"))) then bad "model" "'%s' holds no config.json (not a checkpoint folder)" dir
-    let model = Checkpoint.Load(dir, device, Option.toNullable dtype)
+    let model = Checkpoint.Load(dir, device, Option.toNullable dtype, allowNonFinite = allowNonFinite)
     model.Module.eval ()
     model
 

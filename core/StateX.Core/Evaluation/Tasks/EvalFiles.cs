@@ -62,7 +62,7 @@ public static class EvalFiles
             var where = $"{path}:{lineNo}";
             JsonDocument doc;
             try { doc = JsonDocument.Parse(line); }
-            catch (JsonException e) { throw new DataException($"{where}: invalid JSON ({e.Message})", e); }
+            catch (JsonException e) { throw new DataException($"{where}: invalid JSON ({IO.JsonErrors.Brief(e)})", e); }
             using (doc)
             {
                 if (doc.RootElement.ValueKind != JsonValueKind.Object) throw new DataException($"{where}: expected a JSON object, found {doc.RootElement.ValueKind}");
