@@ -42,49 +42,16 @@ public static class GlaCheckpoint
         var cfg = GlaConfig.FromJson(config, warn);
         ParameterBudget.Check(config.Path, cfg.ParameterTerms(), device, dtype);
         using var weights = CheckpointWeights.Open(directory, allowNonFinite, warn);
-        const string embName = "model.embeddings.weight";
-        var type = dtype ?? (weights.Info(embName) is { } e ? SafeTensorsReader.DTypes[e.DType].Type : ScalarType.Float32);
+        var type = dtype ?? weights.StoredType("model.embeddings.weight");
         var lm = TorchRandom.Exclusive(() => new GlaForCausalLM(cfg));
         lm.to(type);
-        var expected = new HashSet<string>(StringComparer.Ordinal);
-        using (no_grad())
-        {
-            foreach (var (name, p) in lm.named_parameters())
-            {
-                expected.Add(name);
-                using var t = weights.Load(name, p.shape, type);
-                p.copy_(t);
-            }
-        }
-        var extra = weights.Names.Where(n => !expected.Contains(n)).OrderBy(n => n, StringComparer.Ordinal).ToArray();
-        if (extra.Length > 0)
-            warn?.Invoke($"warning: {directory}: ignoring {extra.Length} tensor(s) the model does not use: {string.Join(", ", extra.Take(8))}{(extra.Length > 8 ? ", ..." : "")}");
+        weights.CopyInto(lm, type, directory, warn);
         if (device is not null && device.type != DeviceType.CPU) lm.to(device);
         lm.eval();
         return lm;
     }
 
     /// <summary>Writes config.json and model.safetensors with fla's names, each tensor in its own dtype.</summary>
-    public static void Save(GlaForCausalLM lm, string directory)
-    {
-        Directory.CreateDirectory(directory);
-        var dtype = lm.model.embeddings.weight!.dtype;
-        var cfg = lm.Config with { DType = DTypeName(dtype) };
-        var json = cfg.ToJson().ToJsonString(new JsonSerializerOptions { WriteIndented = true });
-        var tensors = lm.named_parameters().Select(p => new KeyValuePair<string, Tensor>(p.name, p.parameter)).ToList();
-        SafeTensorsWriter.Write(Path.Combine(directory, WeightsFile), tensors, new Dictionary<string, string> { ["format"] = "pt" });
-        File.WriteAllText(Path.Combine(directory, "config.json"), json + "\n");
-        var index = Path.Combine(directory, IndexFile);
-        if (File.Exists(index)) File.Delete(index);   // a stale index would point the loader at shards no longer written
-    }
-
-    /// <summary>The dtype name transformers writes in config.json (float32, bfloat16, ...).</summary>
-    internal static string DTypeName(ScalarType t) => t switch
-    {
-        ScalarType.Float32 => "float32",
-        ScalarType.BFloat16 => "bfloat16",
-        ScalarType.Float16 => "float16",
-        ScalarType.Float64 => "float64",
-        _ => t.ToString().ToLowerInvariant(),
-    };
+    public static void Save(GlaForCausalLM lm, string directory) =>
+        CheckpointWeights.Save(lm, (lm.Config with { DType = CheckpointWeights.ConfigDTypeName(lm.model.embeddings.weight!.dtype) }).ToJson(), directory);
 }

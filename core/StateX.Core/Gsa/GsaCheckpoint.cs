@@ -32,38 +32,16 @@ public static class GsaCheckpoint
     {
         var cfg = GsaConfig.FromJson(config, warn);
         using var weights = CheckpointWeights.Open(directory, allowNonFinite, warn);
-        const string embName = "model.embeddings.weight";
-        var type = dtype ?? (weights.Info(embName) is { } e ? SafeTensorsReader.DTypes[e.DType].Type : ScalarType.Float32);
+        var type = dtype ?? weights.StoredType("model.embeddings.weight");
         var lm = TorchRandom.Exclusive(() => new GsaForCausalLM(cfg));
         lm.to(type);
-        var expected = new HashSet<string>(StringComparer.Ordinal);
-        using (no_grad())
-        {
-            foreach (var (name, p) in lm.named_parameters())
-            {
-                expected.Add(name);
-                using var t = weights.Load(name, p.shape, type);
-                p.copy_(t);
-            }
-        }
-        var extra = weights.Names.Where(n => !expected.Contains(n)).OrderBy(n => n, StringComparer.Ordinal).ToArray();
-        if (extra.Length > 0)
-            warn?.Invoke($"warning: {directory}: ignoring {extra.Length} tensor(s) the model does not use: {string.Join(", ", extra.Take(8))}{(extra.Length > 8 ? ", ..." : "")}");
+        weights.CopyInto(lm, type, directory, warn);
         if (device is not null && device.type != DeviceType.CPU) lm.to(device);
         lm.eval();
         return lm;
     }
 
     /// <summary>Writes config.json and model.safetensors with fla's names, each tensor in its own dtype.</summary>
-    public static void Save(GsaForCausalLM lm, string directory)
-    {
-        Directory.CreateDirectory(directory);
-        var cfg = lm.Config with { DType = Gla.GlaCheckpoint.DTypeName(lm.model.embeddings.weight!.dtype) };
-        var json = cfg.ToJson().ToJsonString(new JsonSerializerOptions { WriteIndented = true });
-        var tensors = lm.named_parameters().Select(p => new KeyValuePair<string, Tensor>(p.name, p.parameter)).ToList();
-        SafeTensorsWriter.Write(Path.Combine(directory, CheckpointWeights.WeightsFile), tensors, new Dictionary<string, string> { ["format"] = "pt" });
-        File.WriteAllText(Path.Combine(directory, "config.json"), json + "\n");
-        var index = Path.Combine(directory, CheckpointWeights.IndexFile);
-        if (File.Exists(index)) File.Delete(index);   // a stale index would point the loader at shards no longer written
-    }
+    public static void Save(GsaForCausalLM lm, string directory) =>
+        CheckpointWeights.Save(lm, (lm.Config with { DType = CheckpointWeights.ConfigDTypeName(lm.model.embeddings.weight!.dtype) }).ToJson(), directory);
 }

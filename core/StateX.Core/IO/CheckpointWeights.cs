@@ -108,5 +108,53 @@ public sealed class CheckpointWeights : IDisposable
         _warn?.Invoke($"warning: {what}; loaded anyway (allow-non-finite)");
     }
 
+    /// <summary>The stored dtype of <paramref name="name"/> (a model without a dtype asked for takes its embeddings'), float32 if absent.</summary>
+    public ScalarType StoredType(string name) => Info(name) is { } e ? SafeTensorsReader.DTypes[e.DType].Type : ScalarType.Float32;
+
+    /// <summary>
+    /// Copies every parameter of <paramref name="module"/> from the checkpoint under its own name, checking its shape
+    /// and casting to <paramref name="dtype"/>; tensors the module does not use are named in one warning. For the
+    /// families whose parameter names are the checkpoint's (fla's); Mamba2 maps names first (Mamba2Weights).
+    /// </summary>
+    public void CopyInto(TorchSharp.torch.nn.Module module, ScalarType dtype, string directory, Action<string>? warn)
+    {
+        var expected = new HashSet<string>(StringComparer.Ordinal);
+        using (no_grad())
+            foreach (var (name, p) in module.named_parameters())
+            {
+                expected.Add(name);
+                using var t = Load(name, p.shape, dtype);
+                p.copy_(t);
+            }
+        var extra = Names.Where(n => !expected.Contains(n)).OrderBy(n => n, StringComparer.Ordinal).ToArray();
+        if (extra.Length > 0)
+            warn?.Invoke($"warning: {directory}: ignoring {extra.Length} tensor(s) the model does not use: {string.Join(", ", extra.Take(8))}{(extra.Length > 8 ? ", ..." : "")}");
+    }
+
+    /// <summary>
+    /// Writes <paramref name="module"/>'s parameters under their own names (each in its own dtype) to
+    /// model.safetensors and <paramref name="config"/> to config.json, and removes a stale shard index, which would
+    /// point the loader at shards no longer written.
+    /// </summary>
+    public static void Save(TorchSharp.torch.nn.Module module, JsonObject config, string directory)
+    {
+        Directory.CreateDirectory(directory);
+        var tensors = module.named_parameters().Select(p => new KeyValuePair<string, Tensor>(p.name, p.parameter)).ToList();
+        SafeTensorsWriter.Write(Path.Combine(directory, WeightsFile), tensors, new Dictionary<string, string> { ["format"] = "pt" });
+        File.WriteAllText(Path.Combine(directory, "config.json"), config.ToJsonString(new JsonSerializerOptions { WriteIndented = true }) + "\n");
+        var index = Path.Combine(directory, IndexFile);
+        if (File.Exists(index)) File.Delete(index);
+    }
+
+    /// <summary>The dtype name transformers writes in config.json (float32, bfloat16, ...).</summary>
+    public static string ConfigDTypeName(ScalarType t) => t switch
+    {
+        ScalarType.Float32 => "float32",
+        ScalarType.BFloat16 => "bfloat16",
+        ScalarType.Float16 => "float16",
+        ScalarType.Float64 => "float64",
+        _ => t.ToString().ToLowerInvariant(),
+    };
+
     public void Dispose() { foreach (var r in _readers.Values) r.Dispose(); }
 }

@@ -22,26 +22,15 @@ public static class PowerCheckpoint
     {
         var cfg = PowerConfig.FromJson(config, warn);
         using var weights = CheckpointWeights.Open(directory, allowNonFinite, warn);
-        var type = dtype ?? (weights.Info("model.embeddings.weight") is { } e ? SafeTensorsReader.DTypes[e.DType].Type : ScalarType.Float32);
+        var type = dtype ?? weights.StoredType("model.embeddings.weight");
         var lm = TorchRandom.Exclusive(() => new PowerForCausalLM(cfg));
         lm.to(type);
-        using (no_grad())
-            foreach (var (name, p) in lm.named_parameters())
-            {
-                using var t = weights.Load(name, p.shape, type);
-                p.copy_(t);
-            }
+        weights.CopyInto(lm, type, directory, warn);
         if (device is not null && device.type != DeviceType.CPU) lm.to(device);
         lm.eval();
         return lm;
     }
 
-    public static void Save(PowerForCausalLM lm, string directory)
-    {
-        Directory.CreateDirectory(directory);
-        var cfg = lm.Config with { DType = Gla.GlaCheckpoint.DTypeName(lm.model.embeddings.weight!.dtype) };
-        var tensors = lm.named_parameters().Select(p => new KeyValuePair<string, Tensor>(p.name, p.parameter)).ToList();
-        SafeTensorsWriter.Write(Path.Combine(directory, CheckpointWeights.WeightsFile), tensors, new Dictionary<string, string> { ["format"] = "pt" });
-        File.WriteAllText(Path.Combine(directory, "config.json"), cfg.ToJson().ToJsonString(new JsonSerializerOptions { WriteIndented = true }) + "\n");
-    }
+    public static void Save(PowerForCausalLM lm, string directory) =>
+        CheckpointWeights.Save(lm, (lm.Config with { DType = CheckpointWeights.ConfigDTypeName(lm.model.embeddings.weight!.dtype) }).ToJson(), directory);
 }
