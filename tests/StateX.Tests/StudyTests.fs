@@ -185,6 +185,46 @@ let tests =
             Expect.stringContains html "all layers, inherit" "the arms' labels"
         }
 
+        test "the convergence sweep: LPT alone per (learning rate, budget) from one pretraining per (family, seed); moves pair by seed; the choice" {
+            let c = { StudyPresets.convergenceSmoke with Base = StudyPresets.convergenceSmoke.Base |> Study.families [ "gla" ] }
+            let out = Path.Combine(Fixtures.tempDir (), "convergence")
+            let results = StudyConvergence.run quiet out c
+            Expect.equal (Directory.GetDirectories(Path.Combine(out, "stages"), "*-pretrain").Length) 1 "one base: every point post-trains it"
+            // The second pretraining phase is a post-training stage of its own, then 2 rates × 2 budgets of LPT.
+            Expect.equal (Directory.GetDirectories(Path.Combine(out, "stages"), "*-posttrain").Length) 5 "one second phase, 4 points of LPT"
+            Expect.equal (results |> List.map fst) [ 1e-3, 1; 1e-3, 2; 3e-3, 1; 3e-3, 2 ] "every point of the grid"
+            let s = StudyConvergence.studyAt c 3e-3 2
+            Expect.equal (s.PostTrain.Steps, s.PostTrain.LearningRate) (2 * c.Base.PostTrain.Steps, 3e-3) "the point's steps and rate"
+            Expect.equal s.PostTrain.Warmup c.Base.PostTrain.Warmup "the warm-up stays the base's (as the study's own check)"
+            Expect.isEmpty (s.Families |> List.collect (fun f -> f.Arms)) "no StateX arm: the choice is made on LPT alone"
+            let jobs = StudyConvergence.jobs c
+            Expect.equal (jobs |> List.filter (fun j -> j.Arm = "base") |> List.length) 1 "the base once per (family, seed)"
+            Expect.equal jobs.Head.Budget 2 "longest first"
+            let pts = StudyConvergence.points c results
+            let h = "MQAR ≥16 pairs"
+            let p = pts |> List.find (fun p -> p.LearningRate = 3e-3 && p.Steps = c.Base.PostTrain.Steps && p.Headline = h)
+            let value lr budget =
+                let rows = results |> List.find (fst >> (=) (lr, budget)) |> snd
+                StudySummary.perSeed rows "gla" "lpt" (StudyConvergence.headlines c |> List.find (fun x -> x.Name = h)) |> List.exactlyOne |> snd
+            Expect.equal p.Move (Some(2 * c.Base.PostTrain.Steps, value 3e-3 2 - value 3e-3 1)) "the move is the doubled budget's value minus this one's"
+            Expect.isNone (pts |> List.find (fun p -> p.Steps = 2 * c.Base.PostTrain.Steps)).Move "the largest budget has no doubling"
+            let rows = StudyConvergence.results c results
+            Expect.isTrue (rows |> List.forall (fun e -> e.Labels |> Seq.exists (fun kv -> kv.Key = "learning_rate"))) "results carry their learning rate"
+            Expect.stringStarts (StudyConvergence.csv pts) "family,learning_rate,steps,headline,lpt,seeds,next_steps,move\n" "CSV header"
+            // The choice, on hand-made points: the cheapest converged point, then the smallest rate; not one below the base.
+            let pt lr steps v move = { Family = "gla"; LearningRate = lr; Steps = steps; Headline = h; Value = v; Seeds = 1; Move = move }
+            let grid = [ pt 1e-3 100 0.50 (Some(200, 0.05)); pt 3e-3 100 0.70 (Some(200, 0.02)); pt 1e-3 200 0.55 (Some(400, 0.004))
+                         pt 3e-3 200 0.72 (Some(400, -0.005)); pt 1e-2 100 0.10 (Some(200, 0.001)) ]
+            let bases = [ "gla", h, 0.3 ]
+            Expect.equal (StudyConvergence.choice c grid bases "gla") (Some(1e-3, 200)) "a rate that wrecked the model (10% < the base's 30%) does not count; then 200 steps, the smaller rate"
+            Expect.equal (StudyConvergence.choice c grid [ "gla", h, 0.05 ] "gla") (Some(1e-2, 100)) "above the base, the cheapest converged point wins"
+            let none = grid |> List.map (fun p -> { p with Move = Some(200, 0.03) })
+            Expect.isNone (StudyConvergence.choice c none bases "gla") "nothing under a point: no choice"
+            Expect.stringContains (StudyConvergence.verdicts c none bases |> List.head) "gla: LPT did NOT converge at any point of the grid; the smallest largest move is 3.0 points" "says so"
+            let bad = Expect.throwsC (fun () -> StudyConvergence.jobs { c with LearningRates = [ 1e-3; -1.0 ] } |> ignore) id
+            Expect.equal bad.Message "convergence sweep convergence-smoke: learning rate -1 is not a positive number (Parameter 'convergence')" "a bad rate named"
+        }
+
         test "capacity: the largest retrieved setting needs every smaller one, and the power-law fit is least squares in log2" {
             Expect.equal (StudyCapacity.fit [ 1.0, 2.0; 2.0, 4.0; 4.0, 8.0 ]) (Some(1.0, 1.0)) "y = 2x: log2 y = 1 + 1·log2 x"
             let a, b = (StudyCapacity.fit [ 100.0, 4.0; 400.0, 16.0; 1600.0, 64.0 ]).Value

@@ -27,7 +27,7 @@ type DemoArgs =
     interface IArgParserTemplate with
         member a.Usage =
             match a with
-            | Preset _ -> "cpu (default: about 15 minutes on 2 cores) | gpu (three seeds, one H200) | smoke (seconds; mechanics only) | ablation (layers × init × budget, three seeds) | capacity (recall against state size) | paper (the paper's 1.3B post-training on checkpoints you bring: --gla/--mamba2 DIR, --data SPEC); ablation-smoke and capacity-smoke try the last two in seconds."
+            | Preset _ -> "cpu (default: about 15 minutes on 2 cores) | gpu (three seeds, one H200) | smoke (seconds; mechanics only) | ablation (layers × init × budget, three seeds) | capacity (recall against state size) | convergence (LPT alone at post-training learning rates × budgets: which one converges) | paper (the paper's 1.3B post-training on checkpoints you bring: --gla/--mamba2 DIR, --data SPEC); ablation-smoke, capacity-smoke and convergence-smoke try those in seconds."
             | Workers _ -> "jobs run at once in worker processes (default: the preset's; 2 on the CPU)."
             | Gla _ -> "paper preset: a GLA checkpoint folder (config.json, model.safetensors, tokenizer) to post-train as the base model."
             | Mamba2 _ -> "paper preset: a Mamba2 checkpoint folder (config.json, model.safetensors, tokenizer) to post-train as the base model."
@@ -208,6 +208,31 @@ let private runSweepPreset (args: ParseResults<DemoArgs>) (name: string) (out: s
             sprintf "StateX ablation %s: %s arms per family (layers %s × inits), budgets ×%s of %d post-training steps, seeds %s, device %s"
                 a.Name (String.Join(", ", a.Base.Families |> List.map (fun f -> sprintf "%s %d" f.Name (StudyAblation.arms a f).Length)))
                 (String.Join("/", a.Layers |> List.map fst)) (String.Join(", ×", a.Budgets)) a.Base.PostTrain.Steps (String.Join(",", a.Base.Seeds)) device
+        | "convergence" | "convergence-smoke" ->
+            let c = if name = "convergence" then StudyPresets.convergence else StudyPresets.convergenceSmoke
+            let c = match args.TryGetResult Seeds with Some t -> { c with Base = Study.seeds (seedList t) c.Base } | None -> c
+            let c = if device.StartsWith "cuda" then { c with Base = { c.Base with Evaluation = { c.Base.Evaluation with Precision = "bf16" } } } else c
+            StudyConvergence.jobs c |> List.map (fun j -> j.Key),
+            (fun log key -> StudyConvergence.runJob (settings log) out c key),
+            (fun log ->
+                let results = StudyConvergence.run (settings log) out c
+                let pts = StudyConvergence.points c results
+                let bases = StudyConvergence.bases c results
+                let csv = Path.Combine(out, "convergence.csv")
+                IO.AtomicFile.WriteAllText(csv, StudyConvergence.csv pts)
+                let rows = StudyConvergence.results c results
+                Evaluation.ResultFiles.Write(Path.Combine(out, "results.csv"), rows)
+                Evaluation.ResultFiles.Write(Path.Combine(out, "results.jsonl"), rows)
+                let path = Path.Combine(out, "report.html")
+                IO.AtomicFile.WriteAllText(path, StudyReport.page "StateX: convergence of LPT" (StudyConvergence.section c pts bases))
+                let table =
+                    [ for p in pts ->
+                        sprintf "%-7s lr %-6g steps %6d  %-14s %5.1f%%%s" p.Family p.LearningRate p.Steps p.Headline (100.0 * p.Value)
+                            (match p.Move with Some(n, d) -> sprintf "  → %d steps: %+.1f" n (100.0 * d) | None -> "") ]
+                String.Join("\n", table @ StudyConvergence.verdicts c pts bases) + sprintf "\nconvergence table  %s\nresults            %s\nreport             %s" csv (Path.Combine(out, "results.csv")) path),
+            sprintf "StateX convergence sweep %s: LPT alone at learning rates %s × %s post-training steps, seeds %s, device %s" c.Name
+                (String.Join(", ", c.LearningRates |> List.map (sprintf "%g"))) (String.Join("/", c.Budgets |> List.map (fun b -> b * c.Base.PostTrain.Steps)))
+                (String.Join(",", c.Base.Seeds)) device
         | _ ->
             let c = if name = "capacity" then StudyPresets.capacity else StudyPresets.capacitySmoke
             let c = match args.TryGetResult Seeds with Some t -> { c with Seeds = seedList t } | None -> c
@@ -249,7 +274,7 @@ let private runSweepPreset (args: ParseResults<DemoArgs>) (name: string) (out: s
 let run (args: ParseResults<DemoArgs>) =
     let name = args.GetResult(Preset, "cpu").ToLowerInvariant()
     let out = args.GetResult(Out, Path.Combine("runs", "demo-" + name))
-    if List.contains name [ "ablation"; "ablation-smoke"; "capacity"; "capacity-smoke" ] then runSweepPreset args name out else
+    if List.contains name [ "ablation"; "ablation-smoke"; "capacity"; "capacity-smoke"; "convergence"; "convergence-smoke" ] then runSweepPreset args name out else
     let preset =
         if name = "paper" then paperPreset args out
         else
