@@ -20,6 +20,9 @@ public static class CrashPoints
     public const string CheckpointPublished = "checkpoint-published";
     /// <summary>Half of a metrics line is on disk (a torn line).</summary>
     public const string MetricsLine = "metrics-line";
+    /// <summary>An optimiser step is taken in memory; its metrics line and checkpoint are not written (a kill in the
+    /// middle of training, placed by progress rather than by a timer, so a loaded machine cannot make it miss).</summary>
+    public const string Step = "step";
     /// <summary>An atomic file's temporary copy is complete, not yet renamed over the target.</summary>
     public const string AtomicWrite = "atomic-write";
 

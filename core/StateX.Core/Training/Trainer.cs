@@ -125,6 +125,7 @@ public static class Trainer
                 throw Diverged(run, store, Log, step + 1, $"the gradient norm is {gradNorm}", NonFinite.FirstInGradients(opt));
             opt.StepWith(lr);
             opt.ZeroGrad();
+            CrashPoints.Reach(CrashPoints.Step);    // the weights moved, nothing of this step is on disk yet
 
             int done = step + 1;
             stepsThisSession++;
