@@ -4,7 +4,6 @@
 //     dotnet fsi scripts/expand-checkpoint.fsx [model=DIR] [preset=gla-1.3b|mamba2-1.3b] [out=runs/expand-checkpoint]
 //
 #load "build-check.fsx"
-;;
 #load "prelude.fsx"
 open System.IO
 open Prelude
@@ -26,7 +25,8 @@ let preset =
         match described.Arch with
         | Gla _ -> "gla-1.3b"
         | Mamba2 _ -> "mamba2-1.3b"
-        | Gsa _ -> failwith "no StateX paper preset exists for GSA models: use statex expand --layers ... --rewrite state:xR --init reinit|copy"
+        | Gsa _ ->
+            failwith "no StateX paper preset exists for GSA models: use statex expand --layers ... --rewrite state:xR --init reinit|copy"
         | Power _ -> failwith "power attention has no state expansion: its state is set by the degree p"
     | p -> p
 let target = described |> Expand.preset preset
@@ -36,7 +36,8 @@ printfn "preset:   %s\nexpanded: %s" preset (Model.summary target)
 let steps = Model.expandModel target (Checkpoint.Load source)
 let expandedDir = Path.Combine(out, "expanded")
 (List.last steps).Model.Save expandedDir
-for r in steps do printf "%s" (r.Account.Format())
+for r in steps do
+    printf "%s" (r.Account.Format())
 // What was saved is what the description says.
 if Model.ofCheckpoint expandedDir <> Model.flatten target then failwith "the saved checkpoint does not match the expanded description"
 printfn "saved to %s (state %d → %d elements per sequence)" expandedDir (Model.stateSize described) (Model.stateSize target)

@@ -4,7 +4,6 @@
 //     dotnet fsi scripts/passkey-heatmap.fsx [model=DIR] [lengths=320,448,576] [depths=0,0.25,0.5,0.75,1] [trials=4] [steps=30]
 //
 #load "build-check.fsx"
-;;
 #load "prelude.fsx"
 open System.IO
 open Prelude
@@ -19,16 +18,28 @@ let steps = arg "steps" 30
 let out = outDir "passkey-heatmap"
 
 let tokenizer =
-    if modelDir <> "" && (File.Exists(Path.Combine(modelDir, "tokenizer.json")) || File.Exists(Path.Combine(modelDir, "tokenizer.model"))) then modelDir
-    else "byte"
+    if
+        modelDir <> "" && (File.Exists(Path.Combine(modelDir, "tokenizer.json")) || File.Exists(Path.Combine(modelDir, "tokenizer.model")))
+    then
+        modelDir
+    else
+        "byte"
 let evals = { EvalSpec.tasks [ Passkey(lengths, depths, trials, "default") ] with Tokenizer = tokenizer }
 let pipeline =
     if modelDir <> "" then
-        Pipeline.create (Path.GetFileName(Path.GetFullPath modelDir)) (Model.ofCheckpoint modelDir) |> Pipeline.startFrom modelDir |> Pipeline.evaluate evals
+        Pipeline.create (Path.GetFileName(Path.GetFullPath modelDir)) (Model.ofCheckpoint modelDir)
+        |> Pipeline.startFrom modelDir
+        |> Pipeline.evaluate evals
     else
         let len = List.max lengths
         Pipeline.create "gla-tiny" (Model.gla GlaSpec.tiny)
-        |> Pipeline.pretrain (TrainSpec.on (sprintf "synth:passkey:len=%d" (List.min lengths)) |> TrainSpec.steps steps |> TrainSpec.seqLen len |> TrainSpec.batch 4 |> TrainSpec.lr 3e-3)
+        |> Pipeline.pretrain (
+            TrainSpec.on (sprintf "synth:passkey:len=%d" (List.min lengths))
+            |> TrainSpec.steps steps
+            |> TrainSpec.seqLen len
+            |> TrainSpec.batch 4
+            |> TrainSpec.lr 3e-3
+        )
         |> Pipeline.evaluate evals
 printfn "%s" (Pipeline.describe out pipeline)
 let result = Pipeline.run settings out pipeline
@@ -36,4 +47,6 @@ let result = Pipeline.run settings out pipeline
 let grid = Analysis.ofResults result.Results |> Analysis.passkeyGrid
 Analysis.print grid
 printfn "wrote %s" (Analysis.save (Path.Combine(out, "passkey.csv")) grid)
-printfn "wrote %s" (Charts.save (Path.Combine(out, "passkey.html")) (Charts.passkeyHeatmap (sprintf "Passkey accuracy: %s" pipeline.Name) grid))
+printfn
+    "wrote %s"
+    (Charts.save (Path.Combine(out, "passkey.html")) (Charts.passkeyHeatmap (sprintf "Passkey accuracy: %s" pipeline.Name) grid))

@@ -23,10 +23,12 @@ Runtime.init () |> ignore
 /// environment variable STATEX_KEY (upper case) also sets a key.
 let args =
     let cli = Environment.GetCommandLineArgs() |> Array.skipWhile (fun a -> not (a.EndsWith ".fsx"))
-    [ for a in (if cli.Length > 1 then cli.[1..] else [||]) do
-        match a.TrimStart('-').Split('=', 2) with
-        | [| k; v |] -> yield k, v
-        | _ -> () ]
+    [
+        for a in (if cli.Length > 1 then cli.[1..] else [||]) do
+            match a.TrimStart('-').Split('=', 2) with
+            | [| k; v |] -> yield k, v
+            | _ -> ()
+    ]
     |> Map.ofList
 
 /// The value of argument `name`, else the environment variable STATEX_NAME, else `fallback`.
@@ -44,7 +46,10 @@ let root = Path.GetFullPath(Path.Combine(__SOURCE_DIRECTORY__, ".."))
 
 /// Where a script writes: `out=DIR` if given, else runs/NAME under the repository (git-ignored).
 let outDir (name: string) =
-    let d = match arg "out" "" with "" -> Path.Combine(root, "runs", name) | d -> Path.GetFullPath d
+    let d =
+        match arg "out" "" with
+        | "" -> Path.Combine(root, "runs", name)
+        | d -> Path.GetFullPath d
     Directory.CreateDirectory d |> ignore
     d
 

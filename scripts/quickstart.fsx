@@ -4,15 +4,14 @@
 //     dotnet fsi scripts/quickstart.fsx [steps=60] [device=cpu] [out=runs/quickstart]
 //
 #load "build-check.fsx"
-;;
 #load "prelude.fsx"
 open System.IO
 open Prelude
 open StateX
 
 // ---- sizes (or pass key=value arguments) ----
-let steps = arg "steps" 150           // pretraining steps; post-training takes half (recall needs thousands)
-let pairs = arg "pairs" 4             // MQAR key-value pairs in training sequences
+let steps = arg "steps" 150 // pretraining steps; post-training takes half (recall needs thousands)
+let pairs = arg "pairs" 4 // MQAR key-value pairs in training sequences
 let seqLen = arg "seq_len" 64
 let out = outDir "quickstart"
 
@@ -37,19 +36,20 @@ let runs = [ statex; lpt ] |> List.map (Pipeline.run settings out)
 let results = runs |> List.collect (fun r -> r.Results)
 
 // 4. Results as a frame, summarised and charted.
-let frame =
-    Analysis.ofResults results
-    |> Analysis.withStateSizes [ "statex", Model.stateSize expanded; "lpt", Model.stateSize model ]
+let frame = Analysis.ofResults results |> Analysis.withStateSizes [ "statex", Model.stateSize expanded; "lpt", Model.stateSize model ]
 let summary = Analysis.summarize [ "model"; "state_size"; "pairs" ] "value" frame
 Analysis.print summary
-let chart = Charts.lines "pairs" "MQAR recall: StateX vs LPT" "accuracy" false (summary |> Analysis.select [ "model"; "pairs"; "mean"; "std"; "n" ])
+let chart =
+    Charts.lines "pairs" "MQAR recall: StateX vs LPT" "accuracy" false (summary |> Analysis.select [ "model"; "pairs"; "mean"; "std"; "n" ])
 printfn "wrote %s" (Analysis.save (Path.Combine(out, "mqar.csv")) summary)
 printfn "wrote %s" (Charts.save (Path.Combine(out, "mqar.html")) chart)
 
 // 5. Post-training loss of both arms, from the trainer's metrics.jsonl in each post-training stage folder.
 let curves =
-    Analysis.readRuns [ for r in runs do
-                          for s in r.Stages do
-                              if s.Stage = "posttrain" then yield r.Pipeline.Name, Path.Combine(s.Folder, "metrics.jsonl") ]
+    Analysis.readRuns [
+        for r in runs do
+            for s in r.Stages do
+                if s.Stage = "posttrain" then yield r.Pipeline.Name, Path.Combine(s.Folder, "metrics.jsonl")
+    ]
     |> Analysis.trainingCurves [ "run" ] "loss"
 printfn "wrote %s" (Charts.save (Path.Combine(out, "post-training.html")) (Charts.trainingCurves "loss" curves))

@@ -13,7 +13,6 @@
 //     dotnet fsi scripts/state-size-families.fsx [steps=150] [seeds=1] [pairs=4] [seq_len=64] [device=cpu] [out=runs/state-size-families]
 //
 #load "build-check.fsx"
-;;
 #load "prelude.fsx"
 open System.IO
 open Prelude
@@ -31,43 +30,67 @@ let out = outDir "state-size-families"
 // Init range 1/√width, as the study presets use: fla's 0.02 suits width 2048 and leaves MQAR on a plateau at 64.
 // GLA and GSA get a 64-wide MLP so that the three families have about the same parameters (Mamba2 has no MLP).
 let initRange = 1.0 / sqrt (float width)
-let gla heads =
-    Model.gla { GlaSpec.tiny with Hidden = width; Heads = heads; ExpandK = 0.25; Intermediate = Some 64; InitRange = initRange }
+let gla heads = Model.gla { GlaSpec.tiny with Hidden = width; Heads = heads; ExpandK = 0.25; Intermediate = Some 64; InitRange = initRange }
 let mamba2 dState =
     Model.mamba2 { Mamba2Spec.tiny with DModel = width; DState = dState; HeadDim = 16; ChunkSize = 16; InitRange = initRange }
 let gsa slots =
     Model.gsa { GsaSpec.tiny with Hidden = width; Heads = 2; ExpandK = 0.25; Slots = slots; Intermediate = Some 64; InitRange = initRange }
 let power degree heads headDim =
-    Model.power { PowerSpec.tiny with Hidden = width; Degree = degree; Heads = heads; HeadDim = headDim; Intermediate = Some 64; ChunkSize = 16; InitRange = initRange }
+    Model.power {
+        PowerSpec.tiny with
+            Hidden = width
+            Degree = degree
+            Heads = heads
+            HeadDim = headDim
+            Intermediate = Some 64
+            ChunkSize = 16
+            InitRange = initRange
+    }
 let sizes =
-    Map [ "power", [ power 2 4 8; power 2 2 16; power 4 4 8 ]
-          "gla", [ gla 4; gla 2; gla 1 ]
-          "mamba2", [ mamba2 4; mamba2 8; mamba2 16 ]
-          "gsa", [ gsa 4; gsa 8; gsa 16 ] ]
+    Map [
+        "power", [ power 2 4 8; power 2 2 16; power 4 4 8 ]
+        "gla", [ gla 4; gla 2; gla 1 ]
+        "mamba2", [ mamba2 4; mamba2 8; mamba2 16 ]
+        "gsa", [ gsa 4; gsa 8; gsa 16 ]
+    ]
 for f in families do
     if not (sizes.ContainsKey f) then failwithf "families=%s: unknown family '%s' (known: gla, mamba2, gsa, power)" (arg "families" "") f
-    for m in sizes.[f] do printfn "%-7s %s" f (Model.summary m)
+    for m in sizes.[f] do
+        printfn "%-7s %s" f (Model.summary m)
 
 let train =
     // loss=queries: the loss only on the answers, which is what makes MQAR learnable in a few hundred steps.
     TrainSpec.on (sprintf "synth:mqar:pairs=%d:len=%d:vocab=259:loss=queries" pairs seqLen)
-    |> TrainSpec.steps steps |> TrainSpec.seqLen seqLen |> TrainSpec.batch 8 |> TrainSpec.lr 3e-3
+    |> TrainSpec.steps steps
+    |> TrainSpec.seqLen seqLen
+    |> TrainSpec.batch 8
+    |> TrainSpec.lr 3e-3
 let evals = EvalSpec.tasks [ Mqar([ pairs; 2 * pairs ], seqLen, 32, None) ]
 
 let baseline = Pipeline.create "families" (gla 4) |> Pipeline.pretrain train |> Pipeline.evaluate evals
 // The size axis reads the family the family axis set (the grid applies the axes in order).
 let sweep =
     Sweep.grid
-        [ Axis.values "family" families (fun f p -> p |> Pipeline.mapModel (fun _ -> sizes.[f].[0]))
-          Axis.values "size" [ 1; 2; 3 ] (fun i p -> p |> Pipeline.mapModel (fun m -> sizes.[Model.family m].[i - 1]))
-          Axis.values "seed" seeds (fun s p -> p |> Pipeline.mapTraining (TrainSpec.seed s)) ]
+        [
+            Axis.values "family" families (fun f p -> p |> Pipeline.mapModel (fun _ -> sizes.[f].[0]))
+            Axis.values "size" [ 1; 2; 3 ] (fun i p -> p |> Pipeline.mapModel (fun m -> sizes.[Model.family m].[i - 1]))
+            Axis.values "seed" seeds (fun s p -> p |> Pipeline.mapTraining (TrainSpec.seed s))
+        ]
         baseline
 printfn "%d runs" (Sweep.count sweep)
 Sweep.runWith { Sweep.options out with Log = settings.Log } (Pipeline.runner settings (Path.Combine(out, "stages"))) sweep |> ignore
 
 // Every run's results with the state size and parameters it recorded; mean ± std over seeds per family and size.
-let results = Analysis.join [ "hash" ] (Analysis.sweepFiles out "eval.jsonl") (Analysis.ofStore out |> Analysis.select [ "hash"; "state_size"; "params" ])
+let results =
+    Analysis.join
+        [ "hash" ]
+        (Analysis.sweepFiles out "eval.jsonl")
+        (Analysis.ofStore out |> Analysis.select [ "hash"; "state_size"; "params" ])
 let summary = Analysis.recallVsStateSize [ "family"; "pairs" ] results
 Analysis.print summary
 printfn "wrote %s" (Analysis.save (Path.Combine(out, "recall-vs-state-size.csv")) summary)
-printfn "wrote %s" (Charts.save (Path.Combine(out, "recall-vs-state-size.html")) (Charts.recallVsStateSize (summary |> Analysis.select [ "family"; "pairs"; "state_size"; "mean"; "std"; "n" ])))
+printfn
+    "wrote %s"
+    (Charts.save
+        (Path.Combine(out, "recall-vs-state-size.html"))
+        (Charts.recallVsStateSize (summary |> Analysis.select [ "family"; "pairs"; "state_size"; "mean"; "std"; "n" ])))

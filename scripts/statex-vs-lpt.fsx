@@ -5,7 +5,6 @@
 //
 // Change the study before running it: e.g. `StudyPresets.cpu.Study |> Study.mapPostTraining (TrainSpec.steps 1600)`.
 #load "build-check.fsx"
-;;
 #load "prelude.fsx"
 open System
 open StateX

@@ -18,13 +18,17 @@ type CliArgs =
     interface IArgParserTemplate with
         member a.Usage =
             match a with
-            | Verbose -> "on an error, print the full exception with its native (libtorch) detail, not only the one-line message (anywhere on the command line)."
+            | Verbose ->
+                "on an error, print the full exception with its native (libtorch) detail, not only the one-line message (anywhere on the command line)."
             | Info _ -> "versions, libtorch folder, compatibility patch, CUDA devices; --selftest measures matmul TFLOP/s."
             | Check_Logits _ -> "run a checkpoint on the input_ids of an io.safetensors file and compare with its logits."
-            | Expand _ -> "StateX: enlarge the recurrent state of chosen layers (merge GLA heads, widen Mamba2 d_state); prints the accounting."
-            | Demo _ -> "the StateX study in miniature: pretrain GLA and Mamba2, post-train with LPT and StateX, evaluate, report (--preset cpu|gpu|smoke|paper)."
+            | Expand _ ->
+                "StateX: enlarge the recurrent state of chosen layers (merge GLA heads, widen Mamba2 d_state); prints the accounting."
+            | Demo _ ->
+                "the StateX study in miniature: pretrain GLA and Mamba2, post-train with LPT and StateX, evaluate, report (--preset cpu|gpu|smoke|paper)."
             | Train _ -> "post-train (recipes lpt, statex) or train from scratch; run folder with metrics, checkpoints, resumable."
-            | Eval _ -> "evaluate a checkpoint: mqar, passkey, haystack, ruler, icl, qa, mc, loss-position, or --suite paper; results as a table, CSV or JSON Lines."
+            | Eval _ ->
+                "evaluate a checkpoint: mqar, passkey, haystack, ruler, icl, qa, mc, loss-position, or --suite paper; results as a table, CSV or JSON Lines."
             | Generate _ -> "continue a prompt (greedy or sampled) and print the text."
             | Sweep _ -> "run a sweep file (docs/sweeps.md): pipelines keyed by hash, resumable store, results.csv and charts."
 

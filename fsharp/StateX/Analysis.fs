@@ -47,24 +47,46 @@ module Analysis =
     /// The rows of a frame as maps from column name to cell (missing cells absent).
     let rows (f: Frame<'R, string>) : Row list =
         let columns = [ for c in f.ColumnKeys -> c, f.Columns.[c] ]
-        [ for r in f.RowKeys ->
-            Map [ for name, col in columns do
-                    let v = col.TryGet r
-                    if v.HasValue then
-                        match cellOf v.Value with
-                        | Some c -> yield name, c
-                        | None -> () ] ]
+        [
+            for r in f.RowKeys ->
+                Map [
+                    for name, col in columns do
+                        let v = col.TryGet r
+                        if v.HasValue then
+                            match cellOf v.Value with
+                            | Some c -> yield name, c
+                            | None -> ()
+                ]
+        ]
 
     /// A frame from rows: a column is numeric when every present cell is a number, text otherwise.
     /// Columns in the given order, then any others in order of first appearance.
     let ofRows (columns: string list) (rs: Row list) : Frame<int, string> =
         let names =
-            columns @ [ for r in rs do for KeyValue(k, _) in r -> k ] |> List.distinct
+            columns
+            @ [
+                for r in rs do
+                    for KeyValue(k, _) in r -> k
+            ]
+            |> List.distinct
         let indexed = List.indexed rs
         let column name : ISeries<int> =
             let cells = [ for i, r in indexed -> i, r.TryFind name ]
-            if cells |> List.forall (fun (_, c) -> match c with Some(Cell.Text _) -> false | _ -> true) then
-                Series.ofObservations [ for i, c in cells -> i, (match c with Some(Cell.Num v) -> v | _ -> nan) ] :> ISeries<int>
+            if
+                cells
+                |> List.forall (fun (_, c) ->
+                    match c with
+                    | Some(Cell.Text _) -> false
+                    | _ -> true)
+            then
+                Series.ofObservations [
+                    for i, c in cells ->
+                        i,
+                        (match c with
+                         | Some(Cell.Num v) -> v
+                         | _ -> nan)
+                ]
+                :> ISeries<int>
             else
                 Series.ofOptionalObservations [ for i, c in cells -> i, (c |> Option.map cellText) ] :> ISeries<int>
         Frame.ofColumns [ for n in names -> n, column n ]
@@ -74,7 +96,9 @@ module Analysis =
     let private require (what: string) (f: Frame<int, string>) (cols: string list) =
         let missing = cols |> List.filter (has f >> not)
         if not missing.IsEmpty then
-            invalidArg "frame" (sprintf "%s needs the column(s) %s; the frame has %s" what (String.Join(", ", missing)) (String.Join(", ", f.ColumnKeys)))
+            invalidArg
+                "frame"
+                (sprintf "%s needs the column(s) %s; the frame has %s" what (String.Join(", ", missing)) (String.Join(", ", f.ColumnKeys)))
 
     // ---- reading -----------------------------------------------------------------------------------------------
 
@@ -82,15 +106,20 @@ module Analysis =
     let ofResults (results: EvalResult seq) : Frame<int, string> =
         let rs = List.ofSeq results
         let keys = rs |> List.collect (fun r -> List.ofSeq r.Setting.Keys) |> List.distinct |> List.sort
-        ofRows ([ "model"; "task" ] @ keys @ [ "metric"; "value"; "n" ])
-            [ for r in rs ->
-                Map [ yield "model", Cell.Text r.Model
-                      yield "task", Cell.Text r.Task
-                      for KeyValue(k, v) in r.Setting do
-                          match cellOf v with Some c -> yield k, c | None -> ()
-                      yield "metric", Cell.Text r.Metric
-                      yield "value", Cell.Num r.Value
-                      yield "n", Cell.Num(float r.N) ] ]
+        ofRows ([ "model"; "task" ] @ keys @ [ "metric"; "value"; "n" ]) [
+            for r in rs ->
+                Map [
+                    yield "model", Cell.Text r.Model
+                    yield "task", Cell.Text r.Task
+                    for KeyValue(k, v) in r.Setting do
+                        match cellOf v with
+                        | Some c -> yield k, c
+                        | None -> ()
+                    yield "metric", Cell.Text r.Metric
+                    yield "value", Cell.Num r.Value
+                    yield "n", Cell.Num(float r.N)
+                ]
+        ]
 
     let private jsonCell (n: JsonNode) : Cell option =
         match n with
@@ -111,15 +140,29 @@ module Analysis =
     /// Objects of a JSON Lines file, nested objects flattened one level (`setting.pairs` → `pairs`).
     let private jsonLines (path: string) : Row list =
         if not (File.Exists path) then raise (FileNotFoundException(sprintf "results file not found: %s" path, path))
-        [ for line in File.ReadLines path do
-            if line.Trim() <> "" then
-                let o =
-                    try JsonNode.Parse(line).AsObject()
-                    with e -> raise (FormatException(sprintf "%s: a line is not a JSON object: %s" path e.Message))
-                yield Map [ for KeyValue(k, v) in o do
-                              match v with
-                              | :? JsonObject as inner -> for KeyValue(k2, v2) in inner do match jsonCell v2 with Some c -> yield k2, c | None -> ()
-                              | v -> match jsonCell v with Some c -> yield k, c | None -> () ] ]
+        [
+            for line in File.ReadLines path do
+                if line.Trim() <> "" then
+                    let o =
+                        try
+                            JsonNode.Parse(line).AsObject()
+                        with e ->
+                            raise (FormatException(sprintf "%s: a line is not a JSON object: %s" path e.Message))
+                    yield
+                        Map [
+                            for KeyValue(k, v) in o do
+                                match v with
+                                | :? JsonObject as inner ->
+                                    for KeyValue(k2, v2) in inner do
+                                        match jsonCell v2 with
+                                        | Some c -> yield k2, c
+                                        | None -> ()
+                                | v ->
+                                    match jsonCell v with
+                                    | Some c -> yield k, c
+                                    | None -> ()
+                        ]
+        ]
 
     /// Any JSON Lines file of flat objects (setting objects flattened), e.g. the trainer's metrics.jsonl.
     let readJsonLines (path: string) : Frame<int, string> = ofRows [] (jsonLines path)
@@ -133,28 +176,44 @@ module Analysis =
         let number (t: string) =
             match Double.TryParse(t, NumberStyles.Float, inv) with
             | true, v -> Some v
-            | _ -> match t with "NaN" -> Some nan | "Infinity" -> Some infinity | "-Infinity" -> Some -infinity | _ -> None
+            | _ ->
+                match t with
+                | "NaN" -> Some nan
+                | "Infinity" -> Some infinity
+                | "-Infinity" -> Some -infinity
+                | _ -> None
         let numeric =
-            set [ for c in raw.ColumnKeys do
+            set [
+                for c in raw.ColumnKeys do
                     let cells = raw.Columns.[c].Values |> Seq.map string |> Seq.filter (fun t -> t <> "") |> List.ofSeq
-                    if not cells.IsEmpty && cells |> List.forall (fun t -> (number t).IsSome) then yield c ]
-        ofRows (List.ofSeq raw.ColumnKeys)
-            [ for r in rows raw ->
-                r |> Map.toList |> List.choose (fun (k, c) ->
+                    if not cells.IsEmpty && cells |> List.forall (fun t -> (number t).IsSome) then yield c
+            ]
+        ofRows (List.ofSeq raw.ColumnKeys) [
+            for r in rows raw ->
+                r
+                |> Map.toList
+                |> List.choose (fun (k, c) ->
                     match c with
                     | Cell.Text "" -> None
                     | Cell.Text t when numeric.Contains k -> Some(k, Cell.Num (number t).Value)
-                    | c -> Some(k, c)) |> Map.ofList ]
+                    | c -> Some(k, c))
+                |> Map.ofList
+        ]
 
     /// Evaluation results written by the core (ResultFiles) or `statex eval`: .csv or .jsonl.
     let readResults (path: string) : Frame<int, string> =
         match Path.GetExtension(path).ToLowerInvariant() with
         | ".csv" -> readCsv path
-        | ".jsonl" | ".json" | ".ndjson" ->
+        | ".jsonl"
+        | ".json"
+        | ".ndjson" ->
             let rs = jsonLines path
             let settingKeys =
-                rs |> List.collect (fun r -> [ for KeyValue(k, _) in r -> k ])
-                |> List.filter (fun k -> not (List.contains k [ "model"; "task"; "metric"; "value"; "n" ])) |> List.distinct |> List.sort
+                rs
+                |> List.collect (fun r -> [ for KeyValue(k, _) in r -> k ])
+                |> List.filter (fun k -> not (List.contains k [ "model"; "task"; "metric"; "value"; "n" ]))
+                |> List.distinct
+                |> List.sort
             ofRows ([ "model"; "task" ] @ settingKeys @ [ "metric"; "value"; "n" ]) rs
         | e -> invalidArg "path" (sprintf "%s: unknown results format '%s' (use .csv or .jsonl)" path e)
 
@@ -164,14 +223,19 @@ module Analysis =
     /// A sweep's store: one row per run (its latest record): hash, status, the labels, the metrics, seconds, error.
     let ofStore (folder: string) : Frame<int, string> =
         let records = Sweep.latest folder
-        ofRows [ "hash"; "status" ]
-            [ for r in records ->
-                Map [ yield "hash", Cell.Text r.Hash
-                      yield "status", Cell.Text r.Status
-                      for k, v in r.Labels -> k, Cell.Text v
-                      for KeyValue(k, v) in r.Metrics -> k, Cell.Num v
-                      yield "seconds", Cell.Num r.Seconds
-                      match r.Error with Some e -> yield "error", Cell.Text e | None -> () ] ]
+        ofRows [ "hash"; "status" ] [
+            for r in records ->
+                Map [
+                    yield "hash", Cell.Text r.Hash
+                    yield "status", Cell.Text r.Status
+                    for k, v in r.Labels -> k, Cell.Text v
+                    for KeyValue(k, v) in r.Metrics -> k, Cell.Num v
+                    yield "seconds", Cell.Num r.Seconds
+                    match r.Error with
+                    | Some e -> yield "error", Cell.Text e
+                    | None -> ()
+                ]
+        ]
 
     /// Rows of several frames together (columns: the union; missing cells where a frame lacks one).
     let concat (frames: Frame<int, string> list) : Frame<int, string> =
@@ -181,14 +245,21 @@ module Analysis =
     /// The file `fileName` of every finished run of a sweep (e.g. "eval.jsonl", "metrics.jsonl"), each row
     /// prefixed with the run's labels and hash; runs without the file are left out.
     let sweepFiles (folder: string) (fileName: string) : Frame<int, string> =
-        let frames =
-            [ for r in Sweep.latest folder do
+        let frames = [
+            for r in Sweep.latest folder do
                 let file = Path.Combine(Sweep.runFolder folder r.Hash, fileName)
                 if r.Status = "done" && File.Exists file then
-                    let f = if fileName.EndsWith ".csv" then readCsv file elif fileName = "metrics.jsonl" then readMetrics file else readResults file
+                    let f =
+                        if fileName.EndsWith ".csv" then readCsv file
+                        elif fileName = "metrics.jsonl" then readMetrics file
+                        else readResults file
                     let prefix = Map [ yield "hash", Cell.Text r.Hash; for k, v in r.Labels -> k, Cell.Text v ]
                     let labelColumns = "hash" :: (r.Labels |> List.map fst)
-                    yield ofRows (labelColumns @ List.ofSeq f.ColumnKeys) (rows f |> List.map (fun row -> Map.fold (fun acc k v -> Map.add k v acc) row prefix)) ]
+                    yield
+                        ofRows
+                            (labelColumns @ List.ofSeq f.ColumnKeys)
+                            (rows f |> List.map (fun row -> Map.fold (fun acc k v -> Map.add k v acc) row prefix))
+        ]
         if frames.IsEmpty then ofRows [] [] else concat frames
 
     // ---- shaping -----------------------------------------------------------------------------------------------
@@ -207,7 +278,13 @@ module Analysis =
 
     /// Rewrites the text of a column (e.g. "statex-seed1" → "statex" to pool seeds).
     let mapColumn (col: string) (f': string -> string) (f: Frame<int, string>) =
-        withColumn col (fun r -> match r.TryFind col with Some c -> Cell.Text(f' (cellText c)) | None -> Cell.Text "") f
+        withColumn
+            col
+            (fun r ->
+                match r.TryFind col with
+                | Some c -> Cell.Text(f' (cellText c))
+                | None -> Cell.Text "")
+            f
 
     /// Only these columns, in this order.
     let select (cols: string list) (f: Frame<int, string>) =
@@ -221,18 +298,26 @@ module Analysis =
         let keyOf (r: Row) = keys |> List.map (fun k -> r.TryFind k |> Option.map cellText)
         let lookup = rows right |> List.rev |> List.map (fun r -> keyOf r, r) |> Map.ofList
         let columns = List.ofSeq left.ColumnKeys @ List.ofSeq right.ColumnKeys |> List.distinct
-        ofRows columns
-            [ for r in rows left ->
+        ofRows columns [
+            for r in rows left ->
                 match lookup.TryFind(keyOf r) with
                 | Some m -> Map.fold (fun acc k v -> if acc |> Map.containsKey k then acc else Map.add k v acc) r m
-                | None -> r ]
+                | None -> r
+        ]
 
     /// Adds `state_size` from a model-name → elements table (e.g. computed with Model.stateSize).
     let withStateSizes (sizes: (string * int64) list) (f: Frame<int, string>) =
         require "withStateSizes" f [ "model" ]
         let table = Map sizes
-        f |> filter (fun r -> match r.TryFind "model" with Some(Cell.Text m) -> table.ContainsKey m | _ -> false)
-          |> withColumn "state_size" (fun r -> match r.["model"] with Cell.Text m -> Cell.Num(float table.[m]) | c -> Cell.Num(float table.[cellText c]))
+        f
+        |> filter (fun r ->
+            match r.TryFind "model" with
+            | Some(Cell.Text m) -> table.ContainsKey m
+            | _ -> false)
+        |> withColumn "state_size" (fun r ->
+            match r.["model"] with
+            | Cell.Text m -> Cell.Num(float table.[m])
+            | c -> Cell.Num(float table.[cellText c]))
 
     let private compareCells (a: Cell option) (b: Cell option) =
         match a, b with
@@ -253,26 +338,40 @@ module Analysis =
         require "summarize" f (by @ [ value ])
         let groups =
             rows f
-            |> List.choose (fun r -> match r.TryFind value with Some(Cell.Num v) when not (Double.IsNaN v) -> Some(r, v) | _ -> None)
+            |> List.choose (fun r ->
+                match r.TryFind value with
+                | Some(Cell.Num v) when not (Double.IsNaN v) -> Some(r, v)
+                | _ -> None)
             |> List.groupBy (fun (r, _) -> by |> List.map r.TryFind)
             |> List.sortWith (fun (a, _) (b, _) -> compareKeys a b)
-        ofRows (by @ [ "mean"; "std"; "n" ])
-            [ for key, members in groups ->
+        ofRows (by @ [ "mean"; "std"; "n" ]) [
+            for key, members in groups ->
                 let vs = members |> List.map snd
                 let n = float vs.Length
                 let mean = List.average vs
                 let std = if vs.Length < 2 then 0.0 else sqrt ((vs |> List.sumBy (fun v -> (v - mean) ** 2.0)) / (n - 1.0))
-                Map [ for k, c in List.zip by key do
-                        match c with Some c -> yield k, c | None -> ()
-                      yield "mean", Cell.Num mean
-                      yield "std", Cell.Num std
-                      yield "n", Cell.Num n ] ]
+                Map [
+                    for k, c in List.zip by key do
+                        match c with
+                        | Some c -> yield k, c
+                        | None -> ()
+                    yield "mean", Cell.Num mean
+                    yield "std", Cell.Num std
+                    yield "n", Cell.Num n
+                ]
+        ]
 
     let private tasks (names: string list) (metrics: string list) (f: Frame<int, string>) =
         require "this analysis" f [ "task"; "metric"; "value" ]
-        f |> filter (fun r ->
-            (match r.TryFind "task" with Some(Cell.Text t) -> List.contains t names | _ -> false)
-            && (metrics.IsEmpty || (match r.TryFind "metric" with Some(Cell.Text m) -> List.contains m metrics | _ -> false)))
+        f
+        |> filter (fun r ->
+            (match r.TryFind "task" with
+             | Some(Cell.Text t) -> List.contains t names
+             | _ -> false)
+            && (metrics.IsEmpty
+                || (match r.TryFind "metric" with
+                    | Some(Cell.Text m) -> List.contains m metrics
+                    | _ -> false)))
 
     // ---- the StateX analyses -----------------------------------------------------------------------------------
 
@@ -289,25 +388,32 @@ module Analysis =
     /// every other column (models, seeds, trials). Filter first (Analysis.where) to chart one model.
     let passkeyGrid (f: Frame<int, string>) : Frame<int, string> =
         let s = f |> tasks [ "passkey" ] [ "accuracy" ] |> summarize [ "length"; "depth" ] "value" |> rows
-        let num (r: Row) k = match r.[k] with Cell.Num v -> v | Cell.Text t -> Double.Parse(t, inv)
+        let num (r: Row) k =
+            match r.[k] with
+            | Cell.Num v -> v
+            | Cell.Text t -> Double.Parse(t, inv)
         let depths = s |> List.map (fun r -> num r "depth") |> List.distinct |> List.sort
         let lengths = s |> List.map (fun r -> num r "length") |> List.distinct |> List.sort
         let name (d: float) = d.ToString("R", inv)
-        ofRows ("length" :: (depths |> List.map name))
-            [ for l in lengths ->
-                Map [ yield "length", Cell.Num l
-                      for r in s do
-                          if num r "length" = l then yield name (num r "depth"), r.["mean"] ] ]
+        ofRows ("length" :: (depths |> List.map name)) [
+            for l in lengths ->
+                Map [
+                    yield "length", Cell.Num l
+                    for r in s do
+                        if num r "length" = l then yield name (num r "depth"), r.["mean"]
+                ]
+        ]
 
     /// In-context-learning accuracy against the number of shots, per `by`.
-    let iclVsShots (by: string list) (f: Frame<int, string>) =
-        f |> tasks [ "icl" ] [ "accuracy" ] |> summarize (by @ [ "shots" ]) "value"
+    let iclVsShots (by: string list) (f: Frame<int, string>) = f |> tasks [ "icl" ] [ "accuracy" ] |> summarize (by @ [ "shots" ]) "value"
 
     /// Mean loss per position bin (`position` = the bin's end), per `by`.
     let lossVsPosition (by: string list) (f: Frame<int, string>) =
-        f |> tasks [ "loss_vs_position" ] [ "loss" ]
-          |> summarize (by @ [ "to" ]) "value"
-          |> fun s -> ofRows (by @ [ "position"; "mean"; "std"; "n" ]) (rows s |> List.map (fun r -> (r.Remove "to").Add("position", r.["to"])))
+        f
+        |> tasks [ "loss_vs_position" ] [ "loss" ]
+        |> summarize (by @ [ "to" ]) "value"
+        |> fun s ->
+            ofRows (by @ [ "position"; "mean"; "std"; "n" ]) (rows s |> List.map (fun r -> (r.Remove "to").Add("position", r.["to"])))
 
     /// Training curves: `value` (e.g. "loss") against step, mean/std across the runs of each `by` group.
     let trainingCurves (by: string list) (value: string) (f: Frame<int, string>) =
@@ -324,24 +430,41 @@ module Analysis =
     let sideBySide (col: string) (baseline: string) (candidate: string) (keys: string list) (value: string) (f: Frame<int, string>) =
         require "sideBySide" f (col :: value :: keys)
         let summary name =
-            f |> where col name |> summarize keys value |> rows
-            |> List.map (fun r -> keys |> List.map r.TryFind, r) |> Map.ofList
+            f |> where col name |> summarize keys value |> rows |> List.map (fun r -> keys |> List.map r.TryFind, r) |> Map.ofList
         let b, c = summary baseline, summary candidate
         if b.IsEmpty then invalidArg "baseline" (sprintf "no rows where %s = %s" col baseline)
         if c.IsEmpty then invalidArg "candidate" (sprintf "no rows where %s = %s" col candidate)
         let allKeys = Seq.append b.Keys c.Keys |> Seq.distinct |> Seq.sortWith compareKeys |> List.ofSeq
-        let num (m: Map<_, Row>) k field = m.TryFind k |> Option.bind (fun r -> match r.TryFind field with Some(Cell.Num v) -> Some v | _ -> None)
-        ofRows (keys @ [ baseline; baseline + "_std"; candidate; candidate + "_std"; "delta" ])
-            [ for k in allKeys ->
-                Map [ for name, cell in List.zip keys k do
-                        match cell with Some c -> yield name, c | None -> ()
-                      match num b k "mean" with Some v -> yield baseline, Cell.Num v | None -> ()
-                      match num b k "std" with Some v -> yield baseline + "_std", Cell.Num v | None -> ()
-                      match num c k "mean" with Some v -> yield candidate, Cell.Num v | None -> ()
-                      match num c k "std" with Some v -> yield candidate + "_std", Cell.Num v | None -> ()
-                      match num b k "mean", num c k "mean" with
-                      | Some x, Some y -> yield "delta", Cell.Num(y - x)
-                      | _ -> () ] ]
+        let num (m: Map<_, Row>) k field =
+            m.TryFind k
+            |> Option.bind (fun r ->
+                match r.TryFind field with
+                | Some(Cell.Num v) -> Some v
+                | _ -> None)
+        ofRows (keys @ [ baseline; baseline + "_std"; candidate; candidate + "_std"; "delta" ]) [
+            for k in allKeys ->
+                Map [
+                    for name, cell in List.zip keys k do
+                        match cell with
+                        | Some c -> yield name, c
+                        | None -> ()
+                    match num b k "mean" with
+                    | Some v -> yield baseline, Cell.Num v
+                    | None -> ()
+                    match num b k "std" with
+                    | Some v -> yield baseline + "_std", Cell.Num v
+                    | None -> ()
+                    match num c k "mean" with
+                    | Some v -> yield candidate, Cell.Num v
+                    | None -> ()
+                    match num c k "std" with
+                    | Some v -> yield candidate + "_std", Cell.Num v
+                    | None -> ()
+                    match num b k "mean", num c k "mean" with
+                    | Some x, Some y -> yield "delta", Cell.Num(y - x)
+                    | _ -> ()
+                ]
+        ]
 
     // ---- saving ------------------------------------------------------------------------------------------------
 
@@ -363,9 +486,7 @@ module Analysis =
             | None -> ""
         let table = cols :: [ for r in rows f -> [ for c in cols -> show (r.TryFind c) ] ]
         let widths = [ for i in 0 .. cols.Length - 1 -> table |> List.map (fun r -> r.[i].Length) |> List.max ]
-        table
-        |> List.map (fun r -> List.map2 (fun (c: string) w -> c.PadLeft w) r widths |> String.concat "  ")
-        |> String.concat "\n"
+        table |> List.map (fun r -> List.map2 (fun (c: string) w -> c.PadLeft w) r widths |> String.concat "  ") |> String.concat "\n"
 
     /// Prints the frame as a text table.
     let print (f: Frame<int, string>) = Console.WriteLine(format f)
@@ -373,9 +494,17 @@ module Analysis =
     /// A numeric column as a list (missing cells left out).
     let floats (col: string) (f: Frame<int, string>) : float list =
         require "floats" f [ col ]
-        rows f |> List.choose (fun r -> match r.TryFind col with Some(Cell.Num v) -> Some v | _ -> None)
+        rows f
+        |> List.choose (fun r ->
+            match r.TryFind col with
+            | Some(Cell.Num v) -> Some v
+            | _ -> None)
 
     /// A column as text, one entry per row ("" where missing).
     let texts (col: string) (f: Frame<int, string>) : string list =
         require "texts" f [ col ]
-        rows f |> List.map (fun r -> match r.TryFind col with Some c -> cellText c | None -> "")
+        rows f
+        |> List.map (fun r ->
+            match r.TryFind col with
+            | Some c -> cellText c
+            | None -> "")

@@ -51,20 +51,27 @@ type EvalTask =
     | ModelSize
 
 /// A set of evaluations: what is measured (hashed), with the tokenizer, seed and segmenting they use.
-type EvalSpec =
-    { Tasks: EvalTask list
-      Tokenizer: string
-      Seed: int64
-      /// Tokens per forward pass of a long context (bounds memory; the result does not depend on it).
-      SegmentLength: int
-      BatchSize: int
-      /// "as-is" (the model's dtype as loaded), "fp32" or "bf16" (e.g. to evaluate in the dtype CUDA training used).
-      Precision: string }
+type EvalSpec = {
+    Tasks: EvalTask list
+    Tokenizer: string
+    Seed: int64
+    /// Tokens per forward pass of a long context (bounds memory; the result does not depend on it).
+    SegmentLength: int
+    BatchSize: int
+    /// "as-is" (the model's dtype as loaded), "fp32" or "bf16" (e.g. to evaluate in the dtype CUDA training used).
+    Precision: string
+}
 
 [<RequireQualifiedAccess>]
 module EvalSpec =
-    let tasks (tasks: EvalTask list) =
-        { Tasks = tasks; Tokenizer = "byte"; Seed = 0L; SegmentLength = 2048; BatchSize = 8; Precision = "as-is" }
+    let tasks (tasks: EvalTask list) = {
+        Tasks = tasks
+        Tokenizer = "byte"
+        Seed = 0L
+        SegmentLength = 2048
+        BatchSize = 8
+        Precision = "as-is"
+    }
 
     /// Loader seed of held-out rows: no training run reads with it (training seeds are small integers).
     let heldOutSeed = 0xBEEFUL
@@ -72,10 +79,12 @@ module EvalSpec =
     /// `count` rows of `length` tokens (`length` + 1 with `withTarget`) of a data spec.
     let private documents (spec: string) (tok: ITokenizer) (count: int) (length: int) (seed: uint64) (withTarget: bool) =
         use loader = DataLoader.Open(DataSpec.Parse spec, tok, LoaderOptions(length, 1, seed, withTarget))
-        [| for i in 1 .. count ->
-            match loader.Next() with
-            | null -> invalidArg "data" (sprintf "data '%s' ran out after %d of %d rows of %d tokens" spec (i - 1) count length)
-            | b -> b.Tokens |> Array.map int |]
+        [|
+            for i in 1..count ->
+                match loader.Next() with
+                | null -> invalidArg "data" (sprintf "data '%s' ran out after %d of %d rows of %d tokens" spec (i - 1) count length)
+                | b -> b.Tokens |> Array.map int
+        |]
 
     let private precision (p: string) =
         match p with
@@ -95,59 +104,109 @@ module EvalSpec =
     /// named `modelName`; `progress` gets each long task's steps. The one dispatcher from task values to the core's
     /// evaluations (the CLI, pipelines and studies all come here).
     /// </summary>
-    let runWith (device: string) (modelName: string) (progress: (EvalProgress -> unit) option) (e: EvalSpec) (lm: ICausalLanguageModel) : EvalResult list =
+    let runWith
+        (device: string)
+        (modelName: string)
+        (progress: (EvalProgress -> unit) option)
+        (e: EvalSpec)
+        (lm: ICausalLanguageModel)
+        : EvalResult list =
         validate e
         let tok = Tokenizers.Load e.Tokenizer
         let dev = DeviceSpec.Parse(device).Resolve()
-        lm.Module.``to``(dev) |> ignore
-        match precision e.Precision with Some t -> lm.Module.``to``(t) |> ignore | None -> ()
-        let o = EvalOptions(e.SegmentLength, e.BatchSize, dev, modelName, (match progress with Some f -> Action<EvalProgress>(f) | None -> null))
+        lm.Module.``to`` (dev) |> ignore
+        match precision e.Precision with
+        | Some t -> lm.Module.``to`` (t) |> ignore
+        | None -> ()
+        let o =
+            EvalOptions(
+                e.SegmentLength,
+                e.BatchSize,
+                dev,
+                modelName,
+                (match progress with
+                 | Some f -> Action<EvalProgress>(f)
+                 | None -> null)
+            )
         let seed = uint64 e.Seed
-        lm.Module.eval() |> ignore
+        lm.Module.eval () |> ignore
         use _ = torch.no_grad ()
-        [ for task in e.Tasks do
-            match task with
-            | Mqar(pairs, seqLen, examples, vocab) ->
-                let vocab = defaultArg vocab (min lm.VocabSize 8192)
-                if vocab > lm.VocabSize then invalidArg "vocab" (sprintf "mqar: %d ids exceed the model's vocabulary of %d" vocab lm.VocabSize)
-                yield! Mqar.Evaluate(lm, [| for p in pairs -> MqarConfig(p, seqLen, vocab) |], examples, seed, o)
-            | Passkey(lengths, depths, trials, template) ->
-                yield! Passkey.Evaluate(lm, tok, Array.ofList lengths, Array.ofList depths, trials, seed, o, PasskeyTemplate.Named template)
-            | Haystack(lengths, needles, queries, trials) ->
-                yield! Haystack.Evaluate(lm, tok, [| for l in lengths -> HaystackConfig(l, needles, queries) |], trials, seed, o)
-            | RulerNiah(names, lengths, samples, essay, maxNew) ->
-                let words, haystack =
-                    match essay with
-                    | Some file when file <> "synth:text" ->
-                        if not (IO.File.Exists file) then invalidArg "essay" (sprintf "RULER essay haystack '%s' not found" file)
-                        RulerNiah.EssayWords(IO.File.ReadAllText file), IO.Path.GetFileName file
-                    | _ -> null, "synth:text"
-                let tasks = [| for n in names -> RulerNiahTask.Named n |]
-                yield! RulerNiah.Evaluate(lm, tok, tasks, Array.ofList lengths, samples, seed, o, words, haystack, maxNew)
-            | FewShot(shots, classes, trials) -> yield! InContextLearning.EvaluateSynthetic(lm, tok, Array.ofList shots, classes, trials, seed, o)
-            | FewShotFile(file, shots, limit) -> yield! InContextLearning.EvaluateFile(lm, tok, file, Array.ofList shots, Option.toNullable limit, seed, o)
-            | LossVsPosition(data, count, length) ->
-                yield! LossVsPosition.Evaluate(lm, documents data tok count length seed false, length, null, o)
-            | LossVsPositionFile(file, limit, maxLength, binWidth) ->
-                let docs = EvalFiles.ReadDocuments(file, tok) |> Seq.truncate (defaultArg limit Int32.MaxValue) |> Array.ofSeq
-                if docs.Length = 0 then invalidArg "file" (sprintf "%s holds no documents" file)
-                let maxLen = defaultArg maxLength (docs |> Array.map Array.length |> Array.max)
-                let edges = binWidth |> Option.map (fun w -> LossVsPosition.LinearEdges(maxLen, w)) |> Option.toObj
-                yield! LossVsPosition.Evaluate(lm, docs, maxLen, edges, o)
-            | HeldOutLoss(data, rows, length) ->
-                let docs = documents data tok rows length heldOutSeed true   // [T+1] each
-                let r = LossVsPosition.Evaluate(lm, docs, length + 1, [| 0; length |], o) |> Seq.head
-                yield EvalResult(modelName, "heldout_loss", EvalResult.SettingOf(struct ("length", box length)), "loss", r.Value, int64 rows * int64 length)
-            | RecallQa(file, maxNew, limit) -> yield! RecallQa.Evaluate(lm, tok, file, maxNew, Option.toNullable limit, o)
-            | MultipleChoice(file, limit) -> yield! MultipleChoice.Evaluate(lm, tok, file, Option.toNullable limit, o)
-            | Recall(name, file, contextLength, maxNew, limit) ->
-                yield! BasedRecall.Evaluate(lm, tok, RecallTask.Named name, file, Option.toNullable contextLength, maxNew, Option.toNullable limit, o)
-            | WinoGrande(file, limit) -> yield! WinoGrande.Evaluate(lm, tok, file, Option.toNullable limit, o)
-            | Lambada(file, limit) -> yield! Lambada.Evaluate(lm, tok, file, Option.toNullable limit, o)
-            | ModelSize ->
-                let none = EvalResult.SettingOf()
-                yield EvalResult(modelName, "model", none, "state_elements", float (lm.StateSize().TotalElements), 1L)
-                yield EvalResult(modelName, "model", none, "parameters", float (Trainer.ParameterCount lm), 1L) ]
+        [
+            for task in e.Tasks do
+                match task with
+                | Mqar(pairs, seqLen, examples, vocab) ->
+                    let vocab = defaultArg vocab (min lm.VocabSize 8192)
+                    if vocab > lm.VocabSize then
+                        invalidArg "vocab" (sprintf "mqar: %d ids exceed the model's vocabulary of %d" vocab lm.VocabSize)
+                    yield! Mqar.Evaluate(lm, [| for p in pairs -> MqarConfig(p, seqLen, vocab) |], examples, seed, o)
+                | Passkey(lengths, depths, trials, template) ->
+                    yield!
+                        Passkey.Evaluate(
+                            lm,
+                            tok,
+                            Array.ofList lengths,
+                            Array.ofList depths,
+                            trials,
+                            seed,
+                            o,
+                            PasskeyTemplate.Named template
+                        )
+                | Haystack(lengths, needles, queries, trials) ->
+                    yield! Haystack.Evaluate(lm, tok, [| for l in lengths -> HaystackConfig(l, needles, queries) |], trials, seed, o)
+                | RulerNiah(names, lengths, samples, essay, maxNew) ->
+                    let words, haystack =
+                        match essay with
+                        | Some file when file <> "synth:text" ->
+                            if not (IO.File.Exists file) then invalidArg "essay" (sprintf "RULER essay haystack '%s' not found" file)
+                            RulerNiah.EssayWords(IO.File.ReadAllText file), IO.Path.GetFileName file
+                        | _ -> null, "synth:text"
+                    let tasks = [| for n in names -> RulerNiahTask.Named n |]
+                    yield! RulerNiah.Evaluate(lm, tok, tasks, Array.ofList lengths, samples, seed, o, words, haystack, maxNew)
+                | FewShot(shots, classes, trials) ->
+                    yield! InContextLearning.EvaluateSynthetic(lm, tok, Array.ofList shots, classes, trials, seed, o)
+                | FewShotFile(file, shots, limit) ->
+                    yield! InContextLearning.EvaluateFile(lm, tok, file, Array.ofList shots, Option.toNullable limit, seed, o)
+                | LossVsPosition(data, count, length) ->
+                    yield! LossVsPosition.Evaluate(lm, documents data tok count length seed false, length, null, o)
+                | LossVsPositionFile(file, limit, maxLength, binWidth) ->
+                    let docs = EvalFiles.ReadDocuments(file, tok) |> Seq.truncate (defaultArg limit Int32.MaxValue) |> Array.ofSeq
+                    if docs.Length = 0 then invalidArg "file" (sprintf "%s holds no documents" file)
+                    let maxLen = defaultArg maxLength (docs |> Array.map Array.length |> Array.max)
+                    let edges = binWidth |> Option.map (fun w -> LossVsPosition.LinearEdges(maxLen, w)) |> Option.toObj
+                    yield! LossVsPosition.Evaluate(lm, docs, maxLen, edges, o)
+                | HeldOutLoss(data, rows, length) ->
+                    let docs = documents data tok rows length heldOutSeed true // [T+1] each
+                    let r = LossVsPosition.Evaluate(lm, docs, length + 1, [| 0; length |], o) |> Seq.head
+                    yield
+                        EvalResult(
+                            modelName,
+                            "heldout_loss",
+                            EvalResult.SettingOf(struct ("length", box length)),
+                            "loss",
+                            r.Value,
+                            int64 rows * int64 length
+                        )
+                | RecallQa(file, maxNew, limit) -> yield! RecallQa.Evaluate(lm, tok, file, maxNew, Option.toNullable limit, o)
+                | MultipleChoice(file, limit) -> yield! MultipleChoice.Evaluate(lm, tok, file, Option.toNullable limit, o)
+                | Recall(name, file, contextLength, maxNew, limit) ->
+                    yield!
+                        BasedRecall.Evaluate(
+                            lm,
+                            tok,
+                            RecallTask.Named name,
+                            file,
+                            Option.toNullable contextLength,
+                            maxNew,
+                            Option.toNullable limit,
+                            o
+                        )
+                | WinoGrande(file, limit) -> yield! WinoGrande.Evaluate(lm, tok, file, Option.toNullable limit, o)
+                | Lambada(file, limit) -> yield! Lambada.Evaluate(lm, tok, file, Option.toNullable limit, o)
+                | ModelSize ->
+                    let none = EvalResult.SettingOf()
+                    yield EvalResult(modelName, "model", none, "state_elements", float (lm.StateSize().TotalElements), 1L)
+                    yield EvalResult(modelName, "model", none, "parameters", float (Trainer.ParameterCount lm), 1L)
+        ]
 
     /// Runs every task on a model (see runWith), without progress reports.
     let run (device: string) (modelName: string) (e: EvalSpec) (lm: ICausalLanguageModel) : EvalResult list =

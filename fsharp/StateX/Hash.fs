@@ -14,8 +14,7 @@ module Hash =
     /// The text that is hashed.
     let canonical (value: 'T) : string = ValueJson.toText value
 
-    let private hex (text: string) =
-        SHA256.HashData(Encoding.UTF8.GetBytes text) |> Convert.ToHexString |> fun s -> s.ToLowerInvariant()
+    let private hex (text: string) = SHA256.HashData(Encoding.UTF8.GetBytes text) |> Convert.ToHexString |> fun s -> s.ToLowerInvariant()
 
     /// Full SHA-256 (64 hex digits) of the canonical text.
     let sha256 (value: 'T) : string = hex (canonical value)

@@ -58,106 +58,110 @@ type LayerSet =
 type Expansion = { Where: LayerSet; Rewrite: Rewrite; Seed: int64; FreezeOthers: bool }
 
 /// A GLA language model in fla's terms (names after fla's GLAConfig).
-type GlaSpec =
-    { Vocab: int
-      Hidden: int
-      Layers: int
-      Heads: int
-      /// Grouped key/value heads (None: one per head).
-      KvHeads: int option
-      ExpandK: float
-      ExpandV: float
-      HiddenRatio: int option
-      /// MLP width; None: fla's rule from HiddenRatio.
-      Intermediate: int option
-      /// Short causal convolution of this width on q, k, v (None: no convolution).
-      Conv: int option
-      ConvBias: bool
-      OutputGate: bool
-      FeatureMap: string option
-      GateLowRank: int
-      GateNormalizer: float
-      ClampMin: float option
-      NormEps: float
-      ElementwiseAffine: bool
-      FuseNorm: bool
-      TieEmbeddings: bool
-      InitRange: float
-      MaxPositions: int
-      /// Heads per layer when they differ (an expanded checkpoint); None: every layer has Heads.
-      LayerHeads: int list option }
+type GlaSpec = {
+    Vocab: int
+    Hidden: int
+    Layers: int
+    Heads: int
+    /// Grouped key/value heads (None: one per head).
+    KvHeads: int option
+    ExpandK: float
+    ExpandV: float
+    HiddenRatio: int option
+    /// MLP width; None: fla's rule from HiddenRatio.
+    Intermediate: int option
+    /// Short causal convolution of this width on q, k, v (None: no convolution).
+    Conv: int option
+    ConvBias: bool
+    OutputGate: bool
+    FeatureMap: string option
+    GateLowRank: int
+    GateNormalizer: float
+    ClampMin: float option
+    NormEps: float
+    ElementwiseAffine: bool
+    FuseNorm: bool
+    TieEmbeddings: bool
+    InitRange: float
+    MaxPositions: int
+    /// Heads per layer when they differ (an expanded checkpoint); None: every layer has Heads.
+    LayerHeads: int list option
+}
 
 /// A Mamba2 language model in mamba_ssm's terms (d_model, d_state, headdim, ngroups, expand).
-type Mamba2Spec =
-    { Vocab: int
-      DModel: int
-      Layers: int
-      DState: int
-      HeadDim: int
-      Expand: int
-      Groups: int
-      ConvKernel: int
-      ChunkSize: int
-      Bias: bool
-      ConvBias: bool
-      TieEmbeddings: bool
-      ResidualInFp32: bool
-      NormEps: float
-      /// Gated norm per group (mamba_ssm) rather than over the whole width (transformers); matters only with Groups > 1.
-      NormPerGroup: bool
-      DtMin: float
-      DtMax: float
-      DtFloor: float
-      DtLimit: float * float
-      InitRange: float
-      /// d_state per layer when they differ (an expanded checkpoint); None: every layer has DState.
-      LayerStates: int list option }
+type Mamba2Spec = {
+    Vocab: int
+    DModel: int
+    Layers: int
+    DState: int
+    HeadDim: int
+    Expand: int
+    Groups: int
+    ConvKernel: int
+    ChunkSize: int
+    Bias: bool
+    ConvBias: bool
+    TieEmbeddings: bool
+    ResidualInFp32: bool
+    NormEps: float
+    /// Gated norm per group (mamba_ssm) rather than over the whole width (transformers); matters only with Groups > 1.
+    NormPerGroup: bool
+    DtMin: float
+    DtMax: float
+    DtFloor: float
+    DtLimit: float * float
+    InitRange: float
+    /// d_state per layer when they differ (an expanded checkpoint); None: every layer has DState.
+    LayerStates: int list option
+}
 
 /// A gated slot attention (GSA) language model in fla's terms (names after fla's GSAConfig). fla's output norm is
 /// hidden_size wide over the value_dim-wide output, so expand_v is always 1 and not a field.
-type GsaSpec =
-    { Vocab: int
-      Hidden: int
-      Layers: int
-      Heads: int
-      /// Grouped key/value heads (None: one per head).
-      KvHeads: int option
-      /// Memory slots per head, M (fla's num_slots).
-      Slots: int
-      ExpandK: float
-      HiddenRatio: int option
-      /// MLP width; None: fla's rule from HiddenRatio.
-      Intermediate: int option
-      /// Short causal convolution of this width on q, k, v (None: no convolution).
-      Conv: int option
-      /// "swish", "relu" or "t2r".
-      FeatureMap: string
-      GateNormalizer: float
-      NormEps: float
-      ElementwiseAffine: bool
-      FuseNorm: bool
-      TieEmbeddings: bool
-      InitRange: float
-      MaxPositions: int
-      /// Slots per layer when they differ (an expanded checkpoint); None: every layer has Slots.
-      LayerSlots: int list option }
+type GsaSpec = {
+    Vocab: int
+    Hidden: int
+    Layers: int
+    Heads: int
+    /// Grouped key/value heads (None: one per head).
+    KvHeads: int option
+    /// Memory slots per head, M (fla's num_slots).
+    Slots: int
+    ExpandK: float
+    HiddenRatio: int option
+    /// MLP width; None: fla's rule from HiddenRatio.
+    Intermediate: int option
+    /// Short causal convolution of this width on q, k, v (None: no convolution).
+    Conv: int option
+    /// "swish", "relu" or "t2r".
+    FeatureMap: string
+    GateNormalizer: float
+    NormEps: float
+    ElementwiseAffine: bool
+    FuseNorm: bool
+    TieEmbeddings: bool
+    InitRange: float
+    MaxPositions: int
+    /// Slots per layer when they differ (an expanded checkpoint); None: every layer has Slots.
+    LayerSlots: int list option
+}
 
 /// A tiny power-attention language model (StateX's own; core PowerConfig): H heads of width d, degree p.
-type PowerSpec =
-    { Vocab: int
-      Hidden: int
-      Layers: int
-      Heads: int
-      HeadDim: int
-      /// p, even: the state per head is C(d + p − 1, p)·(d + 1).
-      Degree: int
-      Gating: bool
-      ChunkSize: int
-      HiddenRatio: int option
-      Intermediate: int option
-      NormEps: float
-      TieEmbeddings: bool
-      InitRange: float }
+type PowerSpec = {
+    Vocab: int
+    Hidden: int
+    Layers: int
+    Heads: int
+    HeadDim: int
+    /// p, even: the state per head is C(d + p − 1, p)·(d + 1).
+    Degree: int
+    Gating: bool
+    ChunkSize: int
+    HiddenRatio: int option
+    Intermediate: int option
+    NormEps: float
+    TieEmbeddings: bool
+    InitRange: float
+}
 
 type Arch =
     | Gla of GlaSpec
@@ -172,11 +176,31 @@ type Model = { Arch: Arch; Expansions: Expansion list }
 [<RequireQualifiedAccess>]
 module GlaSpec =
     /// fla's GLAConfig defaults.
-    let defaults =
-        { Vocab = 32000; Hidden = 2048; Layers = 24; Heads = 4; KvHeads = None; ExpandK = 0.5; ExpandV = 1.0
-          HiddenRatio = Some 4; Intermediate = None; Conv = None; ConvBias = false; OutputGate = true; FeatureMap = None
-          GateLowRank = 16; GateNormalizer = 16.0; ClampMin = None; NormEps = 1e-6; ElementwiseAffine = true
-          FuseNorm = true; TieEmbeddings = false; InitRange = 0.02; MaxPositions = 2048; LayerHeads = None }
+    let defaults = {
+        Vocab = 32000
+        Hidden = 2048
+        Layers = 24
+        Heads = 4
+        KvHeads = None
+        ExpandK = 0.5
+        ExpandV = 1.0
+        HiddenRatio = Some 4
+        Intermediate = None
+        Conv = None
+        ConvBias = false
+        OutputGate = true
+        FeatureMap = None
+        GateLowRank = 16
+        GateNormalizer = 16.0
+        ClampMin = None
+        NormEps = 1e-6
+        ElementwiseAffine = true
+        FuseNorm = true
+        TieEmbeddings = false
+        InitRange = 0.02
+        MaxPositions = 2048
+        LayerHeads = None
+    }
 
     /// The StateX paper's GLA 1.3B (data/configs/gla-1.3b.json).
     let gla1_3b = defaults
@@ -187,10 +211,27 @@ module GlaSpec =
 [<RequireQualifiedAccess>]
 module GsaSpec =
     /// fla's GSAConfig defaults.
-    let defaults =
-        { Vocab = 32000; Hidden = 2048; Layers = 24; Heads = 4; KvHeads = None; Slots = 64; ExpandK = 1.0; HiddenRatio = Some 4
-          Intermediate = None; Conv = None; FeatureMap = "swish"; GateNormalizer = 8.0; NormEps = 1e-6; ElementwiseAffine = true
-          FuseNorm = true; TieEmbeddings = false; InitRange = 0.02; MaxPositions = 2048; LayerSlots = None }
+    let defaults = {
+        Vocab = 32000
+        Hidden = 2048
+        Layers = 24
+        Heads = 4
+        KvHeads = None
+        Slots = 64
+        ExpandK = 1.0
+        HiddenRatio = Some 4
+        Intermediate = None
+        Conv = None
+        FeatureMap = "swish"
+        GateNormalizer = 8.0
+        NormEps = 1e-6
+        ElementwiseAffine = true
+        FuseNorm = true
+        TieEmbeddings = false
+        InitRange = 0.02
+        MaxPositions = 2048
+        LayerSlots = None
+    }
 
     /// A CPU-sized model for tests and quick looks (byte-tokenizer vocabulary).
     let tiny = { defaults with Vocab = 259; Hidden = 64; Layers = 2; Heads = 2; Slots = 16; HiddenRatio = Some 2 }
@@ -198,20 +239,50 @@ module GsaSpec =
 [<RequireQualifiedAccess>]
 module PowerSpec =
     /// The core PowerConfig's defaults.
-    let defaults =
-        { Vocab = 32000; Hidden = 256; Layers = 2; Heads = 4; HeadDim = 16; Degree = 2; Gating = true; ChunkSize = 64
-          HiddenRatio = Some 4; Intermediate = None; NormEps = 1e-6; TieEmbeddings = false; InitRange = 0.02 }
+    let defaults = {
+        Vocab = 32000
+        Hidden = 256
+        Layers = 2
+        Heads = 4
+        HeadDim = 16
+        Degree = 2
+        Gating = true
+        ChunkSize = 64
+        HiddenRatio = Some 4
+        Intermediate = None
+        NormEps = 1e-6
+        TieEmbeddings = false
+        InitRange = 0.02
+    }
 
     let tiny = { defaults with Vocab = 259; Hidden = 64; Heads = 2; HeadDim = 8; HiddenRatio = Some 2 }
 
 [<RequireQualifiedAccess>]
 module Mamba2Spec =
     /// mamba_ssm's Mamba2 defaults.
-    let defaults =
-        { Vocab = 50288; DModel = 2048; Layers = 48; DState = 128; HeadDim = 64; Expand = 2; Groups = 1; ConvKernel = 4
-          ChunkSize = 256; Bias = false; ConvBias = true; TieEmbeddings = true; ResidualInFp32 = true; NormEps = 1e-5
-          NormPerGroup = false; DtMin = 0.001; DtMax = 0.1; DtFloor = 1e-4; DtLimit = (0.0, Double.PositiveInfinity)
-          InitRange = 0.02; LayerStates = None }
+    let defaults = {
+        Vocab = 50288
+        DModel = 2048
+        Layers = 48
+        DState = 128
+        HeadDim = 64
+        Expand = 2
+        Groups = 1
+        ConvKernel = 4
+        ChunkSize = 256
+        Bias = false
+        ConvBias = true
+        TieEmbeddings = true
+        ResidualInFp32 = true
+        NormEps = 1e-5
+        NormPerGroup = false
+        DtMin = 0.001
+        DtMax = 0.1
+        DtFloor = 1e-4
+        DtLimit = (0.0, Double.PositiveInfinity)
+        InitRange = 0.02
+        LayerStates = None
+    }
 
     /// The StateX paper's Mamba2 1.3B (data/configs/mamba2-1.3b.json; vocabulary 50277 padded to 50288).
     let mamba2_1_3b = defaults
@@ -224,8 +295,7 @@ module Expand =
     /// Appends an expansion step.
     let apply (e: Expansion) (m: Model) = { m with Expansions = m.Expansions @ [ e ] }
 
-    let on (where: LayerSet) (rewrite: Rewrite) (m: Model) =
-        apply { Where = where; Rewrite = rewrite; Seed = 0L; FreezeOthers = false } m
+    let on (where: LayerSet) (rewrite: Rewrite) (m: Model) = apply { Where = where; Rewrite = rewrite; Seed = 0L; FreezeOthers = false } m
 
     let all rewrite m = on LayerSet.All rewrite m
     let every k rewrite m = on (LayerSet.Every k) rewrite m
@@ -280,7 +350,11 @@ module Expand =
     /// An expansion step from the core's text forms (as the CLI takes them): layers "every:6", rewrite
     /// "merge-heads" / "merge-heads:2" / "state:x4", init "reinit".
     let parse (layers: string) (rewrite: string) (init: string) m =
-        apply (ofRequest (ExpansionRequest(LayerSelection.Parse layers, StateX.Expansion.Rewrite.Parse rewrite, ExpansionRequest.ParseInit init))) m
+        apply
+            (ofRequest (
+                ExpansionRequest(LayerSelection.Parse layers, StateX.Expansion.Rewrite.Parse rewrite, ExpansionRequest.ParseInit init)
+            ))
+            m
 
     /// A recipe of the core (gla-1.3b, mamba2-1.3b, mamba2-1.3b-script; see ExpansionPresets) as an expansion step.
     let preset (name: string) m = apply (ofRequest ((ExpansionPresets.Get name).ToRequest())) m
@@ -292,9 +366,19 @@ module Model =
     let gsa (spec: GsaSpec) = { Arch = Gsa spec; Expansions = [] }
     let power (spec: PowerSpec) = { Arch = Power spec; Expansions = [] }
 
-    let family (m: Model) = match m.Arch with Gla _ -> "gla" | Mamba2 _ -> "mamba2" | Gsa _ -> "gsa" | Power _ -> "power"
+    let family (m: Model) =
+        match m.Arch with
+        | Gla _ -> "gla"
+        | Mamba2 _ -> "mamba2"
+        | Gsa _ -> "gsa"
+        | Power _ -> "power"
 
-    let numLayers (m: Model) = match m.Arch with Gla g -> g.Layers | Mamba2 s -> s.Layers | Gsa a -> a.Layers | Power w -> w.Layers
+    let numLayers (m: Model) =
+        match m.Arch with
+        | Gla g -> g.Layers
+        | Mamba2 s -> s.Layers
+        | Gsa a -> a.Layers
+        | Power w -> w.Layers
 
     /// Changes the GLA architecture (fails on a Mamba2 description).
     let mapGla (f: GlaSpec -> GlaSpec) (m: Model) =
@@ -386,47 +470,82 @@ module Model =
             match e.Rewrite with
             | MergeHeads i -> 1, i
             | MergeHeadsTo(h, i) -> h, i
-            | State _ -> invalidArg "model" (sprintf "GLA models are expanded by merging heads (MergeHeads, MergeHeadsTo); %A applies to Mamba2 and GSA" e.Rewrite)
+            | State _ ->
+                invalidArg
+                    "model"
+                    (sprintf "GLA models are expanded by merging heads (MergeHeads, MergeHeadsTo); %A applies to Mamba2 and GSA" e.Rewrite)
         if init <> Inherit && init <> Reinit then
             invalidArg "model" (sprintf "init '%s' is a Mamba2 or GSA option; GLA head merging takes Inherit or Reinit" (initName init))
         if target < 1 then invalidArg "model" (sprintf "cannot merge heads into %d heads" target)
         match g.KvHeads with
-        | Some kv when kv <> g.Heads -> invalidArg "model" (sprintf "merging heads of a model with grouped key/value heads (KvHeads = %d) is not supported" kv)
+        | Some kv when kv <> g.Heads ->
+            invalidArg "model" (sprintf "merging heads of a model with grouped key/value heads (KvHeads = %d) is not supported" kv)
         | _ -> ()
-        let heads = Array.init g.Layers (fun i -> match g.LayerHeads with Some l -> l.[i] | None -> g.Heads)
+        let heads =
+            Array.init g.Layers (fun i ->
+                match g.LayerHeads with
+                | Some l -> l.[i]
+                | None -> g.Heads)
         for i in expandedLayers g.Layers e do
-            if target > heads.[i] then invalidArg "model" (sprintf "layer %d has %d heads; merging cannot increase them to %d" i heads.[i] target)
-            if heads.[i] % target <> 0 then invalidArg "model" (sprintf "cannot merge the %d heads of layer %d into %d: %d does not divide %d" heads.[i] i target target heads.[i])
+            if target > heads.[i] then
+                invalidArg "model" (sprintf "layer %d has %d heads; merging cannot increase them to %d" i heads.[i] target)
+            if heads.[i] % target <> 0 then
+                invalidArg
+                    "model"
+                    (sprintf "cannot merge the %d heads of layer %d into %d: %d does not divide %d" heads.[i] i target target heads.[i])
             heads.[i] <- target
         // As the core does: a uniform result is a plain fla model; only mixed layers need the per-layer key.
-        if Array.forall ((=) heads.[0]) heads then { g with Heads = heads.[0]; LayerHeads = None }
-        else { g with LayerHeads = Some(List.ofArray heads) }
+        if Array.forall ((=) heads.[0]) heads then
+            { g with Heads = heads.[0]; LayerHeads = None }
+        else
+            { g with LayerHeads = Some(List.ofArray heads) }
 
     let private applyMamba2 (s: Mamba2Spec) (e: Expansion) =
         let ratio, init =
             match e.Rewrite with
             | State(r, i) -> r, i
-            | r -> invalidArg "model" (sprintf "Mamba2 models are expanded by widening the state (State (ratio, init)); %A applies to GLA" r)
+            | r ->
+                invalidArg "model" (sprintf "Mamba2 models are expanded by widening the state (State (ratio, init)); %A applies to GLA" r)
         if ratio < 1 then invalidArg "model" (sprintf "the expansion ratio must be at least 1 (got %d)" ratio)
-        if init = Inherit then invalidArg "model" "init 'inherit' is the GLA head-merge option; widening a Mamba2 state takes Reinit, Copy, Zero or Preserve"
-        let sizes = Array.init s.Layers (fun i -> match s.LayerStates with Some l -> l.[i] | None -> s.DState)
-        for i in expandedLayers s.Layers e do sizes.[i] <- sizes.[i] * ratio
-        if Array.forall ((=) sizes.[0]) sizes then { s with DState = sizes.[0]; LayerStates = None }
-        else { s with LayerStates = Some(List.ofArray sizes) }
+        if init = Inherit then
+            invalidArg "model" "init 'inherit' is the GLA head-merge option; widening a Mamba2 state takes Reinit, Copy, Zero or Preserve"
+        let sizes =
+            Array.init s.Layers (fun i ->
+                match s.LayerStates with
+                | Some l -> l.[i]
+                | None -> s.DState)
+        for i in expandedLayers s.Layers e do
+            sizes.[i] <- sizes.[i] * ratio
+        if Array.forall ((=) sizes.[0]) sizes then
+            { s with DState = sizes.[0]; LayerStates = None }
+        else
+            { s with LayerStates = Some(List.ofArray sizes) }
 
     /// The core's rule (GsaSlotExpansion): slots × ratio in the chosen layers; Reinit (fresh) or Copy (tiled; Preserve = Copy).
     let private applyGsa (a: GsaSpec) (e: Expansion) =
         let ratio, init =
             match e.Rewrite with
             | State(r, i) -> r, i
-            | r -> invalidArg "model" (sprintf "GSA models are expanded by multiplying their slots (State (ratio, init)); %A applies to GLA" r)
+            | r ->
+                invalidArg "model" (sprintf "GSA models are expanded by multiplying their slots (State (ratio, init)); %A applies to GLA" r)
         if ratio < 1 then invalidArg "model" (sprintf "the expansion ratio must be at least 1 (got %d)" ratio)
         if init <> Reinit && init <> Copy && init <> Preserve then
-            invalidArg "model" (sprintf "init '%s' does not apply to GSA slots; expected Reinit (fresh slots) or Copy (tiled slots, function-preserving)" (initName init))
-        let slots = Array.init a.Layers (fun i -> match a.LayerSlots with Some l -> l.[i] | None -> a.Slots)
-        for i in expandedLayers a.Layers e do slots.[i] <- slots.[i] * ratio
-        if Array.forall ((=) slots.[0]) slots then { a with Slots = slots.[0]; LayerSlots = None }
-        else { a with LayerSlots = Some(List.ofArray slots) }
+            invalidArg
+                "model"
+                (sprintf
+                    "init '%s' does not apply to GSA slots; expected Reinit (fresh slots) or Copy (tiled slots, function-preserving)"
+                    (initName init))
+        let slots =
+            Array.init a.Layers (fun i ->
+                match a.LayerSlots with
+                | Some l -> l.[i]
+                | None -> a.Slots)
+        for i in expandedLayers a.Layers e do
+            slots.[i] <- slots.[i] * ratio
+        if Array.forall ((=) slots.[0]) slots then
+            { a with Slots = slots.[0]; LayerSlots = None }
+        else
+            { a with LayerSlots = Some(List.ofArray slots) }
 
     /// The description with every expansion folded into the architecture (per-layer heads / state sizes):
     /// the shape of the expanded model, which is what its config.json records.
@@ -438,7 +557,9 @@ module Model =
             | Gsa a -> Gsa(List.fold applyGsa a m.Expansions)
             | Power w ->
                 if not m.Expansions.IsEmpty then
-                    invalidArg "model" "power attention has no state expansion: its state is set by the degree p and the head width (Model.mapPower)"
+                    invalidArg
+                        "model"
+                        "power attention has no state expansion: its state is set by the degree p and the head width (Model.mapPower)"
                 Power w
         { Arch = arch; Expansions = [] }
 
@@ -454,15 +575,34 @@ module Model =
             checkLayerList "LayerHeads" g.Layers g.LayerHeads
             let c =
                 GlaConfig(
-                    VocabSize = g.Vocab, HiddenSize = g.Hidden, NumHiddenLayers = g.Layers, NumHeads = g.Heads,
-                    NumKvHeads = Option.toNullable g.KvHeads, ExpandK = g.ExpandK, ExpandV = g.ExpandV,
-                    HiddenRatio = Option.toNullable g.HiddenRatio, IntermediateSize = Option.toNullable g.Intermediate,
-                    UseShortConv = g.Conv.IsSome, ConvSize = defaultArg g.Conv 4, ConvBias = g.ConvBias,
-                    UseOutputGate = g.OutputGate, FeatureMap = Option.toObj g.FeatureMap, GateLowRankDim = g.GateLowRank,
-                    GateLogitNormalizer = g.GateNormalizer, ClampMin = Option.toNullable g.ClampMin, NormEps = g.NormEps,
-                    ElementwiseAffine = g.ElementwiseAffine, FuseNorm = g.FuseNorm, TieWordEmbeddings = g.TieEmbeddings,
-                    InitializerRange = g.InitRange, MaxPositionEmbeddings = g.MaxPositions,
-                    LayerNumHeads = (match g.LayerHeads with Some l -> Array.ofList l :> Collections.Generic.IReadOnlyList<int> | None -> null))
+                    VocabSize = g.Vocab,
+                    HiddenSize = g.Hidden,
+                    NumHiddenLayers = g.Layers,
+                    NumHeads = g.Heads,
+                    NumKvHeads = Option.toNullable g.KvHeads,
+                    ExpandK = g.ExpandK,
+                    ExpandV = g.ExpandV,
+                    HiddenRatio = Option.toNullable g.HiddenRatio,
+                    IntermediateSize = Option.toNullable g.Intermediate,
+                    UseShortConv = g.Conv.IsSome,
+                    ConvSize = defaultArg g.Conv 4,
+                    ConvBias = g.ConvBias,
+                    UseOutputGate = g.OutputGate,
+                    FeatureMap = Option.toObj g.FeatureMap,
+                    GateLowRankDim = g.GateLowRank,
+                    GateLogitNormalizer = g.GateNormalizer,
+                    ClampMin = Option.toNullable g.ClampMin,
+                    NormEps = g.NormEps,
+                    ElementwiseAffine = g.ElementwiseAffine,
+                    FuseNorm = g.FuseNorm,
+                    TieWordEmbeddings = g.TieEmbeddings,
+                    InitializerRange = g.InitRange,
+                    MaxPositionEmbeddings = g.MaxPositions,
+                    LayerNumHeads =
+                        (match g.LayerHeads with
+                         | Some l -> Array.ofList l :> Collections.Generic.IReadOnlyList<int>
+                         | None -> null)
+                )
             c.Validate "GLA description"
             c
         | Mamba2 _ -> invalidArg "model" "glaConfig: this is a Mamba2 description"
@@ -476,14 +616,31 @@ module Model =
             checkLayerList "LayerSlots" a.Layers a.LayerSlots
             let c =
                 GsaConfig(
-                    VocabSize = a.Vocab, HiddenSize = a.Hidden, NumHiddenLayers = a.Layers, NumHeads = a.Heads,
-                    NumKvHeads = Option.toNullable a.KvHeads, NumSlots = Nullable a.Slots, ExpandK = a.ExpandK, ExpandV = 1.0,
-                    HiddenRatio = Option.toNullable a.HiddenRatio, IntermediateSize = Option.toNullable a.Intermediate,
-                    UseShortConv = a.Conv.IsSome, ConvSize = defaultArg a.Conv 4, FeatureMap = a.FeatureMap,
-                    GateLogitNormalizer = a.GateNormalizer, NormEps = a.NormEps, ElementwiseAffine = a.ElementwiseAffine,
-                    FuseNorm = a.FuseNorm, TieWordEmbeddings = a.TieEmbeddings, InitializerRange = a.InitRange,
+                    VocabSize = a.Vocab,
+                    HiddenSize = a.Hidden,
+                    NumHiddenLayers = a.Layers,
+                    NumHeads = a.Heads,
+                    NumKvHeads = Option.toNullable a.KvHeads,
+                    NumSlots = Nullable a.Slots,
+                    ExpandK = a.ExpandK,
+                    ExpandV = 1.0,
+                    HiddenRatio = Option.toNullable a.HiddenRatio,
+                    IntermediateSize = Option.toNullable a.Intermediate,
+                    UseShortConv = a.Conv.IsSome,
+                    ConvSize = defaultArg a.Conv 4,
+                    FeatureMap = a.FeatureMap,
+                    GateLogitNormalizer = a.GateNormalizer,
+                    NormEps = a.NormEps,
+                    ElementwiseAffine = a.ElementwiseAffine,
+                    FuseNorm = a.FuseNorm,
+                    TieWordEmbeddings = a.TieEmbeddings,
+                    InitializerRange = a.InitRange,
                     MaxPositionEmbeddings = a.MaxPositions,
-                    LayerNumSlots = (match a.LayerSlots with Some l -> Array.ofList l :> Collections.Generic.IReadOnlyList<int> | None -> null))
+                    LayerNumSlots =
+                        (match a.LayerSlots with
+                         | Some l -> Array.ofList l :> Collections.Generic.IReadOnlyList<int>
+                         | None -> null)
+                )
             c.Validate "GSA description"
             c
         | _ -> invalidArg "model" "gsaConfig: this is not a GSA description"
@@ -499,13 +656,32 @@ module Model =
             let lo, hi = s.DtLimit
             let c =
                 Mamba2Config(
-                    VocabSize = s.Vocab, HiddenSize = s.DModel, NumLayers = s.Layers, StateSize = s.DState,
-                    NumHeads = s.Expand * s.DModel / s.HeadDim, HeadDim = s.HeadDim, NGroups = s.Groups,
-                    ConvKernel = s.ConvKernel, ChunkSize = s.ChunkSize, UseBias = s.Bias, UseConvBias = s.ConvBias,
-                    ResidualInFp32 = s.ResidualInFp32, TieWordEmbeddings = s.TieEmbeddings, LayerNormEpsilon = s.NormEps,
-                    TimeStepMin = s.DtMin, TimeStepMax = s.DtMax, TimeStepFloor = s.DtFloor, TimeStepLimitLow = lo,
-                    TimeStepLimitHigh = hi, InitializerRange = s.InitRange, NormPerGroup = s.NormPerGroup,
-                    LayerStateSizes = (match s.LayerStates with Some l -> Array.ofList l :> Collections.Generic.IReadOnlyList<int> | None -> null))
+                    VocabSize = s.Vocab,
+                    HiddenSize = s.DModel,
+                    NumLayers = s.Layers,
+                    StateSize = s.DState,
+                    NumHeads = s.Expand * s.DModel / s.HeadDim,
+                    HeadDim = s.HeadDim,
+                    NGroups = s.Groups,
+                    ConvKernel = s.ConvKernel,
+                    ChunkSize = s.ChunkSize,
+                    UseBias = s.Bias,
+                    UseConvBias = s.ConvBias,
+                    ResidualInFp32 = s.ResidualInFp32,
+                    TieWordEmbeddings = s.TieEmbeddings,
+                    LayerNormEpsilon = s.NormEps,
+                    TimeStepMin = s.DtMin,
+                    TimeStepMax = s.DtMax,
+                    TimeStepFloor = s.DtFloor,
+                    TimeStepLimitLow = lo,
+                    TimeStepLimitHigh = hi,
+                    InitializerRange = s.InitRange,
+                    NormPerGroup = s.NormPerGroup,
+                    LayerStateSizes =
+                        (match s.LayerStates with
+                         | Some l -> Array.ofList l :> Collections.Generic.IReadOnlyList<int>
+                         | None -> null)
+                )
             c.Validate "Mamba2 description"
         | Gla _ -> invalidArg "model" "mamba2Config: this is a GLA description"
         | Gsa _ -> invalidArg "model" "mamba2Config: this is a GSA description"
@@ -517,10 +693,20 @@ module Model =
         | Power w ->
             let c =
                 PowerConfig(
-                    VocabSize = w.Vocab, HiddenSize = w.Hidden, NumHiddenLayers = w.Layers, NumHeads = w.Heads, HeadDim = w.HeadDim,
-                    Degree = w.Degree, Gating = w.Gating, ChunkSize = w.ChunkSize, HiddenRatio = Option.toNullable w.HiddenRatio,
-                    IntermediateSize = Option.toNullable w.Intermediate, NormEps = w.NormEps, TieWordEmbeddings = w.TieEmbeddings,
-                    InitializerRange = w.InitRange)
+                    VocabSize = w.Vocab,
+                    HiddenSize = w.Hidden,
+                    NumHiddenLayers = w.Layers,
+                    NumHeads = w.Heads,
+                    HeadDim = w.HeadDim,
+                    Degree = w.Degree,
+                    Gating = w.Gating,
+                    ChunkSize = w.ChunkSize,
+                    HiddenRatio = Option.toNullable w.HiddenRatio,
+                    IntermediateSize = Option.toNullable w.Intermediate,
+                    NormEps = w.NormEps,
+                    TieWordEmbeddings = w.TieEmbeddings,
+                    InitializerRange = w.InitRange
+                )
             c.Validate "power-attention description"
             c
         | _ -> invalidArg "model" "powerConfig: this is not a power-attention description"
@@ -529,42 +715,107 @@ module Model =
 
     /// The description of a core GlaConfig (informational keys such as token ids and dtype are not kept).
     let ofGlaConfig (c: GlaConfig) : Model =
-        gla { Vocab = c.VocabSize; Hidden = c.HiddenSize; Layers = c.NumHiddenLayers; Heads = c.NumHeads
-              KvHeads = Option.ofNullable c.NumKvHeads; ExpandK = c.ExpandK; ExpandV = c.ExpandV
-              HiddenRatio = Option.ofNullable c.HiddenRatio; Intermediate = Option.ofNullable c.IntermediateSize
-              Conv = (if c.UseShortConv then Some c.ConvSize else None); ConvBias = c.ConvBias; OutputGate = c.UseOutputGate
-              FeatureMap = Option.ofObj c.FeatureMap; GateLowRank = c.GateLowRankDim; GateNormalizer = c.GateLogitNormalizer
-              ClampMin = Option.ofNullable c.ClampMin; NormEps = c.NormEps; ElementwiseAffine = c.ElementwiseAffine
-              FuseNorm = c.FuseNorm; TieEmbeddings = c.TieWordEmbeddings; InitRange = c.InitializerRange
-              MaxPositions = c.MaxPositionEmbeddings; LayerHeads = optionOfList c.LayerNumHeads }
+        gla {
+            Vocab = c.VocabSize
+            Hidden = c.HiddenSize
+            Layers = c.NumHiddenLayers
+            Heads = c.NumHeads
+            KvHeads = Option.ofNullable c.NumKvHeads
+            ExpandK = c.ExpandK
+            ExpandV = c.ExpandV
+            HiddenRatio = Option.ofNullable c.HiddenRatio
+            Intermediate = Option.ofNullable c.IntermediateSize
+            Conv = (if c.UseShortConv then Some c.ConvSize else None)
+            ConvBias = c.ConvBias
+            OutputGate = c.UseOutputGate
+            FeatureMap = Option.ofObj c.FeatureMap
+            GateLowRank = c.GateLowRankDim
+            GateNormalizer = c.GateLogitNormalizer
+            ClampMin = Option.ofNullable c.ClampMin
+            NormEps = c.NormEps
+            ElementwiseAffine = c.ElementwiseAffine
+            FuseNorm = c.FuseNorm
+            TieEmbeddings = c.TieWordEmbeddings
+            InitRange = c.InitializerRange
+            MaxPositions = c.MaxPositionEmbeddings
+            LayerHeads = optionOfList c.LayerNumHeads
+        }
 
     /// The description of a core GsaConfig (informational keys such as token ids, dtype and the settings fla's layer
     /// does not read — use_output_gate, use_norm, clamp_min/max — are not kept; num_slots null becomes head_k_dim).
     let ofGsaConfig (c: GsaConfig) : Model =
-        gsa { Vocab = c.VocabSize; Hidden = c.HiddenSize; Layers = c.NumHiddenLayers; Heads = c.NumHeads
-              KvHeads = Option.ofNullable c.NumKvHeads; Slots = (if c.NumSlots.HasValue then c.NumSlots.Value else c.HeadKDim)
-              ExpandK = c.ExpandK; HiddenRatio = Option.ofNullable c.HiddenRatio; Intermediate = Option.ofNullable c.IntermediateSize
-              Conv = (if c.UseShortConv then Some c.ConvSize else None); FeatureMap = c.FeatureMap; GateNormalizer = c.GateLogitNormalizer
-              NormEps = c.NormEps; ElementwiseAffine = c.ElementwiseAffine; FuseNorm = c.FuseNorm; TieEmbeddings = c.TieWordEmbeddings
-              InitRange = c.InitializerRange; MaxPositions = c.MaxPositionEmbeddings; LayerSlots = optionOfList c.LayerNumSlots }
+        gsa {
+            Vocab = c.VocabSize
+            Hidden = c.HiddenSize
+            Layers = c.NumHiddenLayers
+            Heads = c.NumHeads
+            KvHeads = Option.ofNullable c.NumKvHeads
+            Slots = (if c.NumSlots.HasValue then c.NumSlots.Value else c.HeadKDim)
+            ExpandK = c.ExpandK
+            HiddenRatio = Option.ofNullable c.HiddenRatio
+            Intermediate = Option.ofNullable c.IntermediateSize
+            Conv = (if c.UseShortConv then Some c.ConvSize else None)
+            FeatureMap = c.FeatureMap
+            GateNormalizer = c.GateLogitNormalizer
+            NormEps = c.NormEps
+            ElementwiseAffine = c.ElementwiseAffine
+            FuseNorm = c.FuseNorm
+            TieEmbeddings = c.TieWordEmbeddings
+            InitRange = c.InitializerRange
+            MaxPositions = c.MaxPositionEmbeddings
+            LayerSlots = optionOfList c.LayerNumSlots
+        }
 
     /// The description of a core PowerConfig.
     let ofPowerConfig (c: PowerConfig) : Model =
-        power { Vocab = c.VocabSize; Hidden = c.HiddenSize; Layers = c.NumHiddenLayers; Heads = c.NumHeads; HeadDim = c.HeadDim
-                Degree = c.Degree; Gating = c.Gating; ChunkSize = c.ChunkSize; HiddenRatio = Option.ofNullable c.HiddenRatio
-                Intermediate = Option.ofNullable c.IntermediateSize; NormEps = c.NormEps; TieEmbeddings = c.TieWordEmbeddings
-                InitRange = c.InitializerRange }
+        power {
+            Vocab = c.VocabSize
+            Hidden = c.HiddenSize
+            Layers = c.NumHiddenLayers
+            Heads = c.NumHeads
+            HeadDim = c.HeadDim
+            Degree = c.Degree
+            Gating = c.Gating
+            ChunkSize = c.ChunkSize
+            HiddenRatio = Option.ofNullable c.HiddenRatio
+            Intermediate = Option.ofNullable c.IntermediateSize
+            NormEps = c.NormEps
+            TieEmbeddings = c.TieWordEmbeddings
+            InitRange = c.InitializerRange
+        }
 
     /// The description of a core Mamba2Config.
     let ofMamba2Config (c: Mamba2Config) : Model =
         if c.IntermediateSize % c.HiddenSize <> 0 then
-            invalidArg "config" (sprintf "num_heads · head_dim = %d is not a whole multiple of hidden_size %d (Expand must be an integer)" c.IntermediateSize c.HiddenSize)
-        mamba2 { Vocab = c.VocabSize; DModel = c.HiddenSize; Layers = c.NumLayers; DState = c.StateSize; HeadDim = c.HeadDim
-                 Expand = c.IntermediateSize / c.HiddenSize; Groups = c.NGroups; ConvKernel = c.ConvKernel; ChunkSize = c.ChunkSize
-                 Bias = c.UseBias; ConvBias = c.UseConvBias; TieEmbeddings = c.TieWordEmbeddings; ResidualInFp32 = c.ResidualInFp32
-                 NormEps = c.LayerNormEpsilon; NormPerGroup = c.NormPerGroup && c.NGroups > 1; DtMin = c.TimeStepMin
-                 DtMax = c.TimeStepMax; DtFloor = c.TimeStepFloor; DtLimit = (c.TimeStepLimitLow, c.TimeStepLimitHigh)
-                 InitRange = c.InitializerRange; LayerStates = optionOfList c.LayerStateSizes }
+            invalidArg
+                "config"
+                (sprintf
+                    "num_heads · head_dim = %d is not a whole multiple of hidden_size %d (Expand must be an integer)"
+                    c.IntermediateSize
+                    c.HiddenSize)
+        mamba2 {
+            Vocab = c.VocabSize
+            DModel = c.HiddenSize
+            Layers = c.NumLayers
+            DState = c.StateSize
+            HeadDim = c.HeadDim
+            Expand = c.IntermediateSize / c.HiddenSize
+            Groups = c.NGroups
+            ConvKernel = c.ConvKernel
+            ChunkSize = c.ChunkSize
+            Bias = c.UseBias
+            ConvBias = c.UseConvBias
+            TieEmbeddings = c.TieWordEmbeddings
+            ResidualInFp32 = c.ResidualInFp32
+            NormEps = c.LayerNormEpsilon
+            NormPerGroup = c.NormPerGroup && c.NGroups > 1
+            DtMin = c.TimeStepMin
+            DtMax = c.TimeStepMax
+            DtFloor = c.TimeStepFloor
+            DtLimit = (c.TimeStepLimitLow, c.TimeStepLimitHigh)
+            InitRange = c.InitializerRange
+            LayerStates = optionOfList c.LayerStateSizes
+        }
 
     /// config.json text of the (flattened) description, in the dialect the core and the references read
     /// (fla for GLA, transformers for Mamba2).
@@ -594,16 +845,28 @@ module Model =
         match c.Root.["model_type"] with
         | null when c.Root.ContainsKey "d_model" && c.Root.ContainsKey "n_layer" ->
             let cfg = Mamba2Config.FromMambaSsm(c, w)
-            match c.UnknownKeysWarning() with null -> () | s -> warn s
+            match c.UnknownKeysWarning() with
+            | null -> ()
+            | s -> warn s
             ofMamba2Config cfg
         | t when not (isNull t) && string t = "gla" -> ofGlaConfig (GlaConfig.FromJson(c, w))
         | t when not (isNull t) && string t = "gsa" -> ofGsaConfig (GsaConfig.FromJson(c, w))
         | t when not (isNull t) && string t = "power_attention" -> ofPowerConfig (PowerConfig.FromJson(c, w))
         | t when not (isNull t) && string t = "mamba2" ->
             let cfg = Mamba2Config.FromHuggingFace c
-            match c.UnknownKeysWarning() with null -> () | s -> warn s
+            match c.UnknownKeysWarning() with
+            | null -> ()
+            | s -> warn s
             ofMamba2Config cfg
-        | t -> raise (ConfigException(sprintf "%s: not a config StateX can describe (model_type '%s'; known: gla, gsa, mamba2, mamba_ssm, power_attention)" path (if isNull t then "absent" else string t)))
+        | t ->
+            raise (
+                ConfigException(
+                    sprintf
+                        "%s: not a config StateX can describe (model_type '%s'; known: gla, gsa, mamba2, mamba_ssm, power_attention)"
+                        path
+                        (if isNull t then "absent" else string t)
+                )
+            )
 
     let readConfig (path: string) = readConfigWith (eprintfn "%s") path
 
@@ -623,9 +886,18 @@ module Model =
 
     // ---- sizes without tensors ---------------------------------------------------------------------------------
 
-    let private glaHeads (g: GlaSpec) i = match g.LayerHeads with Some l -> l.[i] | None -> g.Heads
-    let private mambaState (s: Mamba2Spec) i = match s.LayerStates with Some l -> l.[i] | None -> s.DState
-    let private gsaSlots (a: GsaSpec) i = match a.LayerSlots with Some l -> l.[i] | None -> a.Slots
+    let private glaHeads (g: GlaSpec) i =
+        match g.LayerHeads with
+        | Some l -> l.[i]
+        | None -> g.Heads
+    let private mambaState (s: Mamba2Spec) i =
+        match s.LayerStates with
+        | Some l -> l.[i]
+        | None -> s.DState
+    let private gsaSlots (a: GsaSpec) i =
+        match a.LayerSlots with
+        | Some l -> l.[i]
+        | None -> a.Slots
 
     /// Recurrent state per sequence of each layer, in elements (the core's StateSize(), computed from the description).
     let layerStateSizes (m: Model) : int64 list =
@@ -633,26 +905,38 @@ module Model =
         | Gla g ->
             let c = glaConfig m
             let k, v = int64 c.KeyDim, int64 c.ValueDim
-            [ for i in 0 .. g.Layers - 1 do
-                let h = int64 (glaHeads g i)
-                let groups = h / int64 (defaultArg g.KvHeads (int h))
-                let recurrent = h * (k / h) * (v / h)
-                let conv = match g.Conv with Some w -> (k + k / groups + v / groups) * int64 (w - 1) | None -> 0L
-                recurrent + conv ]
+            [
+                for i in 0 .. g.Layers - 1 do
+                    let h = int64 (glaHeads g i)
+                    let groups = h / int64 (defaultArg g.KvHeads (int h))
+                    let recurrent = h * (k / h) * (v / h)
+                    let conv =
+                        match g.Conv with
+                        | Some w -> (k + k / groups + v / groups) * int64 (w - 1)
+                        | None -> 0L
+                    recurrent + conv
+            ]
         | Mamba2 s ->
             let heads = int64 (s.Expand * s.DModel / s.HeadDim)
             let inner = heads * int64 s.HeadDim
-            [ for i in 0 .. s.Layers - 1 do
-                let n = int64 (mambaState s i)
-                heads * int64 s.HeadDim * n + (inner + 2L * int64 s.Groups * n) * int64 (s.ConvKernel - 1) ]
+            [
+                for i in 0 .. s.Layers - 1 do
+                    let n = int64 (mambaState s i)
+                    heads * int64 s.HeadDim * n + (inner + 2L * int64 s.Groups * n) * int64 (s.ConvKernel - 1)
+            ]
         | Gsa a ->
             // GatedSlotAttention.StateElementsOf: Hk [H, dk, M] + Hv [H, M, dv], plus the q/k/v conv windows.
             let c = gsaConfig m
             let h, kv = int64 a.Heads, int64 (defaultArg a.KvHeads a.Heads)
             let dk, dv = int64 c.HeadKDim, int64 c.HeadVDim
-            [ for i in 0 .. a.Layers - 1 do
-                let conv = match a.Conv with Some w -> (h * dk + kv * dk + kv * dv) * int64 (w - 1) | None -> 0L
-                GatedSlotAttention.StateElementsOf(h, int64 (gsaSlots a i), dk, dv) + conv ]
+            [
+                for i in 0 .. a.Layers - 1 do
+                    let conv =
+                        match a.Conv with
+                        | Some w -> (h * dk + kv * dk + kv * dv) * int64 (w - 1)
+                        | None -> 0L
+                    GatedSlotAttention.StateElementsOf(h, int64 (gsaSlots a i), dk, dv) + conv
+            ]
         | Power w ->
             // H·C(d + p − 1, p)·(d + 1): the symmetric power state S and its normaliser Z.
             List.replicate w.Layers (int64 w.Heads * PowerAttention.StateElementsPerHead(int64 w.HeadDim, int64 w.HeadDim, w.Degree))
@@ -667,42 +951,51 @@ module Model =
             let c = glaConfig m
             let d, k, v, r = int64 g.Hidden, int64 c.KeyDim, int64 c.ValueDim, int64 g.GateLowRank
             let mlp = 3L * d * int64 c.MlpIntermediateSize
-            [ for i in 0 .. g.Layers - 1 do
-                let h = int64 (glaHeads g i)
-                let groups = h / int64 (defaultArg g.KvHeads (int h))
-                let kg, vg = k / groups, v / groups
-                let projections = d * k + d * kg + d * vg + (if g.OutputGate then d * v else 0L) + v * d
-                let conv =
-                    match g.Conv with
-                    | Some w -> (k + kg + vg) * int64 w + (if g.ConvBias then k + kg + vg else 0L)
-                    | None -> 0L
-                let gate = d * r + r * kg + kg
-                let headNorm = if g.ElementwiseAffine then v / h else 0L
-                2L * d + projections + conv + gate + headNorm + mlp ]
+            [
+                for i in 0 .. g.Layers - 1 do
+                    let h = int64 (glaHeads g i)
+                    let groups = h / int64 (defaultArg g.KvHeads (int h))
+                    let kg, vg = k / groups, v / groups
+                    let projections = d * k + d * kg + d * vg + (if g.OutputGate then d * v else 0L) + v * d
+                    let conv =
+                        match g.Conv with
+                        | Some w -> (k + kg + vg) * int64 w + (if g.ConvBias then k + kg + vg else 0L)
+                        | None -> 0L
+                    let gate = d * r + r * kg + kg
+                    let headNorm = if g.ElementwiseAffine then v / h else 0L
+                    2L * d + projections + conv + gate + headNorm + mlp
+            ]
         | Mamba2 s ->
             let d, p = int64 s.DModel, int64 s.HeadDim
             let heads = int64 (s.Expand * s.DModel / s.HeadDim)
             let inner = heads * p
-            [ for i in 0 .. s.Layers - 1 do
-                let n = int64 (mambaState s i)
-                let convDim = inner + 2L * int64 s.Groups * n
-                let inProj = d * (inner + convDim + heads) + (if s.Bias then inner + convDim + heads else 0L)
-                let conv = convDim * int64 s.ConvKernel + (if s.ConvBias then convDim else 0L)
-                let outProj = inner * d + (if s.Bias then d else 0L)
-                d + inProj + conv + 3L * heads + inner + outProj ]
+            [
+                for i in 0 .. s.Layers - 1 do
+                    let n = int64 (mambaState s i)
+                    let convDim = inner + 2L * int64 s.Groups * n
+                    let inProj = d * (inner + convDim + heads) + (if s.Bias then inner + convDim + heads else 0L)
+                    let conv = convDim * int64 s.ConvKernel + (if s.ConvBias then convDim else 0L)
+                    let outProj = inner * d + (if s.Bias then d else 0L)
+                    d + inProj + conv + 3L * heads + inner + outProj
+            ]
         | Gsa a ->
             let c = gsaConfig m
             let d, k, v = int64 a.Hidden, int64 c.KeyDim, int64 c.ValueDim
             let kv = int64 (defaultArg a.KvHeads a.Heads)
             let dk, dv = int64 c.HeadKDim, int64 c.HeadVDim
             let mlp = 3L * d * int64 c.MlpIntermediateSize
-            [ for i in 0 .. a.Layers - 1 do
-                let kg, vg = kv * dk, kv * dv
-                let projections = d * k + d * kg + d * vg + d * kv * int64 (gsaSlots a i) + v * d
-                let conv = match a.Conv with Some w -> (k + kg + vg) * int64 w | None -> 0L
-                let t2r = if a.FeatureMap = "t2r" then dk * dk else 0L
-                let norm = if a.ElementwiseAffine then d else 0L
-                2L * d + projections + conv + t2r + norm + mlp ]
+            [
+                for i in 0 .. a.Layers - 1 do
+                    let kg, vg = kv * dk, kv * dv
+                    let projections = d * k + d * kg + d * vg + d * kv * int64 (gsaSlots a i) + v * d
+                    let conv =
+                        match a.Conv with
+                        | Some w -> (k + kg + vg) * int64 w
+                        | None -> 0L
+                    let t2r = if a.FeatureMap = "t2r" then dk * dk else 0L
+                    let norm = if a.ElementwiseAffine then d else 0L
+                    2L * d + projections + conv + t2r + norm + mlp
+            ]
         | Power w ->
             let c = powerConfig m
             let d, width, h = int64 w.Hidden, int64 (w.Heads * w.HeadDim), int64 w.Heads
@@ -742,11 +1035,18 @@ module Model =
         let expected = flatten (Expand.none m)
         let actual = ofModel lm
         if actual <> expected then
-            invalidArg "model" (sprintf "the model to expand is not the description's unexpanded model:\n  expected %s\n  got      %s" (Hash.canonical expected) (Hash.canonical actual))
+            invalidArg
+                "model"
+                (sprintf
+                    "the model to expand is not the description's unexpanded model:\n  expected %s\n  got      %s"
+                    (Hash.canonical expected)
+                    (Hash.canonical actual))
         m.Expansions
-        |> List.scan (fun (prev: ExpansionResult option, current: ICausalLanguageModel) e ->
-            let r = StateExpansion.Apply(current, request e)
-            Some r, r.Model) (None, lm)
+        |> List.scan
+            (fun (prev: ExpansionResult option, current: ICausalLanguageModel) e ->
+                let r = StateExpansion.Apply(current, request e)
+                Some r, r.Model)
+            (None, lm)
         |> List.choose fst
 
     /// One line: family, sizes, state and parameters, expansions.
@@ -754,9 +1054,18 @@ module Model =
         let arch =
             match m.Arch with
             | Gla g -> sprintf "GLA %d layers × %d wide, %d heads, vocab %d" g.Layers g.Hidden g.Heads g.Vocab
-            | Mamba2 s -> sprintf "Mamba2 %d layers × %d wide, d_state %d, headdim %d, vocab %d" s.Layers s.DModel s.DState s.HeadDim s.Vocab
+            | Mamba2 s ->
+                sprintf "Mamba2 %d layers × %d wide, d_state %d, headdim %d, vocab %d" s.Layers s.DModel s.DState s.HeadDim s.Vocab
             | Gsa a -> sprintf "GSA %d layers × %d wide, %d heads, %d slots, vocab %d" a.Layers a.Hidden a.Heads a.Slots a.Vocab
-            | Power w -> sprintf "power attention p=%d, %d layers × %d wide, %d heads of %d, vocab %d" w.Degree w.Layers w.Hidden w.Heads w.HeadDim w.Vocab
+            | Power w ->
+                sprintf
+                    "power attention p=%d, %d layers × %d wide, %d heads of %d, vocab %d"
+                    w.Degree
+                    w.Layers
+                    w.Hidden
+                    w.Heads
+                    w.HeadDim
+                    w.Vocab
         let rewrite r =
             match r with
             | MergeHeads i -> sprintf "merge-heads %s" (initName i)
@@ -765,7 +1074,12 @@ module Model =
         let expansions =
             m.Expansions
             |> List.map (fun e -> sprintf "%O %s" (toSelection e.Where) (rewrite e.Rewrite))
-            |> function [] -> "" | xs -> "; expanded: " + String.Join(", ", xs)
-        sprintf "%s%s; state %s elements/sequence, %s parameters" arch expansions
+            |> function
+                | [] -> ""
+                | xs -> "; expanded: " + String.Join(", ", xs)
+        sprintf
+            "%s%s; state %s elements/sequence, %s parameters"
+            arch
+            expansions
             ((stateSize m).ToString("N0", Globalization.CultureInfo.InvariantCulture))
             ((paramCount m).ToString("N0", Globalization.CultureInfo.InvariantCulture))

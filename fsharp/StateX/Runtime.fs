@@ -9,8 +9,7 @@ module Runtime =
     let init () = NativeRuntime.Initialize()
 
     /// Sets up libtorch from an explicit folder, typically `torch/lib` of a PyTorch install.
-    let initFrom (libTorchDirectory: string) =
-        NativeRuntime.Initialize(RuntimeOptions(LibTorchDirectory = libTorchDirectory))
+    let initFrom (libTorchDirectory: string) = NativeRuntime.Initialize(RuntimeOptions(LibTorchDirectory = libTorchDirectory))
 
     /// `auto`, `cpu`, `cuda`, `cuda:N` to a TorchSharp device.
     let device (spec: string) = DeviceSpec.Parse(spec).Resolve()

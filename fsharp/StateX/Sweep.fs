@@ -13,10 +13,7 @@ open System.Threading.Tasks
 type Point<'D> = { Label: string; Set: 'D -> 'D }
 
 /// A named dimension of a sweep: discrete points (grids, zips, random choice) or a sampler (random sweeps only).
-type Axis<'D> =
-    { Name: string
-      Points: Point<'D> list
-      Sampler: (Random -> Point<'D>) option }
+type Axis<'D> = { Name: string; Points: Point<'D> list; Sampler: (Random -> Point<'D>) option }
 
 /// One planned run: the description, its stable hash (the run's key) and the axis labels that made it.
 type PlannedRun<'D> = { Labels: (string * string) list; Description: 'D; Hash: string }
@@ -25,26 +22,28 @@ type PlannedRun<'D> = { Labels: (string * string) list; Description: 'D; Hash: s
 type Sweep<'D> = { Runs: PlannedRun<'D> list }
 
 /// One line of a sweep's store (runs.jsonl).
-type RunRecord =
-    { Hash: string
-      /// "done" or "failed".
-      Status: string
-      Labels: (string * string) list
-      Metrics: Map<string, float>
-      Error: string option
-      Seconds: float
-      Finished: DateTimeOffset
-      /// The description as compact JSON (ValueJson); <c>Sweep.description</c> reads it back.
-      Description: string }
+type RunRecord = {
+    Hash: string
+    /// "done" or "failed".
+    Status: string
+    Labels: (string * string) list
+    Metrics: Map<string, float>
+    Error: string option
+    Seconds: float
+    Finished: DateTimeOffset
+    /// The description as compact JSON (ValueJson); <c>Sweep.description</c> reads it back.
+    Description: string
+}
 
 /// How a sweep runs: where (the store and the run folders), how many runs at once, where progress goes.
-type SweepOptions =
-    { Folder: string
-      /// Runs at once (1: sequential). Use more only where the device has room for several.
-      Parallelism: int
-      /// Run again the runs whose last record is a failure (default); false keeps them as failed.
-      RetryFailed: bool
-      Log: string -> unit }
+type SweepOptions = {
+    Folder: string
+    /// Runs at once (1: sequential). Use more only where the device has room for several.
+    Parallelism: int
+    /// Run again the runs whose last record is a failure (default); false keeps them as failed.
+    RetryFailed: bool
+    Log: string -> unit
+}
 
 [<RequireQualifiedAccess>]
 module Axis =
@@ -63,8 +62,11 @@ module Axis =
         if List.isEmpty points then invalidArg "points" (sprintf "axis '%s' has no points" name)
         { Name = name; Points = points |> List.map (fun (l, f) -> { Label = l; Set = f }); Sampler = None }
 
-    let private sampled name (draw: Random -> 'V) (set: 'V -> 'D -> 'D) : Axis<'D> =
-        { Name = name; Points = []; Sampler = Some(fun rng -> let v = draw rng in { Label = label v; Set = set v }) }
+    let private sampled name (draw: Random -> 'V) (set: 'V -> 'D -> 'D) : Axis<'D> = {
+        Name = name
+        Points = []
+        Sampler = Some(fun rng -> let v = draw rng in { Label = label v; Set = set v })
+    }
 
     /// Uniform in [lo, hi) (random sweeps only).
     let uniform name (lo: float) (hi: float) set = sampled name (fun rng -> lo + (hi - lo) * rng.NextDouble()) set
@@ -81,13 +83,17 @@ module Axis =
 module Sweep =
     let private plan (runs: ((string * string) list * 'D) list) : Sweep<'D> =
         let seen = Collections.Generic.HashSet<string>()
-        { Runs =
-            [ for labels, d in runs do
-                let h = Hash.short d
-                if seen.Add h then yield { Labels = labels; Description = d; Hash = h } ] }
+        {
+            Runs = [
+                for labels, d in runs do
+                    let h = Hash.short d
+                    if seen.Add h then yield { Labels = labels; Description = d; Hash = h }
+            ]
+        }
 
     let private discrete (a: Axis<'D>) =
-        if List.isEmpty a.Points then invalidArg "axes" (sprintf "axis '%s' is sampled, not a list of points: use it in Sweep.random" a.Name)
+        if List.isEmpty a.Points then
+            invalidArg "axes" (sprintf "axis '%s' is sampled, not a list of points: use it in Sweep.random" a.Name)
         a.Points
 
     /// One run.
@@ -98,11 +104,13 @@ module Sweep =
 
     /// Every combination of the axes' points, applied in axis order to the baseline (the first axis varies slowest).
     let grid (axes: Axis<'D> list) (baseline: 'D) : Sweep<'D> =
-        let rec combos = function
+        let rec combos =
+            function
             | [] -> [ [], id ]
-            | (a: Axis<'D>) :: rest ->
-                [ for p in discrete a do
-                    for labels, f in combos rest -> (a.Name, p.Label) :: labels, (p.Set >> f) ]
+            | (a: Axis<'D>) :: rest -> [
+                for p in discrete a do
+                    for labels, f in combos rest -> (a.Name, p.Label) :: labels, (p.Set >> f)
+              ]
         plan [ for labels, f in combos axes -> labels, f baseline ]
 
     /// The i-th points of every axis together (all axes must have the same number of points).
@@ -110,21 +118,31 @@ module Sweep =
         match axes |> List.map (fun a -> (discrete a).Length) |> List.distinct with
         | [] -> single baseline
         | [ n ] ->
-            plan [ for i in 0 .. n - 1 ->
+            plan [
+                for i in 0 .. n - 1 ->
                     let points = axes |> List.map (fun a -> a.Name, a.Points.[i])
-                    points |> List.map (fun (n, p) -> n, p.Label), (points |> List.fold (fun d (_, p) -> p.Set d) baseline) ]
-        | _ -> invalidArg "axes" (sprintf "zipped axes need equal lengths; got %s" (axes |> List.map (fun a -> sprintf "%s: %d" a.Name a.Points.Length) |> String.concat ", "))
+                    points |> List.map (fun (n, p) -> n, p.Label), (points |> List.fold (fun d (_, p) -> p.Set d) baseline)
+            ]
+        | _ ->
+            invalidArg
+                "axes"
+                (sprintf
+                    "zipped axes need equal lengths; got %s"
+                    (axes |> List.map (fun a -> sprintf "%s: %d" a.Name a.Points.Length) |> String.concat ", "))
 
     /// `count` random draws (seeded): each axis contributes a uniformly chosen point or a sample of its distribution.
     let random (seed: int) (count: int) (axes: Axis<'D> list) (baseline: 'D) : Sweep<'D> =
         let rng = Random seed
-        plan [ for _ in 1 .. count ->
+        plan [
+            for _ in 1..count ->
                 let points =
-                    axes |> List.map (fun a ->
+                    axes
+                    |> List.map (fun a ->
                         match a.Sampler with
                         | Some draw -> a.Name, draw rng
                         | None -> a.Name, a.Points.[rng.Next a.Points.Length])
-                points |> List.map (fun (n, p) -> n, p.Label), (points |> List.fold (fun d (_, p) -> p.Set d) baseline) ]
+                points |> List.map (fun (n, p) -> n, p.Label), (points |> List.fold (fun d (_, p) -> p.Set d) baseline)
+        ]
 
     /// The same runs with their descriptions transformed (e.g. parameters into pipelines); keyed by the new hashes.
     let map (f: 'D -> 'E) (s: Sweep<'D>) : Sweep<'E> = plan [ for r in s.Runs -> r.Labels, f r.Description ]
@@ -135,8 +153,10 @@ module Sweep =
     /// Every run of a sweep repeated over seeds set by `withSeed`, labelled "seed".
     let seeds (seeds: 'S list) (withSeed: 'S -> 'D -> 'D) (s: Sweep<'D>) : Sweep<'D> =
         let axis = Axis.values "seed" seeds withSeed
-        plan [ for r in s.Runs do
-                for p in axis.Points -> r.Labels @ [ "seed", p.Label ], p.Set r.Description ]
+        plan [
+            for r in s.Runs do
+                for p in axis.Points -> r.Labels @ [ "seed", p.Label ], p.Set r.Description
+        ]
 
     let count (s: Sweep<'D>) = s.Runs.Length
 
@@ -145,23 +165,26 @@ module Sweep =
     let storeFile (folder: string) = Path.Combine(folder, "runs.jsonl")
     let runFolder (folder: string) (hash: string) = Path.Combine(folder, "runs", hash)
 
-    let options (folder: string) =
-        { Folder = folder; Parallelism = 1; RetryFailed = true; Log = fun s -> Console.WriteLine s }
+    let options (folder: string) = { Folder = folder; Parallelism = 1; RetryFailed = true; Log = fun s -> Console.WriteLine s }
 
-    let private number (d: float) : JsonNode =
-        if Double.IsFinite d then JsonValue.Create d else JsonValue.Create(string d)
+    let private number (d: float) : JsonNode = if Double.IsFinite d then JsonValue.Create d else JsonValue.Create(string d)
 
     let private recordLine (r: RunRecord) =
         let o = JsonObject()
         o.["hash"] <- JsonValue.Create r.Hash
         o.["status"] <- JsonValue.Create r.Status
         let labels = JsonObject()
-        for k, v in r.Labels do labels.[k] <- JsonValue.Create v
+        for k, v in r.Labels do
+            labels.[k] <- JsonValue.Create v
         o.["labels"] <- labels
         let metrics = JsonObject()
-        for KeyValue(k, v) in r.Metrics do metrics.[k] <- number v
+        for KeyValue(k, v) in r.Metrics do
+            metrics.[k] <- number v
         o.["metrics"] <- metrics
-        o.["error"] <- (match r.Error with Some e -> JsonValue.Create e :> JsonNode | None -> null)
+        o.["error"] <-
+            (match r.Error with
+             | Some e -> JsonValue.Create e :> JsonNode
+             | None -> null)
         o.["seconds"] <- JsonValue.Create(Math.Round(r.Seconds, 3))
         o.["finished"] <- JsonValue.Create(r.Finished.ToString("o", Globalization.CultureInfo.InvariantCulture))
         o.["description"] <- JsonNode.Parse r.Description
@@ -170,27 +193,43 @@ module Sweep =
     let private parseRecord (line: string) : RunRecord option =
         try
             let o = JsonNode.Parse(line).AsObject()
-            let str (k: string) = match o.[k] with null -> None | n -> Some(n.GetValue<string>())
+            let str (k: string) =
+                match o.[k] with
+                | null -> None
+                | n -> Some(n.GetValue<string>())
             let metric (n: JsonNode) =
                 match n.GetValueKind() with
                 | JsonValueKind.Number -> n.GetValue<float>()
                 | _ -> Double.Parse(n.GetValue<string>(), Globalization.CultureInfo.InvariantCulture)
-            Some
-                { Hash = (str "hash").Value
-                  Status = (str "status").Value
-                  Labels = [ for KeyValue(k, v) in o.["labels"].AsObject() -> k, v.GetValue<string>() ]
-                  Metrics = Map [ for KeyValue(k, v) in o.["metrics"].AsObject() -> k, metric v ]
-                  Error = str "error"
-                  Seconds = (match o.["seconds"] with null -> 0.0 | n -> n.GetValue<float>())
-                  Finished = (match str "finished" with Some s -> DateTimeOffset.Parse(s, Globalization.CultureInfo.InvariantCulture) | None -> DateTimeOffset.MinValue)
-                  Description = (match o.["description"] with null -> "null" | n -> ValueJson.nodeText n) }
-        with _ -> None
+            Some {
+                Hash = (str "hash").Value
+                Status = (str "status").Value
+                Labels = [ for KeyValue(k, v) in o.["labels"].AsObject() -> k, v.GetValue<string>() ]
+                Metrics = Map [ for KeyValue(k, v) in o.["metrics"].AsObject() -> k, metric v ]
+                Error = str "error"
+                Seconds =
+                    (match o.["seconds"] with
+                     | null -> 0.0
+                     | n -> n.GetValue<float>())
+                Finished =
+                    (match str "finished" with
+                     | Some s -> DateTimeOffset.Parse(s, Globalization.CultureInfo.InvariantCulture)
+                     | None -> DateTimeOffset.MinValue)
+                Description =
+                    (match o.["description"] with
+                     | null -> "null"
+                     | n -> ValueJson.nodeText n)
+            }
+        with _ ->
+            None
 
     /// Every record of a sweep folder's store, oldest first. A line cut short by a crash is skipped.
     let records (folder: string) : RunRecord list =
         let file = storeFile folder
-        if not (File.Exists file) then []
-        else File.ReadAllLines file |> Seq.filter (fun l -> l.Trim() <> "") |> Seq.choose parseRecord |> List.ofSeq
+        if not (File.Exists file) then
+            []
+        else
+            File.ReadAllLines file |> Seq.filter (fun l -> l.Trim() <> "") |> Seq.choose parseRecord |> List.ofSeq
 
     /// The latest record of each run, in the order runs first appeared.
     let latest (folder: string) : RunRecord list =
@@ -207,13 +246,16 @@ module Sweep =
         let rec root (e: exn) =
             match e with
             | :? AggregateException as a when a.InnerExceptions.Count = 1 -> root a.InnerExceptions.[0]
-            | e when not (isNull e.InnerException) && (e :? Reflection.TargetInvocationException || e :? TypeInitializationException) -> root e.InnerException
+            | e when not (isNull e.InnerException) && (e :? Reflection.TargetInvocationException || e :? TypeInitializationException) ->
+                root e.InnerException
             | e -> e
         let r = root e
         sprintf "%s: %s" (r.GetType().Name) r.Message
 
     let private metricsText (m: Map<string, float>) =
-        m |> Seq.map (fun (KeyValue(k, v)) -> sprintf "%s=%s" k (v.ToString("G4", Globalization.CultureInfo.InvariantCulture))) |> String.concat " "
+        m
+        |> Seq.map (fun (KeyValue(k, v)) -> sprintf "%s=%s" k (v.ToString("G4", Globalization.CultureInfo.InvariantCulture)))
+        |> String.concat " "
 
     let private labelsText (labels: (string * string) list) =
         match labels with
@@ -236,8 +278,15 @@ module Sweep =
             | None -> false
         let todo = sweep.Runs |> List.filter (isFinished >> not)
         let total = sweep.Runs.Length
-        o.Log(sprintf "sweep %s: %d runs, %d already finished, %d to run%s" o.Folder total (total - todo.Length) todo.Length
-                (if o.Parallelism > 1 then sprintf " (%d at once)" o.Parallelism else ""))
+        o.Log(
+            sprintf
+                "sweep %s: %d runs, %d already finished, %d to run%s"
+                o.Folder
+                total
+                (total - todo.Length)
+                todo.Length
+                (if o.Parallelism > 1 then sprintf " (%d at once)" o.Parallelism else "")
+        )
         let gate = obj ()
         let results = Collections.Concurrent.ConcurrentDictionary<string, RunRecord>()
         let mutable started = 0
@@ -248,7 +297,8 @@ module Sweep =
             Directory.CreateDirectory dir |> ignore
             // Another sweep process on this folder may be on the same run: one at a time, and whoever comes second
             // takes the record the first one wrote instead of running it again.
-            use _ = StateX.IO.FileLock.Acquire(dir + ".lock", Action<string>(fun m -> o.Log(sprintf "%s %s" tag m)), sprintf "run %s" p.Hash)
+            use _ =
+                StateX.IO.FileLock.Acquire(dir + ".lock", Action<string>(fun m -> o.Log(sprintf "%s %s" tag m)), sprintf "run %s" p.Hash)
             match latest o.Folder |> List.tryFind (fun r -> r.Hash = p.Hash) with
             | Some r when r.Status = "done" || (r.Status = "failed" && not o.RetryFailed && not (previous.ContainsKey p.Hash)) ->
                 o.Log(sprintf "%s finished by another process meanwhile (%s), not run again" tag r.Status)
@@ -259,25 +309,38 @@ module Sweep =
                 o.Log(sprintf "%s running" tag)
                 let clock = Stopwatch.StartNew()
                 let status, metrics, error =
-                    try "done", run p.Description dir, None
-                    with e -> "failed", Map.empty, Some(rootMessage e)
-                let r =
-                    { Hash = p.Hash; Status = status; Labels = p.Labels; Metrics = metrics; Error = error
-                      Seconds = clock.Elapsed.TotalSeconds; Finished = DateTimeOffset.UtcNow; Description = text }
+                    try
+                        "done", run p.Description dir, None
+                    with e ->
+                        "failed", Map.empty, Some(rootMessage e)
+                let r = {
+                    Hash = p.Hash
+                    Status = status
+                    Labels = p.Labels
+                    Metrics = metrics
+                    Error = error
+                    Seconds = clock.Elapsed.TotalSeconds
+                    Finished = DateTimeOffset.UtcNow
+                    Description = text
+                }
                 lock gate (fun () -> File.AppendAllText(storeFile o.Folder, recordLine r + "\n", UTF8Encoding false))
                 match error with
                 | None -> o.Log(sprintf "%s done in %.1f s  %s" tag r.Seconds (metricsText metrics))
                 | Some e -> o.Log(sprintf "%s FAILED after %.1f s: %s" tag r.Seconds e)
                 results.[p.Hash] <- r
-        if o.Parallelism = 1 then List.iter runOne todo
-        else Parallel.ForEach(todo, ParallelOptions(MaxDegreeOfParallelism = o.Parallelism), Action<_>(runOne)) |> ignore
-        let all = [ for p in sweep.Runs -> match results.TryGetValue p.Hash with
-                                           | true, r -> r
-                                           | _ -> previous.[p.Hash] ]
+        if o.Parallelism = 1 then
+            List.iter runOne todo
+        else
+            Parallel.ForEach(todo, ParallelOptions(MaxDegreeOfParallelism = o.Parallelism), Action<_>(runOne)) |> ignore
+        let all = [
+            for p in sweep.Runs ->
+                match results.TryGetValue p.Hash with
+                | true, r -> r
+                | _ -> previous.[p.Hash]
+        ]
         let failed = all |> List.filter (fun r -> r.Status <> "done") |> List.length
         o.Log(sprintf "sweep %s: %d done, %d failed" o.Folder (all.Length - failed) failed)
         all
 
     /// Runs a sweep sequentially in `folder` (see <see cref="runWith"/>).
-    let run (folder: string) (run: 'D -> string -> Map<string, float>) (sweep: Sweep<'D>) =
-        runWith (options folder) run sweep
+    let run (folder: string) (run: 'D -> string -> Map<string, float>) (sweep: Sweep<'D>) = runWith (options folder) run sweep

@@ -8,12 +8,7 @@ open System.Text.Json.Nodes
 open StateX.IO
 
 /// A sweep file read (docs/sweeps.md): the planned pipelines and how to run them.
-type SweepPlan =
-    { File: string
-      Folder: string
-      Parallelism: int
-      Device: string
-      Sweep: Sweep<Pipeline> }
+type SweepPlan = { File: string; Folder: string; Parallelism: int; Device: string; Sweep: Sweep<Pipeline> }
 
 /// <summary>
 /// Sweep files: a JSON document describing one StateX/LPT pipeline (model, expansion, pretraining, post-training,
@@ -28,16 +23,24 @@ module SweepFile =
 
     /// Raises the sweep file's error: one line (values quoted from a damaged file can hold line breaks), naming the file.
     let private fail (file: string) fmt =
-        Printf.kprintf (fun s ->
-            let one = s.Replace("\r\n", " ⏎ ").Replace("\n", " ⏎ ").Replace("\r", " ⏎ ")
-            raise (FormatException(sprintf "%s: %s" file (if one.Length > 300 then one.Substring(0, 300) + "…" else one)))) fmt
+        Printf.kprintf
+            (fun s ->
+                let one = s.Replace("\r\n", " ⏎ ").Replace("\n", " ⏎ ").Replace("\r", " ⏎ ")
+                raise (FormatException(sprintf "%s: %s" file (if one.Length > 300 then one.Substring(0, 300) + "…" else one))))
+            fmt
 
     let private parse (file: string) (text: string) =
         try
-            match StateX.IO.JsonErrors.Parse(text, JsonDocumentOptions(AllowTrailingCommas = true, CommentHandling = JsonCommentHandling.Skip)) with
+            match
+                StateX.IO.JsonErrors.Parse(
+                    text,
+                    JsonDocumentOptions(AllowTrailingCommas = true, CommentHandling = JsonCommentHandling.Skip)
+                )
+            with
             | :? JsonObject as o -> o
             | _ -> fail file "the top level is not a JSON object"
-        with :? JsonException as e -> fail file "not valid JSON: %s" (IO.JsonErrors.Brief e)
+        with :? JsonException as e ->
+            fail file "not valid JSON: %s" (IO.JsonErrors.Brief e)
 
     // ---- reading parts of the document -------------------------------------------------------------------------
 
@@ -45,13 +48,17 @@ module SweepFile =
         let known = Collections.Generic.HashSet<string>()
         member _.Where = where
         member _.Has(k: string) = o.ContainsKey k && not (isNull o.[k])
-        member _.Node(k: string) = known.Add k |> ignore; o.[k]
+        member _.Node(k: string) =
+            known.Add k |> ignore
+            o.[k]
         member this.Get<'T>(k: string, fallback: 'T) : 'T =
             match this.Node k with
             | null -> fallback
             | n ->
-                try n.GetValue<'T>()
-                with _ -> fail file "%s.%s: expected %s, got %s" where k (typeof<'T>.Name) (n.ToJsonString())
+                try
+                    n.GetValue<'T>()
+                with _ ->
+                    fail file "%s.%s: expected %s, got %s" where k (typeof<'T>.Name) (n.ToJsonString())
         member this.Ints(k: string) =
             match this.Node k with
             | :? JsonArray as a -> [ for x in a -> x.GetValue<int>() ]
@@ -64,7 +71,13 @@ module SweepFile =
             | n -> [ n.GetValue<float>() ]
         member this.Strings(k: string) =
             match this.Node k with
-            | :? JsonArray as a -> [ for x in a -> try x.GetValue<string>() with _ -> fail file "%s.%s: expected a list of strings, got %s" where k (a.ToJsonString()) ]
+            | :? JsonArray as a -> [
+                for x in a ->
+                    try
+                        x.GetValue<string>()
+                    with _ ->
+                        fail file "%s.%s: expected a list of strings, got %s" where k (a.ToJsonString())
+              ]
             | null -> fail file "%s.%s is required (a list of strings)" where k
             | n -> [ this.Get<string>(k, "") ]
         member this.Required<'T>(k: string) : 'T =
@@ -72,7 +85,10 @@ module SweepFile =
             | null -> fail file "%s.%s is required" where k
             | n -> this.Get<'T>(k, Unchecked.defaultof<'T>)
         member _.CheckKnown() =
-            let unknown = [ for KeyValue(k, _) in o do if not (known.Contains k) then yield k ]
+            let unknown = [
+                for KeyValue(k, _) in o do
+                    if not (known.Contains k) then yield k
+            ]
             if not unknown.IsEmpty then fail file "%s: unknown key(s) %s" where (String.Join(", ", unknown))
 
     let private section (file: string) (where: string) (n: JsonNode) =
@@ -92,7 +108,12 @@ module SweepFile =
             | :? JsonObject as o ->
                 match o.["config"] with
                 | null -> fail file "model: an object needs \"config\" (a config.json or checkpoint folder) plus overrides"
-                | c -> c.GetValue<string>(), [ for KeyValue(k, v) in o do if k <> "config" then yield k, v ]
+                | c ->
+                    c.GetValue<string>(),
+                    [
+                        for KeyValue(k, v) in o do
+                            if k <> "config" then yield k, v
+                    ]
             | null -> fail file "\"model\" is required: a config.json, a checkpoint folder, or {\"config\": ..., overrides}"
             | _ -> fail file "model: expected a path or an object"
         let full = resolvePath file path
@@ -100,23 +121,34 @@ module SweepFile =
             if Directory.Exists full then Some full, Path.Combine(full, "config.json")
             elif File.Exists full then None, full
             else fail file "model: %s is neither a config.json nor a checkpoint folder" full
-        if overrides.IsEmpty then Model.readConfig configPath, start
+        if overrides.IsEmpty then
+            Model.readConfig configPath, start
         else
             if start.IsSome then fail file "model: overrides apply to a config.json, not to a checkpoint folder (its weights fix the shape)"
             let cfg = (ConfigJson.Load configPath).Root.DeepClone().AsObject()
-            for k, v in overrides do cfg.[k] <- (if isNull v then null else v.DeepClone())
+            for k, v in overrides do
+                cfg.[k] <- (if isNull v then null else v.DeepClone())
             let tmp = Path.Combine(Path.GetTempPath(), sprintf "statex-sweep-%s.json" (Guid.NewGuid().ToString "N"))
             try
                 File.WriteAllText(tmp, cfg.ToJsonString())
                 Model.readConfig tmp, None
-            finally File.Delete tmp
+            finally
+                File.Delete tmp
 
     /// expand: null | {"layers", "rewrite", "init", "seed", "freeze_others"} | a list of them (applied in order).
     let private expansions (file: string) (n: JsonNode) (m: Model) : Model =
         let one (n: JsonNode) (m: Model) =
             let s = section file "expand" n
             let layers = s.Get<string>("layers", "every:6")
-            let rewrite = s.Get<string>("rewrite", (match m.Arch with Gla _ -> "merge-heads" | Mamba2 _ | Gsa _ | Power _ -> "state:x4"))
+            let rewrite =
+                s.Get<string>(
+                    "rewrite",
+                    (match m.Arch with
+                     | Gla _ -> "merge-heads"
+                     | Mamba2 _
+                     | Gsa _
+                     | Power _ -> "state:x4")
+                )
             let init = s.Get<string>("init", "reinit")
             let seed = s.Get<int64>("seed", 0L)
             let freeze = s.Get<bool>("freeze_others", false)
@@ -135,8 +167,8 @@ module SweepFile =
             | Some t when not (s.Has "data") -> t
             | _ -> TrainSpec.on (s.Required<string> "data")
         let d = start
-        let t =
-            { d with
+        let t = {
+            d with
                 Data = s.Get("data", d.Data)
                 Tokenizer = s.Get("tokenizer", d.Tokenizer)
                 Steps = s.Get("steps", d.Steps)
@@ -151,7 +183,8 @@ module SweepFile =
                 ClipNorm = s.Get("clip", d.ClipNorm)
                 Seed = s.Get("seed", d.Seed)
                 Precision = s.Get("precision", d.Precision)
-                ActivationCheckpointing = s.Get("activation_checkpointing", d.ActivationCheckpointing) }
+                ActivationCheckpointing = s.Get("activation_checkpointing", d.ActivationCheckpointing)
+        }
         s.CheckKnown()
         t
 
@@ -168,9 +201,16 @@ module SweepFile =
                     let limit () = if s.Has "limit" then Some(s.Get<int>("limit", 0)) else None
                     let t =
                         match name with
-                        | "mqar" -> Mqar(s.Ints "pairs", s.Get("seq_len", 256), s.Get("examples", 100), (if s.Has "vocab" then Some(s.Get<int>("vocab", 0)) else None))
+                        | "mqar" ->
+                            Mqar(
+                                s.Ints "pairs",
+                                s.Get("seq_len", 256),
+                                s.Get("examples", 100),
+                                (if s.Has "vocab" then Some(s.Get<int>("vocab", 0)) else None)
+                            )
                         | "passkey" -> Passkey(s.Ints "lengths", s.Floats "depths", s.Get("trials", 5), s.Get("template", "default"))
-                        | "haystack" | "niah" -> Haystack(s.Ints "lengths", s.Get("needles", 4), s.Get("queries", 1), s.Get("trials", 5))
+                        | "haystack"
+                        | "niah" -> Haystack(s.Ints "lengths", s.Get("needles", 4), s.Get("queries", 1), s.Get("trials", 5))
                         | "heldout_loss" -> HeldOutLoss(s.Required<string> "data", s.Get("rows", 16), s.Get("length", 2048))
                         | "model_size" -> ModelSize
                         | "icl" -> FewShot(s.Ints "shots", s.Get("classes", 2), s.Get("trials", 100))
@@ -179,31 +219,74 @@ module SweepFile =
                         | "recall_qa" -> RecallQa(resolvePath file (s.Required<string> "file"), s.Get("max_new_tokens", 48), limit ())
                         | "multiple_choice" -> MultipleChoice(resolvePath file (s.Required<string> "file"), limit ())
                         | "ruler" ->
-                            let names = if s.Has "tasks" then s.Strings "tasks" else [ for t in StateX.Evaluation.Tasks.RulerNiahTask.All -> t.Name ]
-                            let names = [ for n in names -> try (StateX.Evaluation.Tasks.RulerNiahTask.Named n).Name with :? ArgumentException as e -> fail file "evaluate.ruler.tasks: %s" e.Message ]
-                            let essay = if s.Has "essay" then (match s.Get<string>("essay", "") with "synth:text" -> Some "synth:text" | e -> Some(resolvePath file e)) else None
-                            EvalTask.RulerNiah(names, s.Ints "lengths", s.Get("samples", 25), essay, s.Get("max_new_tokens", StateX.Evaluation.Tasks.RulerNiah.RulerMaxNewTokens))
+                            let names =
+                                if s.Has "tasks" then
+                                    s.Strings "tasks"
+                                else
+                                    [ for t in StateX.Evaluation.Tasks.RulerNiahTask.All -> t.Name ]
+                            let names = [
+                                for n in names ->
+                                    try
+                                        (StateX.Evaluation.Tasks.RulerNiahTask.Named n).Name
+                                    with :? ArgumentException as e ->
+                                        fail file "evaluate.ruler.tasks: %s" e.Message
+                            ]
+                            let essay =
+                                if s.Has "essay" then
+                                    (match s.Get<string>("essay", "") with
+                                     | "synth:text" -> Some "synth:text"
+                                     | e -> Some(resolvePath file e))
+                                else
+                                    None
+                            EvalTask.RulerNiah(
+                                names,
+                                s.Ints "lengths",
+                                s.Get("samples", 25),
+                                essay,
+                                s.Get("max_new_tokens", StateX.Evaluation.Tasks.RulerNiah.RulerMaxNewTokens)
+                            )
                         | "recall" ->
                             let task = s.Required<string> "task"
-                            let task = try (StateX.Evaluation.Tasks.RecallTask.Named task).Name with :? ArgumentException as e -> fail file "evaluate.recall.task: %s" e.Message
+                            let task =
+                                try
+                                    (StateX.Evaluation.Tasks.RecallTask.Named task).Name
+                                with :? ArgumentException as e ->
+                                    fail file "evaluate.recall.task: %s" e.Message
                             let contextLength =
                                 match s.Get("context_length", StateX.Evaluation.Tasks.BasedRecall.DefaultContextLength) with
                                 | 0 -> None
                                 | n when n > StateX.Evaluation.Tasks.BasedRecall.AnswerLength -> Some n
-                                | n -> fail file "evaluate.recall.context_length: %d must exceed the answer length %d (or be 0: not cut)" n StateX.Evaluation.Tasks.BasedRecall.AnswerLength
-                            EvalTask.Recall(task, resolvePath file (s.Required<string> "file"), contextLength, s.Get("max_new_tokens", StateX.Evaluation.Tasks.BasedRecall.MaxNewTokens), limit ())
+                                | n ->
+                                    fail
+                                        file
+                                        "evaluate.recall.context_length: %d must exceed the answer length %d (or be 0: not cut)"
+                                        n
+                                        StateX.Evaluation.Tasks.BasedRecall.AnswerLength
+                            EvalTask.Recall(
+                                task,
+                                resolvePath file (s.Required<string> "file"),
+                                contextLength,
+                                s.Get("max_new_tokens", StateX.Evaluation.Tasks.BasedRecall.MaxNewTokens),
+                                limit ()
+                            )
                         | "winogrande" -> EvalTask.WinoGrande(resolvePath file (s.Required<string> "file"), limit ())
                         | "lambada" -> EvalTask.Lambada(resolvePath file (s.Required<string> "file"), limit ())
-                        | other -> fail file "evaluate: unknown task '%s' (mqar, passkey, haystack, ruler, icl, icl_file, loss_vs_position, heldout_loss, recall_qa, recall, multiple_choice, winogrande, lambada, model_size)" other
+                        | other ->
+                            fail
+                                file
+                                "evaluate: unknown task '%s' (mqar, passkey, haystack, ruler, icl, icl_file, loss_vs_position, heldout_loss, recall_qa, recall, multiple_choice, winogrande, lambada, model_size)"
+                                other
                     s.CheckKnown()
                     t
                 | _ -> fail file "evaluate: each task is {\"NAME\": {settings}}, got %s" (n.ToJsonString())
             let e = EvalSpec.tasks [ for n in tasks -> task n ]
-            Some { e with
+            Some {
+                e with
                     Tokenizer = root.Get("eval_tokenizer", e.Tokenizer)
                     Seed = root.Get("eval_seed", e.Seed)
                     SegmentLength = root.Get("segment_length", e.SegmentLength)
-                    BatchSize = root.Get("eval_batch", e.BatchSize) }
+                    BatchSize = root.Get("eval_batch", e.BatchSize)
+            }
         | n -> fail file "evaluate: expected a list of tasks, got %s" (n.ToJsonString())
 
     let private sweepKeys = set [ "grid"; "zip"; "random"; "folder"; "parallelism"; "device" ]
@@ -211,24 +294,43 @@ module SweepFile =
     /// The pipeline one (already substituted) document describes.
     let pipelineOf (file: string) (doc: JsonObject) : Pipeline =
         let root = Section(file, "sweep file", doc)
-        for k in sweepKeys do root.Node k |> ignore
+        for k in sweepKeys do
+            root.Node k |> ignore
         let recipe = root.Get<string>("recipe", "statex")
         if recipe <> "statex" && recipe <> "lpt" then fail file "recipe: '%s' is not statex or lpt" recipe
         let m, start = model file (root.Node "model")
         let expandNode = root.Node "expand"
         let m = if recipe = "statex" then expansions file expandNode m else m
-        let pre = match root.Node "pretrain" with null -> None | n -> Some(training file "pretrain" n None)
-        let post = match root.Node "posttrain" with null -> None | n -> Some(training file "posttrain" n pre)
+        let pre =
+            match root.Node "pretrain" with
+            | null -> None
+            | n -> Some(training file "pretrain" n None)
+        let post =
+            match root.Node "posttrain" with
+            | null -> None
+            | n -> Some(training file "posttrain" n pre)
         let e = evaluation file root
         let name = root.Get<string>("name", recipe)
         root.CheckKnown()
         let p =
             Pipeline.create name m
-            |> fun p -> match start with Some s -> Pipeline.startFrom s p | None -> p
-            |> fun p -> match pre with Some t -> Pipeline.pretrain t p | None -> p
+            |> fun p ->
+                match start with
+                | Some s -> Pipeline.startFrom s p
+                | None -> p
+            |> fun p ->
+                match pre with
+                | Some t -> Pipeline.pretrain t p
+                | None -> p
             |> fun p -> if recipe = "statex" then Pipeline.expand p else p
-            |> fun p -> match post with Some t -> Pipeline.postTrain t p | None -> p
-            |> fun p -> match e with Some e -> Pipeline.evaluate e p | None -> p
+            |> fun p ->
+                match post with
+                | Some t -> Pipeline.postTrain t p
+                | None -> p
+            |> fun p ->
+                match e with
+                | Some e -> Pipeline.evaluate e p
+                | None -> p
         Pipeline.validate p
         p
 
@@ -244,7 +346,8 @@ module SweepFile =
             let v () = if isNull value then null else value.DeepClone()
             match node with
             | :? JsonObject as o ->
-                if last then o.[key] <- v ()
+                if last then
+                    o.[key] <- v ()
                 else
                     match o.[key] with
                     | null when Char.IsDigit key.[0] |> not ->
@@ -272,8 +375,8 @@ module SweepFile =
 
     let private axesOf (file: string) (what: string) (n: JsonNode) : Axis<string> list =
         match n with
-        | :? JsonObject as o ->
-            [ for KeyValue(path, values) in o ->
+        | :? JsonObject as o -> [
+            for KeyValue(path, values) in o ->
                 let set (v: JsonNode) (text: string) = (setPath file path v (JsonNode.Parse(text).AsObject())).ToJsonString()
                 match values with
                 | :? JsonArray as a when a.Count > 0 -> Axis.labelled path [ for v in a -> label v, set v ]
@@ -288,7 +391,8 @@ module SweepFile =
                     | "log_uniform" -> let lo, hi = bounds () in Axis.logUniform path lo hi (fun x -> set (JsonValue.Create x))
                     | "int_range" -> let lo, hi = bounds () in Axis.intRange path (int lo) (int hi) (fun x -> set (JsonValue.Create x))
                     | k -> fail file "random axis %s: unknown distribution '%s' (uniform, log_uniform, int_range)" path k
-                | _ -> fail file "%s axis %s: expected a non-empty list of values" what path ]
+                | _ -> fail file "%s axis %s: expected a non-empty list of values" what path
+          ]
         | _ -> fail file "%s: expected an object of PATH: [values]" what
 
     /// Reads a sweep file: the baseline document, its axes, and the pipelines they make.
@@ -298,16 +402,21 @@ module SweepFile =
         // The readers below navigate the document as docs/sweeps.md describes it; a value of another type or shape
         // (a number where a string goes, a one-element bounds list, lo > hi) surfaces as one of these, naming no
         // file (found by fuzzing): it becomes the sweep file's own error.
-        try loadFile file
+        try
+            loadFile file
         with
-        | :? InvalidOperationException | :? IndexOutOfRangeException | :? ArgumentException | :? Collections.Generic.KeyNotFoundException
-        | :? InvalidCastException | :? OverflowException as e ->
-            fail file "malformed sweep file (%s: %s)" (e.GetType().Name) (e.Message.Split('\n').[0])
+        | :? InvalidOperationException
+        | :? IndexOutOfRangeException
+        | :? ArgumentException
+        | :? Collections.Generic.KeyNotFoundException
+        | :? InvalidCastException
+        | :? OverflowException as e -> fail file "malformed sweep file (%s: %s)" (e.GetType().Name) (e.Message.Split('\n').[0])
 
     and private loadFile (file: string) : SweepPlan =
         let doc = parse file (File.ReadAllText file)
         let baseline = doc.DeepClone().AsObject()
-        for k in [ "grid"; "zip"; "random" ] do baseline.Remove k |> ignore
+        for k in [ "grid"; "zip"; "random" ] do
+            baseline.Remove k |> ignore
         let text = baseline.ToJsonString()
         let docs =
             match doc.["grid"], doc.["zip"], doc.["random"] with
@@ -325,15 +434,25 @@ module SweepFile =
             match doc.["folder"] with
             | null -> Path.GetFullPath(Path.Combine("runs", Path.GetFileNameWithoutExtension file))
             | f -> resolvePath file (f.GetValue<string>())
-        { File = file
-          Folder = folder
-          Parallelism = (match doc.["parallelism"] with null -> 1 | n -> n.GetValue<int>())
-          Device = (match doc.["device"] with null -> "auto" | n -> n.GetValue<string>())
-          Sweep = docs |> Sweep.map (fun d -> pipelineOf file (JsonNode.Parse(d).AsObject())) }
+        {
+            File = file
+            Folder = folder
+            Parallelism =
+                (match doc.["parallelism"] with
+                 | null -> 1
+                 | n -> n.GetValue<int>())
+            Device =
+                (match doc.["device"] with
+                 | null -> "auto"
+                 | n -> n.GetValue<string>())
+            Sweep = docs |> Sweep.map (fun d -> pipelineOf file (JsonNode.Parse(d).AsObject()))
+        }
 
     /// The columns a sweep's analyses group by: its axes except seeds (pooled into mean ± std).
     let groupColumns (plan: SweepPlan) =
-        plan.Sweep.Runs |> List.collect (fun r -> List.map fst r.Labels) |> List.distinct
+        plan.Sweep.Runs
+        |> List.collect (fun r -> List.map fst r.Labels)
+        |> List.distinct
         |> List.filter (fun n -> not (n.ToLowerInvariant().Contains "seed"))
 
     /// Runs the plan (stages shared under FOLDER/stages), then writes results.csv (every evaluation result with
@@ -352,16 +471,25 @@ module SweepFile =
             let by = groupColumns plan
             let tasks = Analysis.texts "task" joined |> List.distinct
             let chart name (f: unit -> Plotly.NET.GenericChart) =
-                try files.Add(Charts.save (Path.Combine(plan.Folder, "charts", name + ".html")) (f ()))
-                with e -> log (sprintf "chart %s skipped: %s" name e.Message)
+                try
+                    files.Add(Charts.save (Path.Combine(plan.Folder, "charts", name + ".html")) (f ()))
+                with e ->
+                    log (sprintf "chart %s skipped: %s" name e.Message)
             if tasks |> List.exists (fun t -> List.contains t Analysis.recallTasks) then
                 chart "recall-vs-state-size" (fun () -> Charts.recallVsStateSize (Analysis.recallVsStateSize by joined))
             if List.contains "passkey" tasks then
                 chart "passkey" (fun () -> Charts.passkeyHeatmap "Passkey accuracy (all runs)" (Analysis.passkeyGrid joined))
             if List.contains "icl" tasks then chart "icl-vs-shots" (fun () -> Charts.iclVsShots (Analysis.iclVsShots by joined))
-            if List.contains "loss_vs_position" tasks then chart "loss-vs-position" (fun () -> Charts.lossVsPosition (Analysis.lossVsPosition by joined))
+            if List.contains "loss_vs_position" tasks then
+                chart "loss-vs-position" (fun () -> Charts.lossVsPosition (Analysis.lossVsPosition by joined))
         let curves = Analysis.sweepFiles plan.Folder "posttrain.metrics.jsonl"
         if curves.RowCount > 0 then
-            try files.Add(Charts.save (Path.Combine(plan.Folder, "charts", "post-training.html")) (Charts.trainingCurves "loss" (Analysis.trainingCurves (groupColumns plan) "loss" curves)))
-            with e -> log (sprintf "chart post-training skipped: %s" e.Message)
+            try
+                files.Add(
+                    Charts.save
+                        (Path.Combine(plan.Folder, "charts", "post-training.html"))
+                        (Charts.trainingCurves "loss" (Analysis.trainingCurves (groupColumns plan) "loss" curves))
+                )
+            with e ->
+                log (sprintf "chart post-training skipped: %s" e.Message)
         records, List.ofSeq files

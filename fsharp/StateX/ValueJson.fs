@@ -39,31 +39,47 @@ module ValueJson =
 
     let rec private write (t: Type) (v: obj) : JsonNode =
         if isOption t || isValueOption t then
-            if isNull v then null
+            if isNull v then
+                null
             else
                 let case, fields = FSharpValue.GetUnionFields(v, t, flags)
-                if case.Name = "None" || case.Name = "ValueNone" then null
-                else write (t.GetGenericArguments().[0]) fields.[0]
+                if case.Name = "None" || case.Name = "ValueNone" then null else write (t.GetGenericArguments().[0]) fields.[0]
         elif isNull v then
-            if t = typeof<unit> then null
-            else invalidArg "value" (sprintf "a null %s has no JSON form (use an option)" t.Name)
-        elif t = typeof<obj> && v.GetType() <> typeof<obj> then write (v.GetType()) v
-        elif t = typeof<string> then JsonValue.Create(v :?> string)
-        elif t = typeof<bool> then JsonValue.Create(v :?> bool)
-        elif t = typeof<int> then JsonValue.Create(v :?> int)
-        elif t = typeof<int64> then JsonValue.Create(v :?> int64)
-        elif t = typeof<int16> then JsonValue.Create(v :?> int16)
-        elif t = typeof<byte> then JsonValue.Create(v :?> byte)
-        elif t = typeof<uint32> then JsonValue.Create(v :?> uint32)
-        elif t = typeof<uint64> then JsonValue.Create(v :?> uint64)
-        elif t = typeof<float> then number (v :?> float)
-        elif t = typeof<float32> then number (float (v :?> float32))
-        elif t = typeof<decimal> then JsonValue.Create(v :?> decimal)
-        elif t = typeof<char> then JsonValue.Create(string (v :?> char))
-        elif t.IsEnum then JsonValue.Create(Enum.GetName(t, v))
-        elif t = typeof<TimeSpan> then JsonValue.Create((v :?> TimeSpan).ToString("c", CultureInfo.InvariantCulture))
-        elif t = typeof<DateTime> then JsonValue.Create((v :?> DateTime).ToString("o", CultureInfo.InvariantCulture))
-        elif t = typeof<DateTimeOffset> then JsonValue.Create((v :?> DateTimeOffset).ToString("o", CultureInfo.InvariantCulture))
+            if t = typeof<unit> then null else invalidArg "value" (sprintf "a null %s has no JSON form (use an option)" t.Name)
+        elif t = typeof<obj> && v.GetType() <> typeof<obj> then
+            write (v.GetType()) v
+        elif t = typeof<string> then
+            JsonValue.Create(v :?> string)
+        elif t = typeof<bool> then
+            JsonValue.Create(v :?> bool)
+        elif t = typeof<int> then
+            JsonValue.Create(v :?> int)
+        elif t = typeof<int64> then
+            JsonValue.Create(v :?> int64)
+        elif t = typeof<int16> then
+            JsonValue.Create(v :?> int16)
+        elif t = typeof<byte> then
+            JsonValue.Create(v :?> byte)
+        elif t = typeof<uint32> then
+            JsonValue.Create(v :?> uint32)
+        elif t = typeof<uint64> then
+            JsonValue.Create(v :?> uint64)
+        elif t = typeof<float> then
+            number (v :?> float)
+        elif t = typeof<float32> then
+            number (float (v :?> float32))
+        elif t = typeof<decimal> then
+            JsonValue.Create(v :?> decimal)
+        elif t = typeof<char> then
+            JsonValue.Create(string (v :?> char))
+        elif t.IsEnum then
+            JsonValue.Create(Enum.GetName(t, v))
+        elif t = typeof<TimeSpan> then
+            JsonValue.Create((v :?> TimeSpan).ToString("c", CultureInfo.InvariantCulture))
+        elif t = typeof<DateTime> then
+            JsonValue.Create((v :?> DateTime).ToString("o", CultureInfo.InvariantCulture))
+        elif t = typeof<DateTimeOffset> then
+            JsonValue.Create((v :?> DateTimeOffset).ToString("o", CultureInfo.InvariantCulture))
         elif FSharpType.IsFunction t then
             invalidArg "value" (sprintf "a function (%s) has no stable text; describe it with data instead" t.Name)
         elif FSharpType.IsTuple t then
@@ -77,11 +93,14 @@ module ValueJson =
         elif FSharpType.IsUnion(t, flags) && not (isList t) then
             let case, values = FSharpValue.GetUnionFields(v, t, flags)
             let fields = case.GetFields()
-            if fields.Length = 0 then JsonValue.Create case.Name :> JsonNode
+            if fields.Length = 0 then
+                JsonValue.Create case.Name :> JsonNode
             else
-                let inner : JsonNode =
-                    if fields.Length = 1 then write fields.[0].PropertyType values.[0]
-                    elif unnamed fields then JsonArray(Array.map2 (fun (f: Reflection.PropertyInfo) x -> write f.PropertyType x) fields values)
+                let inner: JsonNode =
+                    if fields.Length = 1 then
+                        write fields.[0].PropertyType values.[0]
+                    elif unnamed fields then
+                        JsonArray(Array.map2 (fun (f: Reflection.PropertyInfo) x -> write f.PropertyType x) fields values)
                     else
                         let o = JsonObject()
                         Array.iter2 (fun (f: Reflection.PropertyInfo) x -> o.[f.Name] <- write f.PropertyType x) fields values
@@ -89,17 +108,25 @@ module ValueJson =
                 JsonObject([ Collections.Generic.KeyValuePair(case.Name, inner) ]) :> JsonNode
         elif isMap t then
             let kt, vt = t.GetGenericArguments().[0], t.GetGenericArguments().[1]
-            let pairs = [ for kv in (v :?> IEnumerable) -> kv.GetType().GetProperty("Key").GetValue kv, kv.GetType().GetProperty("Value").GetValue kv ]
+            let pairs = [
+                for kv in (v :?> IEnumerable) -> kv.GetType().GetProperty("Key").GetValue kv, kv.GetType().GetProperty("Value").GetValue kv
+            ]
             if kt = typeof<string> then
                 let o = JsonObject()
-                for k, x in pairs do o.[k :?> string] <- write vt x
+                for k, x in pairs do
+                    o.[k :?> string] <- write vt x
                 o :> JsonNode
-            else JsonArray([| for k, x in pairs -> JsonArray(write kt k, write vt x) :> JsonNode |]) :> JsonNode
+            else
+                JsonArray([| for k, x in pairs -> JsonArray(write kt k, write vt x) :> JsonNode |]) :> JsonNode
         elif t.IsArray || isList t || isSet t then
             let et = if t.IsArray then t.GetElementType() else t.GetGenericArguments().[0]
             JsonArray([| for x in (v :?> IEnumerable) -> write et x |]) :> JsonNode
         else
-            invalidArg "value" (sprintf "values of type %s have no stable text (only F# records, unions, options, lists, arrays, maps, sets, tuples, numbers, strings)" t.FullName)
+            invalidArg
+                "value"
+                (sprintf
+                    "values of type %s have no stable text (only F# records, unions, options, lists, arrays, maps, sets, tuples, numbers, strings)"
+                    t.FullName)
 
     let private fail (t: Type) (node: JsonNode) why =
         raise (FormatException(sprintf "cannot read %s from %s: %s" t.Name (if isNull node then "null" else node.ToJsonString()) why))
@@ -118,30 +145,52 @@ module ValueJson =
     let rec private read (t: Type) (node: JsonNode) : obj =
         if isOption t then
             let cases = FSharpType.GetUnionCases t
-            if isNull node then FSharpValue.MakeUnion(cases.[0], [||])
-            else FSharpValue.MakeUnion(cases.[1], [| read (t.GetGenericArguments().[0]) node |])
+            if isNull node then
+                FSharpValue.MakeUnion(cases.[0], [||])
+            else
+                FSharpValue.MakeUnion(cases.[1], [| read (t.GetGenericArguments().[0]) node |])
         elif isValueOption t then
             let cases = FSharpType.GetUnionCases t
-            if isNull node then FSharpValue.MakeUnion(cases.[0], [||])
-            else FSharpValue.MakeUnion(cases.[1], [| read (t.GetGenericArguments().[0]) node |])
-        elif t = typeof<unit> then null
-        elif isNull node then fail t node "a value is required"
-        elif t = typeof<string> then box (node.GetValue<string>())
-        elif t = typeof<bool> then box (node.GetValue<bool>())
-        elif t = typeof<int> then box (node.GetValue<int>())
-        elif t = typeof<int64> then box (node.GetValue<int64>())
-        elif t = typeof<int16> then box (node.GetValue<int16>())
-        elif t = typeof<byte> then box (node.GetValue<byte>())
-        elif t = typeof<uint32> then box (node.GetValue<uint32>())
-        elif t = typeof<uint64> then box (node.GetValue<uint64>())
-        elif t = typeof<float> then box (readNumber t node)
-        elif t = typeof<float32> then box (float32 (readNumber t node))
-        elif t = typeof<decimal> then box (node.GetValue<decimal>())
-        elif t = typeof<char> then box (node.GetValue<string>().[0])
-        elif t.IsEnum then Enum.Parse(t, node.GetValue<string>())
-        elif t = typeof<TimeSpan> then box (TimeSpan.ParseExact(node.GetValue<string>(), "c", CultureInfo.InvariantCulture))
-        elif t = typeof<DateTime> then box (DateTime.Parse(node.GetValue<string>(), CultureInfo.InvariantCulture, DateTimeStyles.RoundtripKind))
-        elif t = typeof<DateTimeOffset> then box (DateTimeOffset.Parse(node.GetValue<string>(), CultureInfo.InvariantCulture))
+            if isNull node then
+                FSharpValue.MakeUnion(cases.[0], [||])
+            else
+                FSharpValue.MakeUnion(cases.[1], [| read (t.GetGenericArguments().[0]) node |])
+        elif t = typeof<unit> then
+            null
+        elif isNull node then
+            fail t node "a value is required"
+        elif t = typeof<string> then
+            box (node.GetValue<string>())
+        elif t = typeof<bool> then
+            box (node.GetValue<bool>())
+        elif t = typeof<int> then
+            box (node.GetValue<int>())
+        elif t = typeof<int64> then
+            box (node.GetValue<int64>())
+        elif t = typeof<int16> then
+            box (node.GetValue<int16>())
+        elif t = typeof<byte> then
+            box (node.GetValue<byte>())
+        elif t = typeof<uint32> then
+            box (node.GetValue<uint32>())
+        elif t = typeof<uint64> then
+            box (node.GetValue<uint64>())
+        elif t = typeof<float> then
+            box (readNumber t node)
+        elif t = typeof<float32> then
+            box (float32 (readNumber t node))
+        elif t = typeof<decimal> then
+            box (node.GetValue<decimal>())
+        elif t = typeof<char> then
+            box (node.GetValue<string>().[0])
+        elif t.IsEnum then
+            Enum.Parse(t, node.GetValue<string>())
+        elif t = typeof<TimeSpan> then
+            box (TimeSpan.ParseExact(node.GetValue<string>(), "c", CultureInfo.InvariantCulture))
+        elif t = typeof<DateTime> then
+            box (DateTime.Parse(node.GetValue<string>(), CultureInfo.InvariantCulture, DateTimeStyles.RoundtripKind))
+        elif t = typeof<DateTimeOffset> then
+            box (DateTimeOffset.Parse(node.GetValue<string>(), CultureInfo.InvariantCulture))
         elif FSharpType.IsTuple t then
             match node with
             | :? JsonArray as a when a.Count = FSharpType.GetTupleElements(t).Length ->
@@ -153,9 +202,13 @@ module ValueJson =
                 let fields = FSharpType.GetRecordFields(t, flags)
                 for KeyValue(k, _) in o do
                     if not (fields |> Array.exists (fun f -> f.Name = k)) then
-                        fail t node (sprintf "unknown field '%s' (fields: %s)" k (fields |> Array.map (fun f -> f.Name) |> String.concat ", "))
+                        fail
+                            t
+                            node
+                            (sprintf "unknown field '%s' (fields: %s)" k (fields |> Array.map (fun f -> f.Name) |> String.concat ", "))
                 let values =
-                    fields |> Array.map (fun f ->
+                    fields
+                    |> Array.map (fun f ->
                         if o.ContainsKey f.Name then read f.PropertyType o.[f.Name]
                         elif isOption f.PropertyType then read f.PropertyType null
                         else fail t node (sprintf "field '%s' is missing" f.Name))
@@ -166,7 +219,8 @@ module ValueJson =
             let caseNamed name =
                 match cases |> Array.tryFind (fun c -> c.Name = name) with
                 | Some c -> c
-                | None -> fail t node (sprintf "unknown case '%s' (cases: %s)" name (cases |> Array.map (fun c -> c.Name) |> String.concat ", "))
+                | None ->
+                    fail t node (sprintf "unknown case '%s' (cases: %s)" name (cases |> Array.map (fun c -> c.Name) |> String.concat ", "))
             match node with
             | :? JsonValue as s when s.GetValueKind() = JsonValueKind.String ->
                 let c = caseNamed (s.GetValue<string>())
@@ -178,18 +232,30 @@ module ValueJson =
                 let c = caseNamed name
                 let fields = c.GetFields()
                 let values =
-                    if fields.Length = 1 then [| read fields.[0].PropertyType inner |]
+                    if fields.Length = 1 then
+                        [| read fields.[0].PropertyType inner |]
                     elif unnamed fields then
                         match inner with
-                        | :? JsonArray as a when a.Count = fields.Length -> Array.map2 (fun (f: Reflection.PropertyInfo) n -> read f.PropertyType n) fields (Seq.toArray a)
+                        | :? JsonArray as a when a.Count = fields.Length ->
+                            Array.map2 (fun (f: Reflection.PropertyInfo) n -> read f.PropertyType n) fields (Seq.toArray a)
                         | _ -> fail t node (sprintf "case '%s' takes an array of %d items" c.Name fields.Length)
                     else
                         match inner with
                         | :? JsonObject as fo ->
-                            fields |> Array.map (fun f ->
-                                if fo.ContainsKey f.Name then read f.PropertyType fo.[f.Name]
-                                else fail t node (sprintf "case '%s' needs field '%s'" c.Name f.Name))
-                        | _ -> fail t node (sprintf "case '%s' takes an object {%s}" c.Name (fields |> Array.map (fun f -> f.Name) |> String.concat ", "))
+                            fields
+                            |> Array.map (fun f ->
+                                if fo.ContainsKey f.Name then
+                                    read f.PropertyType fo.[f.Name]
+                                else
+                                    fail t node (sprintf "case '%s' needs field '%s'" c.Name f.Name))
+                        | _ ->
+                            fail
+                                t
+                                node
+                                (sprintf
+                                    "case '%s' takes an object {%s}"
+                                    c.Name
+                                    (fields |> Array.map (fun f -> f.Name) |> String.concat ", "))
                 FSharpValue.MakeUnion(c, values, flags)
             | _ -> fail t node "expected a case name or {\"Case\": fields}"
         elif isMap t then
@@ -197,11 +263,12 @@ module ValueJson =
             let pairs =
                 match node with
                 | :? JsonObject as o when kt = typeof<string> -> [ for KeyValue(k, n) in o -> box k, read vt n ]
-                | :? JsonArray as a ->
-                    [ for p in a ->
+                | :? JsonArray as a -> [
+                    for p in a ->
                         match p with
                         | :? JsonArray as kv when kv.Count = 2 -> read kt kv.[0], read vt kv.[1]
-                        | _ -> fail t node "expected [key, value] pairs" ]
+                        | _ -> fail t node "expected [key, value] pairs"
+                  ]
                 | _ -> fail t node "expected an object or an array of pairs"
             let tupleType = FSharpType.MakeTupleType [| kt; vt |]
             let arr = Array.CreateInstance(tupleType, pairs.Length)
@@ -213,15 +280,19 @@ module ValueJson =
             | :? JsonArray as a ->
                 let items = Array.CreateInstance(et, a.Count)
                 a |> Seq.iteri (fun i n -> items.SetValue(read et n, i))
-                if t.IsArray then box items
-                elif isSet t then Activator.CreateInstance(t, [| items :> obj |])
+                if t.IsArray then
+                    box items
+                elif isSet t then
+                    Activator.CreateInstance(t, [| items :> obj |])
                 else
                     let cases = FSharpType.GetUnionCases t
                     let mutable acc = FSharpValue.MakeUnion(cases.[0], [||])
-                    for i in items.Length - 1 .. -1 .. 0 do acc <- FSharpValue.MakeUnion(cases.[1], [| items.GetValue i; acc |])
+                    for i in items.Length - 1 .. -1 .. 0 do
+                        acc <- FSharpValue.MakeUnion(cases.[1], [| items.GetValue i; acc |])
                     acc
             | _ -> fail t node "expected an array"
-        else fail t node "type not supported"
+        else
+            fail t node "type not supported"
 
     /// The JSON form of a value of static type 'T (an obj-typed part is written by its runtime type).
     let toNode (value: 'T) : JsonNode = write typeof<'T> (box value)
@@ -232,7 +303,8 @@ module ValueJson =
     /// Only what JSON requires is escaped (quotes, backslashes, control characters): the text does not depend on
     /// an encoder's choice of "unsafe" characters.
     let private compact = JsonSerializerOptions(Encoder = Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping)
-    let private indented = JsonSerializerOptions(Encoder = Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping, WriteIndented = true)
+    let private indented =
+        JsonSerializerOptions(Encoder = Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping, WriteIndented = true)
 
     /// Compact JSON text of any node (minimal escaping).
     let nodeText (n: JsonNode) = if isNull n then "null" else n.ToJsonString compact
@@ -251,4 +323,4 @@ module ValueJson =
 
     let ofNode<'T> (node: JsonNode) : 'T = read typeof<'T> node :?> 'T
 
-    let ofText<'T> (text: string) : 'T = ofNode<'T> (JsonNode.Parse text)
+    let ofText<'T> (text: string) : 'T = ofNode<'T>(JsonNode.Parse text)

@@ -14,8 +14,10 @@ let runWith (env: (string * string) list) (timeoutSeconds: int) (args: string li
     if not (File.Exists cliDll) then failwithf "CLI not built next to the tests: %s" cliDll
     let psi = ProcessStartInfo("dotnet", RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false)
     psi.ArgumentList.Add cliDll
-    for a in args do psi.ArgumentList.Add a
-    for (k, v) in env do psi.Environment.[k] <- v
+    for a in args do
+        psi.ArgumentList.Add a
+    for (k, v) in env do
+        psi.Environment.[k] <- v
     use p = Process.Start psi
     let out = p.StandardOutput.ReadToEndAsync()
     let err = p.StandardError.ReadToEndAsync()

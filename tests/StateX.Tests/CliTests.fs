@@ -10,7 +10,8 @@ open StateX.Models
 open StateX.Expansion
 
 let private loadQuiet (dir: string) = Checkpoint.Load(dir, warn = Action<string>(ignore))
-let private paramsOf (m: ICausalLanguageModel) = dict [ for struct (n, p) in m.Module.named_parameters () -> n, p.detach().to_type(torch.ScalarType.Float32) ]
+let private paramsOf (m: ICausalLanguageModel) =
+    dict [ for struct (n, p) in m.Module.named_parameters () -> n, p.detach().to_type(torch.ScalarType.Float32) ]
 
 [<Tests>]
 let tests =
@@ -40,15 +41,24 @@ let tests =
             // (gla-tiny-merged itself keeps the pretrained attn_norm, which the official merge resets to ones.)
             use reader = new SafeTensorsReader(Path.Combine(Fixtures.dir "gla-tiny-merged", "io.safetensors"))
             let ids = reader.Load("input_ids", dtype = torch.ScalarType.Int64)
-            let expanded = StateExpansion.Apply(loadQuiet dir, ExpansionRequest(LayerSelection.Parse "all", Rewrite.Parse "merge-heads", ExpansionInit.Inherit, 0L))
-            let expected = (use _ = torch.no_grad () in expanded.Model.Forward(ids, mode = ForwardMode.Chunked).Logits.to_type(torch.ScalarType.Float32))
+            let expanded =
+                StateExpansion.Apply(
+                    loadQuiet dir,
+                    ExpansionRequest(LayerSelection.Parse "all", Rewrite.Parse "merge-heads", ExpansionInit.Inherit, 0L)
+                )
+            let expected =
+                (use _ = torch.no_grad () in
+                 expanded.Model.Forward(ids, mode = ForwardMode.Chunked).Logits.to_type(torch.ScalarType.Float32))
             let io = Path.Combine(tmp, "io.safetensors")
             SafeTensorsWriter.Write(io, [ KeyValuePair("input_ids", ids); KeyValuePair("logits", expected) ])
             let c = Cli.run [ "check-logits"; "--model"; out; "--io"; io ]
             Expect.equal c.ExitCode 0 c.Stderr
             let last = c.Stdout.Trim().Split('\n') |> Array.last
             Expect.stringStarts last "max_abs_diff=" "last line"
-            Expect.isLessThan (float (last.Substring "max_abs_diff=".Length)) 1e-5 "the saved checkpoint computes what the in-process expansion does"
+            Expect.isLessThan
+                (float (last.Substring "max_abs_diff=".Length))
+                1e-5
+                "the saved checkpoint computes what the in-process expansion does"
         }
 
         test "statex expand --layers all --rewrite state:x4 --init reinit writes the official mamba4 expansion" {
@@ -64,26 +74,51 @@ let tests =
                 let a, b = sm.backbone.layers.[i].mixer, bm.backbone.layers.[i].mixer
                 Expect.equal b.DState (4L * a.DState) "d_state ×4"
                 let key leaf = sprintf "backbone.layers.%d.mixer.%s" i leaf
-                let isConst (v: float) (t: torch.Tensor) = (t - v).abs().max().item<float32> () = 0.0f
+                let isConst (v: float) (t: torch.Tensor) = (t - v).abs().max().item<float32>() = 0.0f
                 Expect.isTrue (isConst 1.0 bp.[key "dt_bias"]) "dt_bias = 1"
                 Expect.isTrue (isConst 1.0 bp.[key "norm.weight"]) "gated norm = 1"
                 let logH = torch.arange(1L, a.Heads + 1L, dtype = torch.ScalarType.Float32).log()
-                Expect.isLessThan ((bp.[key "A_log"] - logH).abs().max().item<float32> ()) 1e-6f "A_log = log(1..H)"
+                Expect.isLessThan ((bp.[key "A_log"] - logH).abs().max().item<float32>()) 1e-6f "A_log = log(1..H)"
                 for leaf in [ "D"; "out_proj.weight" ] do
-                    Expect.isTrue (bp.[key leaf].equal(sp.[key leaf]).all().item<bool> ()) (leaf + " pretrained")
+                    Expect.isTrue (bp.[key leaf].equal(sp.[key leaf]).all().item<bool>()) (leaf + " pretrained")
                 let w, w0 = bp.[key "in_proj.weight"], sp.[key "in_proj.weight"]
-                Expect.isTrue (w.narrow(0, 0L, 2L * a.Inner).equal(w0.narrow(0, 0L, 2L * a.Inner)).all().item<bool> ()) "z, x rows pretrained"
-                let bc = w.narrow(0, 2L * a.Inner, 2L * 4L * a.Groups * a.DState)
-                Expect.isLessThanOrEqual (bc.abs().max().item<float32> () |> float) (1.0 / sqrt (float a.Hidden) * (1.0 + 1e-6)) "B/C rows inside U(±1/√d_model)"
-            let expanded = StateExpansion.Apply(src, ExpansionRequest(LayerSelection.Parse "all", Rewrite.Parse "state:x4", ExpansionInit.Reinit, 0L))
+                Expect.isTrue
+                    (w.narrow(0, 0L, 2L * a.Inner).equal(w0.narrow (0, 0L, 2L * a.Inner)).all().item<bool>())
+                    "z, x rows pretrained"
+                let bc = w.narrow (0, 2L * a.Inner, 2L * 4L * a.Groups * a.DState)
+                Expect.isLessThanOrEqual
+                    (bc.abs().max().item<float32>() |> float)
+                    (1.0 / sqrt (float a.Hidden) * (1.0 + 1e-6))
+                    "B/C rows inside U(±1/√d_model)"
+            let expanded =
+                StateExpansion.Apply(src, ExpansionRequest(LayerSelection.Parse "all", Rewrite.Parse "state:x4", ExpansionInit.Reinit, 0L))
             for KeyValue(n, p) in paramsOf expanded.Model do
-                let d = if p.dtype = bp.[n].dtype && p.shape = bp.[n].shape then (p - bp.[n]).abs().max().item<float32> () |> float else nan
-                Expect.isTrue (p.equal(bp.[n]).all().item<bool> ())
-                    (sprintf "%s: the saved checkpoint is the seed-0 in-process expansion (in-process %A %A, saved %A %A, max |Δ| %g)" n p.dtype p.shape bp.[n].dtype bp.[n].shape d)
+                let d = if p.dtype = bp.[n].dtype && p.shape = bp.[n].shape then (p - bp.[n]).abs().max().item<float32>() |> float else nan
+                Expect.isTrue
+                    (p.equal(bp.[n]).all().item<bool>())
+                    (sprintf
+                        "%s: the saved checkpoint is the seed-0 in-process expansion (in-process %A %A, saved %A %A, max |Δ| %g)"
+                        n
+                        p.dtype
+                        p.shape
+                        bp.[n].dtype
+                        bp.[n].shape
+                        d)
         }
 
         test "statex expand refuses a bad request with a clear message" {
-            let r = Cli.run [ "expand"; "--model"; Fixtures.dir "mamba2-tiny"; "--layers"; "all"; "--rewrite"; "merge-heads"; "--init"; "reinit" ]
+            let r =
+                Cli.run [
+                    "expand"
+                    "--model"
+                    Fixtures.dir "mamba2-tiny"
+                    "--layers"
+                    "all"
+                    "--rewrite"
+                    "merge-heads"
+                    "--init"
+                    "reinit"
+                ]
             Expect.notEqual r.ExitCode 0 "fails"
             Expect.stringContains r.Stderr "applies to GLA" "says why"
         }

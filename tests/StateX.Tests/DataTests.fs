@@ -13,8 +13,11 @@ let private eod = ByteTokenizer.Eos
 /// Every chunk a source gives, from a fresh open.
 let private readAll (src: IDataSource) =
     use s = src.Open(SourceContext(byteTok, 7UL), null)
-    [ let mutable c = Unchecked.defaultof<DocumentChunk>
-      while s.TryNext(&c) do yield c ]
+    [
+        let mutable c = Unchecked.defaultof<DocumentChunk>
+        while s.TryNext(&c) do
+            yield c
+    ]
 
 let private docsOf spec = DataSpec.Parse(spec).Build() |> readAll |> List.map (fun c -> byteTok.Decode c.Tokens)
 
@@ -34,7 +37,8 @@ type private Constant(value: int, len: int) =
         member _.Generate(_, _, _) = SyntheticDocument(Tokens = Array.create len value)
 
 let private registry () =
-    SyntheticRegistry.Default()
+    SyntheticRegistry
+        .Default()
         .Register("numbered", fun _ -> Numbered() :> ISyntheticGenerator)
         .Register("constant", fun o -> Constant(int o.["value"], int o.["len"]) :> ISyntheticGenerator)
 
@@ -51,7 +55,8 @@ let private writeNpy (path: string) (descr: string) (shape: string) (data: byte[
 let private writeParquet (path: string) (column: string) (values: string[]) (rowGroups: int) =
     let field = Parquet.Schema.DataField(column, typeof<string>)
     use fs = File.Create path
-    let w = Parquet.ParquetWriter.CreateAsync(Parquet.Schema.ParquetSchema([| field :> Parquet.Schema.Field |]), fs).GetAwaiter().GetResult()
+    let w =
+        Parquet.ParquetWriter.CreateAsync(Parquet.Schema.ParquetSchema([| field :> Parquet.Schema.Field |]), fs).GetAwaiter().GetResult()
     let per = (values.Length + rowGroups - 1) / rowGroups
     for part in Array.chunkBySize per values do
         use rg = w.CreateRowGroup()
@@ -61,7 +66,8 @@ let private writeParquet (path: string) (column: string) (values: string[]) (row
 let private expectDataError (f: unit -> unit) (fragments: string list) =
     let e = Expect.throwsC (fun () -> f ()) id
     Expect.isTrue (e :? DataException) (sprintf "a DataException, got %s: %s" (e.GetType().Name) e.Message)
-    for fr in fragments do Expect.stringContains e.Message fr (sprintf "message names '%s'" fr)
+    for fr in fragments do
+        Expect.stringContains e.Message fr (sprintf "message names '%s'" fr)
 
 [<Tests>]
 let tests =
@@ -96,10 +102,21 @@ let tests =
             Expect.equal (docsOf $"text:{a}:split=line:epochs=1") [ "one"; "two"; "three"; "four" ] "lines"
             Expect.equal (docsOf $"text:{a}:split=blank:epochs=1") [ "one\ntwo"; "three\nfour" ] "paragraphs"
             let whole = DataSpec.Parse($"text:{a}:epochs=1:chunk=5").Build() |> readAll
-            Expect.equal (whole |> List.map (fun c -> byteTok.Decode c.Tokens) |> String.concat "") "one\ntwo\n\nthree\nfour" "file mode keeps the whole text"
-            Expect.equal (whole |> List.map (fun c -> c.EndsDocument)) ([ for _ in 1 .. whole.Length - 1 -> false ] @ [ true ]) "only the last piece ends the document"
-            Expect.isTrue (whole.Length > 1 && whole |> List.take (whole.Length - 1) |> List.forall (fun c -> c.Continues)) "pieces say they continue"
-            Expect.equal (docsOf $"text:{d}:split=line:epochs=1:order=sorted") [ "one"; "two"; "three"; "four"; "five" ] "folder, recursive, .txt only, BOM dropped"
+            Expect.equal
+                (whole |> List.map (fun c -> byteTok.Decode c.Tokens) |> String.concat "")
+                "one\ntwo\n\nthree\nfour"
+                "file mode keeps the whole text"
+            Expect.equal
+                (whole |> List.map (fun c -> c.EndsDocument))
+                ([ for _ in 1 .. whole.Length - 1 -> false ] @ [ true ])
+                "only the last piece ends the document"
+            Expect.isTrue
+                (whole.Length > 1 && whole |> List.take (whole.Length - 1) |> List.forall (fun c -> c.Continues))
+                "pieces say they continue"
+            Expect.equal
+                (docsOf $"text:{d}:split=line:epochs=1:order=sorted")
+                [ "one"; "two"; "three"; "four"; "five" ]
+                "folder, recursive, .txt only, BOM dropped"
             Expect.equal (docsOf $"text:{d}/**/*.txt:split=line:epochs=1:order=sorted").Length 5 "glob with **"
             Expect.equal (docsOf $"text:{d}/sub/*.txt:split=line:epochs=1") [ "five" ] "glob"
             expectDataError (fun () -> docsOf $"text:{d}/*.nothing" |> ignore) [ "no files match" ]
@@ -141,14 +158,23 @@ let tests =
             let flat spec = DataSpec.Parse(spec).Build() |> readAll |> List.collect (fun c -> List.ofArray c.Tokens)
             Expect.equal (flat $"tokens:{b16}:epochs=1:window=3") (List.ofArray ids) "uint16 in windows of 3"
             Expect.equal (flat $"tokens:{b32}:dtype=uint32:epochs=1") (List.ofArray ids) "uint32"
-            for (descr, conv) in [ "<u2", (fun (i: int) -> BitConverter.GetBytes(uint16 i)); "<i4", (fun i -> BitConverter.GetBytes i); "<i8", (fun i -> BitConverter.GetBytes(int64 i)) ] do
+            for (descr, conv) in
+                [
+                    "<u2", (fun (i: int) -> BitConverter.GetBytes(uint16 i))
+                    "<i4", (fun i -> BitConverter.GetBytes i)
+                    "<i8", (fun i -> BitConverter.GetBytes(int64 i))
+                ] do
                 let n = Path.Combine(d, sprintf "c%s.npy" (descr.Substring 1))
                 writeNpy n descr (sprintf "(%d,)" ids.Length) (ids |> Array.collect conv)
                 Expect.equal (flat $"npy:{n}:epochs=1:window=4") (List.ofArray ids) (sprintf ".npy %s" descr)
             let odd = Path.Combine(d, "odd.bin")
             File.WriteAllBytes(odd, [| 1uy; 2uy; 3uy |])
             expectDataError (fun () -> flat $"tokens:{odd}:epochs=1" |> ignore) [ "odd.bin"; "not a multiple of 2" ]
-            expectDataError (fun () -> flat $"tokens:{b16}:dtype=uint32:epochs=1" |> ignore) [ "a.bin"; "outside the vocabulary"; "byte offset" ]
+            expectDataError (fun () -> flat $"tokens:{b16}:dtype=uint32:epochs=1" |> ignore) [
+                "a.bin"
+                "outside the vocabulary"
+                "byte offset"
+            ]
             let f4 = Path.Combine(d, "f.npy")
             writeNpy f4 "<f4" "(2,)" (Array.zeroCreate 8)
             expectDataError (fun () -> flat $"npy:{f4}:epochs=1" |> ignore) [ "f.npy"; "'<f4'" ]
@@ -164,8 +190,18 @@ let tests =
             for withTarget in [ true; false ] do
                 let opts = LoaderOptions(SeqLen = 10, BatchSize = 3, Seed = 1UL, WithTarget = withTarget)
                 use loader = DataLoader.Open(DataSpec.Parse "synth:numbered:count=40", byteTok, opts, synthetic = registry ())
-                let got = [ let mutable b = loader.Next() in while not (isNull b) do (Expect.equal (b.BatchSize, b.RowLength) (3, opts.RowLength) "shape"); yield! b.Tokens; b <- loader.Next() ]
-                let expected = [ for i in 0L .. 39L do yield! Numbered.Doc i |> Array.map int64; yield int64 eod ]
+                let got = [
+                    let mutable b = loader.Next() in
+                    while not (isNull b) do
+                        (Expect.equal (b.BatchSize, b.RowLength) (3, opts.RowLength) "shape")
+                        yield! b.Tokens
+                        b <- loader.Next()
+                ]
+                let expected = [
+                    for i in 0L .. 39L do
+                        yield! Numbered.Doc i |> Array.map int64
+                        yield int64 eod
+                ]
                 let rowTokens = 3 * opts.RowLength
                 Expect.equal got.Length (expected.Length / rowTokens * rowTokens) "whole batches only; the rest is dropped at the end"
                 Expect.equal got (List.take got.Length expected) "the packed stream is the documents with EOD between them"
@@ -173,13 +209,17 @@ let tests =
 
         test "cursor: save after N batches, restore, the next M batches are identical" {
             let d = Fixtures.tempDir ()
-            File.WriteAllLines(Path.Combine(d, "a.jsonl"), [ for i in 1..30 -> sprintf "{\"text\": \"document %d %s\"}" i (String('x', i % 11)) ])
+            File.WriteAllLines(
+                Path.Combine(d, "a.jsonl"),
+                [ for i in 1..30 -> sprintf "{\"text\": \"document %d %s\"}" i (String('x', i % 11)) ]
+            )
             File.WriteAllText(Path.Combine(d, "b.txt"), String.Join("\n", [ for i in 1..200 -> sprintf "line %d of a long text file" i ]))
             File.WriteAllText(Path.Combine(d, "c.txt"), "short file\n")
             File.WriteAllBytes(Path.Combine(d, "t.bin"), [| for i in 0..999 -> uint16 (i % 250) |] |> Array.collect BitConverter.GetBytes)
             let spec =
                 DataSpec.Parse(
-                    $"mix:0.4*jsonl:{d}/a.jsonl:shuffle=4,0.3*text:{d}/*.txt:chunk=100,0.2*tokens:{d}/t.bin:window=37:shuffle=3,0.1*synth:random:len=9")
+                    $"mix:0.4*jsonl:{d}/a.jsonl:shuffle=4,0.3*text:{d}/*.txt:chunk=100,0.2*tokens:{d}/t.bin:window=37:shuffle=3,0.1*synth:random:len=9"
+                )
             let opts = LoaderOptions(SeqLen = 16, BatchSize = 2, Seed = 42UL)
             use first = DataLoader.Open(spec, byteTok, opts)
             let _ = batches first 7
@@ -197,21 +237,34 @@ let tests =
             // A different seed reads differently; the cursor refuses a run it does not belong to.
             use other = DataLoader.Open(spec, byteTok, LoaderOptions(SeqLen = 16, BatchSize = 2, Seed = 43UL))
             Expect.notEqual (batches other 20) (batches (DataLoader.Open(spec, byteTok, opts)) 20) "seed matters"
-            expectDataError (fun () -> DataLoader.Open(spec, byteTok, LoaderOptions(SeqLen = 8, BatchSize = 2, Seed = 42UL), DataCursor.Parse json) |> ignore) [ "T=16" ]
-            expectDataError (fun () -> DataLoader.Open(DataSpec.Parse $"text:{d}/c.txt", byteTok, opts, DataCursor.Parse json) |> ignore) [ "saved for data" ]
+            expectDataError
+                (fun () ->
+                    DataLoader.Open(spec, byteTok, LoaderOptions(SeqLen = 8, BatchSize = 2, Seed = 42UL), DataCursor.Parse json) |> ignore)
+                [ "T=16" ]
+            expectDataError (fun () -> DataLoader.Open(DataSpec.Parse $"text:{d}/c.txt", byteTok, opts, DataCursor.Parse json) |> ignore) [
+                "saved for data"
+            ]
             expectDataError (fun () -> DataCursor.Parse("{\"format\": 1}", "ck/cursor.json") |> ignore) [ "ck/cursor.json" ]
         }
 
         test "epochs revisit every file, in a seeded order per epoch" {
             let d = Fixtures.tempDir ()
-            for i in 0..5 do File.WriteAllText(Path.Combine(d, sprintf "%d.txt" i), string i)
+            for i in 0..5 do
+                File.WriteAllText(Path.Combine(d, sprintf "%d.txt" i), string i)
             let order seed =
                 use s = DataSpec.Parse($"text:{d}:epochs=3").Build().Open(SourceContext(byteTok, seed), null)
-                [ let mutable c = Unchecked.defaultof<DocumentChunk>
-                  while s.TryNext(&c) do yield byteTok.Decode c.Tokens ]
+                [
+                    let mutable c = Unchecked.defaultof<DocumentChunk>
+                    while s.TryNext(&c) do
+                        yield byteTok.Decode c.Tokens
+                ]
             let o = order 1UL
             Expect.equal o.Length 18 "3 epochs of 6 files"
-            for e in 0..2 do Expect.equal (o |> List.skip (6 * e) |> List.take 6 |> List.sort) [ "0"; "1"; "2"; "3"; "4"; "5" ] "each epoch sees each file once"
+            for e in 0..2 do
+                Expect.equal
+                    (o |> List.skip (6 * e) |> List.take 6 |> List.sort)
+                    [ "0"; "1"; "2"; "3"; "4"; "5" ]
+                    "each epoch sees each file once"
             Expect.equal (order 1UL) o "deterministic"
             Expect.notEqual (o |> List.take 6) (o |> List.skip 6 |> List.take 6) "epochs are shuffled differently"
             Expect.notEqual (order 2UL) o "another seed, another order"
@@ -244,17 +297,26 @@ let tests =
             let chunks = spec.Build(registry ()) |> readAll
             let textRun = chunks |> List.filter (fun c -> c.Tokens |> Array.exists ((<>) 2)) |> List.map (fun c -> byteTok.Decode c.Tokens)
             let firstText = chunks |> List.findIndex (fun c -> c.Tokens |> Array.exists ((<>) 2))
-            Expect.equal (chunks |> List.skip firstText |> List.take textRun.Length |> List.map (fun c -> byteTok.Decode c.Tokens)) textRun "text pieces are consecutive"
+            Expect.equal
+                (chunks |> List.skip firstText |> List.take textRun.Length |> List.map (fun c -> byteTok.Decode c.Tokens))
+                textRun
+                "text pieces are consecutive"
             Expect.equal (String.concat "" textRun) (File.ReadAllText(Path.Combine(d, "long.txt"))) "and complete"
         }
 
         test "the examples in data/examples read as documented" {
-            let ex = match Fixtures.examplesDir with Some d -> d | None -> skiptest "data/examples not found above the test binary"
+            let ex =
+                match Fixtures.examplesDir with
+                | Some d -> d
+                | None -> skiptest "data/examples not found above the test binary"
             Expect.equal (docsOf $"jsonl:{ex}/tiny.jsonl:epochs=1").Length 3 "tiny.jsonl: 3 documents"
             Expect.equal (docsOf $"text:{ex}/tiny.txt:split=blank:epochs=1").Length 2 "tiny.txt: 2 paragraphs"
             Expect.equal (docsOf $"tokens:{ex}/tiny-uint16.bin:epochs=1" |> String.concat "") "Hello<eos>World<eos>" "tiny-uint16.bin"
             Expect.equal (docsOf $"npy:{ex}/tiny-int32.npy:epochs=1" |> String.concat "") "Hello<eos>World<eos>" "tiny-int32.npy"
             Expect.equal (docsOf $"parquet:{ex}/tiny.parquet:epochs=1").Length 2 "tiny.parquet: 2 rows"
-            Expect.equal (docsOf $"mix:0.5*jsonl:{ex}/tiny.jsonl:epochs=1,0.5*parquet:{ex}/tiny.parquet:epochs=1").Length 5 "a mixture of both"
+            Expect.equal
+                (docsOf $"mix:0.5*jsonl:{ex}/tiny.jsonl:epochs=1,0.5*parquet:{ex}/tiny.parquet:epochs=1").Length
+                5
+                "a mixture of both"
         }
     ]

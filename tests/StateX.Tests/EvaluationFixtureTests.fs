@@ -22,7 +22,10 @@ let private randomRows (vocab: int) (seed: uint64) (lengths: int list) =
 
 let private floats (t: T) = t.detach().cpu().to_type(torch.ScalarType.Float32).contiguous().data<float32>().ToArray()
 
-let private stateValues (s: ModelState) = [ for l in s.Layers do for t in l.Tensors -> floats t ]
+let private stateValues (s: ModelState) = [
+    for l in s.Layers do
+        for t in l.Tensors -> floats t
+]
 
 let private expectCloseArrays (tol: float) (a: float32[]) (b: float32[]) what =
     Expect.equal a.Length b.Length (what + ": lengths")
@@ -59,20 +62,25 @@ let tests =
                 use _ = torch.no_grad ()
                 use x = torch.tensor(rows.[0] |> Array.map int64).reshape(1L, 45L)
                 use lp = m.Forward(x).Logits.log_softmax(-1L)
-                let direct = [| for t in 0 .. 43 -> lp.[0, t, rows.[0].[t + 1]].item<float32>() |]
+                let direct = [| for t in 0..43 -> lp.[0, t, rows.[0].[t + 1]].item<float32>() |]
                 expectCloseArrays 1e-4 whole.[0].LogProbs direct "batched scoring vs a plain forward"
                 for seg in [ 1; 7; 16 ] do
                     for bs in [ 1; 3 ] do
                         let parts = Scoring.ScoreTokens(m, rows, EvalOptions(SegmentLength = seg, BatchSize = bs))
                         for i in 0 .. rows.Length - 1 do
                             expectCloseArrays 1e-4 parts.[i].LogProbs whole.[i].LogProbs (sprintf "segment %d, batch %d, row %d" seg bs i)
-                            Expect.sequenceEqual parts.[i].Greedy whole.[i].Greedy (sprintf "greedy flags, segment %d, batch %d, row %d" seg bs i)
+                            Expect.sequenceEqual
+                                parts.[i].Greedy
+                                whole.[i].Greedy
+                                (sprintf "greedy flags, segment %d, batch %d, row %d" seg bs i)
             }
 
             test (sprintf "%s: generation with a segmented prefill equals one prefill" name) {
                 let m = load name
                 let prompts = randomRows m.VocabSize 9UL [ 23; 11 ]
-                let run seg = Generation.Generate(m, prompts, GenerationOptions(6), EvalOptions(SegmentLength = seg, BatchSize = 2)) |> Array.map (fun g -> g.Tokens)
+                let run seg =
+                    Generation.Generate(m, prompts, GenerationOptions(6), EvalOptions(SegmentLength = seg, BatchSize = 2))
+                    |> Array.map (fun g -> g.Tokens)
                 let one = run 1000
                 Expect.equal (run 5) one "segments of 5"
                 Expect.equal (run 1) one "segments of 1"
@@ -82,11 +90,15 @@ let tests =
                 let m = load name
                 let ctx = randomRows m.VocabSize 11UL [ 21; 3; 17 ]
                 let conts = randomRows m.VocabSize 12UL [ 1; 4; 2; 6; 1; 3; 5 ]
-                let requests =
-                    [| struct (ctx.[0], [| conts.[0]; conts.[1]; conts.[2] |] :> IReadOnlyList<int[]>)
-                       struct (ctx.[1], [| conts.[3] |] :> IReadOnlyList<int[]>)
-                       struct (ctx.[2], [| conts.[4]; conts.[5]; conts.[6] |] :> IReadOnlyList<int[]>) |]
-                let pairs = [| for struct (c, cs) in requests do for x in cs -> struct (c, x) |]
+                let requests = [|
+                    struct (ctx.[0], [| conts.[0]; conts.[1]; conts.[2] |] :> IReadOnlyList<int[]>)
+                    struct (ctx.[1], [| conts.[3] |] :> IReadOnlyList<int[]>)
+                    struct (ctx.[2], [| conts.[4]; conts.[5]; conts.[6] |] :> IReadOnlyList<int[]>)
+                |]
+                let pairs = [|
+                    for struct (c, cs) in requests do
+                        for x in cs -> struct (c, x)
+                |]
                 let o = EvalOptions(SegmentLength = 8, BatchSize = 4)
                 let alone = Scoring.LogLikelihood(m, pairs, o)
                 let shared = Scoring.LogLikelihoodShared(m, requests, o) |> Array.concat
@@ -105,12 +117,16 @@ let tests =
                 let clone = original.Clone()
                 Expect.equal (clone.Layers.Count) (original.Layers.Count) "a state per layer"
                 List.iter2 (fun a b -> expectCloseArrays 0.0 a b "a clone starts equal") (stateValues clone) before
-                Expect.isTrue (Seq.forall2 (fun (a: ILayerState) (b: ILayerState) -> a.GetType() = b.GetType()) clone.Layers original.Layers) "same layer state types"
+                Expect.isTrue
+                    (Seq.forall2 (fun (a: ILayerState) (b: ILayerState) -> a.GetType() = b.GetType()) clone.Layers original.Layers)
+                    "same layer state types"
                 // Advancing the clone (the model may update a state in place) leaves the original as it was.
                 let fromClone, advanced = logitsFrom m clone ids.[1]
                 List.iter2 (fun a b -> expectCloseArrays 0.0 a b "original after advancing the clone") (stateValues original) before
                 // Mutating the clone's tensors in place leaves the original as it was.
-                for l in clone.Layers do for t in l.Tensors do t.add_(torch.tensor(1.0f)) |> ignore
+                for l in clone.Layers do
+                    for t in l.Tensors do
+                        t.add_ (torch.tensor (1.0f)) |> ignore
                 List.iter2 (fun a b -> expectCloseArrays 0.0 a b "original after mutating the clone") (stateValues original) before
                 clone.Dispose()
                 // The original still continues exactly as the clone did.
@@ -127,11 +143,20 @@ let tests =
             for limit in [ 1; 10 ] do
                 for s in [ SamplingOptions.Greedy; SamplingOptions(Temperature = 2.0, Seed = 5UL) ] do
                     let g = Generation.Generate(m, prompts, GenerationOptions(12, s, VocabLimit = limit))
-                    Expect.isTrue (g |> Array.forall (fun x -> x.Tokens.Length = 12 && x.Tokens |> Array.forall (fun t -> t < limit))) (sprintf "ids below %d" limit)
-            Expect.throwsC (fun () -> Generation.Generate(m, prompts, GenerationOptions(2, VocabLimit = m.VocabSize + 1)) |> ignore)
+                    Expect.isTrue
+                        (g |> Array.forall (fun x -> x.Tokens.Length = 12 && x.Tokens |> Array.forall (fun t -> t < limit)))
+                        (sprintf "ids below %d" limit)
+            Expect.throwsC
+                (fun () -> Generation.Generate(m, prompts, GenerationOptions(2, VocabLimit = m.VocabSize + 1)) |> ignore)
                 (fun e -> Expect.stringContains e.Message "vocabulary limit" "names the limit")
             // A 300-id model with the 259-id byte tokenizer: the text always decodes.
-            let text = Generation.GenerateText(m, ByteTokenizer(), [| "Hello"; "a" |], GenerationOptions(16, SamplingOptions(Temperature = 3.0, Seed = 1UL)))
+            let text =
+                Generation.GenerateText(
+                    m,
+                    ByteTokenizer(),
+                    [| "Hello"; "a" |],
+                    GenerationOptions(16, SamplingOptions(Temperature = 3.0, Seed = 1UL))
+                )
             Expect.equal text.Length 2 "two texts"
         }
     ]

@@ -19,9 +19,9 @@ let private expandSeed seed (model: ICausalLanguageModel) layers rewrite init =
 let private expand m layers rewrite init = expandSeed 7L m layers rewrite init
 let private paramMap (m: ICausalLanguageModel) =
     dict [ for struct (n, p) in m.Module.named_parameters () -> n, p.detach().to_type(torch.ScalarType.Float32) ]
-let private identical (a: T) (b: T) = a.shape = b.shape && a.equal(b).all().item<bool> ()
-let private largest (t: T) = t.abs().max().item<float32> () |> float
-let private isConst (v: float) (t: T) = (t - v).abs().max().item<float32> () = 0.0f
+let private identical (a: T) (b: T) = a.shape = b.shape && a.equal(b).all().item<bool>()
+let private largest (t: T) = t.abs().max().item<float32>() |> float
+let private isConst (v: float) (t: T) = (t - v).abs().max().item<float32>() = 0.0f
 
 let private expectIdentical (label: string) a b = Expect.isTrue (identical a b) (label + ": pretrained, bit-identical to the source")
 let private expectOnes (label: string) t = Expect.isTrue (isConst 1.0 t) (label + ": reset to ones")
@@ -36,11 +36,14 @@ let private expectFresh (label: string) (t: T) (bound: float) (src: T option) =
     Expect.isLessThanOrEqual m (bound * (1.0 + 1e-6)) (sprintf "%s: inside ±%.5g (max %.5g)" label bound m)
     Expect.isGreaterThan m 0.0 (label + ": not zero")
     if n >= 256L then
-        let std = t.std().item<float32> () |> float
+        let std = t.std().item<float32>() |> float
         let expected = bound / sqrt 3.0
-        Expect.isLessThan (abs (std / expected - 1.0)) (2.5 / sqrt (float n)) (sprintf "%s: std %.5g ≈ bound/√3 = %.5g (n = %d)" label std expected n)
+        Expect.isLessThan
+            (abs (std / expected - 1.0))
+            (2.5 / sqrt (float n))
+            (sprintf "%s: std %.5g ≈ bound/√3 = %.5g (n = %d)" label std expected n)
         Expect.isGreaterThan m (0.9 * bound) (label + ": reaches the bound")
-        Expect.isLessThan (abs (t.mean().item<float32> () |> float)) (5.0 * expected / sqrt (float n)) (label + ": mean ≈ 0")
+        Expect.isLessThan (abs (t.mean().item<float32>() |> float)) (5.0 * expected / sqrt (float n)) (label + ": mean ≈ 0")
     match src with
     | Some s when s.shape = t.shape -> Expect.isFalse (identical t s) (label + ": differs from the source")
     | _ -> ()
@@ -68,24 +71,36 @@ let private checkGla name layers rewrite init =
         let s = sp.[n]
         let layer = ExpansionAccount.LayerOf n
         let label = sprintf "%s %s %s: %s" name init layers n
-        if layer < 0 || not (expanded.Contains layer) || isMlp n then expectIdentical label p s; count "pretrained"
-        elif n.EndsWith ".attn_norm.weight" then expectOnes label p; count "attn_norm"
+        if layer < 0 || not (expanded.Contains layer) || isMlp n then
+            expectIdentical label p s
+            count "pretrained"
+        elif n.EndsWith ".attn_norm.weight" then
+            expectOnes label p
+            count "attn_norm"
         elif isOutNorm n then
             let heads = dst.model.layers.[layer].attn.NumHeads
             Expect.equal p.shape [| int64 cfg.ValueDim / int64 heads |] (label + ": one norm weight per merged head's value width")
-            if init = "reinit" then expectOnes label p
-            else Expect.isTrue (identical p (s.repeat (p.shape.[0] / s.shape.[0]))) (label + ": the per-head weight tiled H/H' times")
+            if init = "reinit" then
+                expectOnes label p
+            else
+                Expect.isTrue (identical p (s.repeat (p.shape.[0] / s.shape.[0]))) (label + ": the per-head weight tiled H/H' times")
             count "out norm"
         elif n.Contains ".attn." then
             if init = "inherit" then expectIdentical label p s
             elif n.EndsWith "gk_proj.1.bias" then expectZeros label p
-            elif n.Contains "conv1d." then expectFresh label p (1.0 / sqrt (float cfg.ConvSize)) (Some s)   // nn.Conv1d default, fan_in = K
+            elif n.Contains "conv1d." then expectFresh label p (1.0 / sqrt (float cfg.ConvSize)) (Some s) // nn.Conv1d default, fan_in = K
             elif p.dim () = 2L then expectFresh label p (xavierBound p) (Some s)
             else failtestf "%s: no rule" label
             count "attn"
-        else failtestf "%s: unexpected parameter of an expanded layer" label
+        else
+            failtestf "%s: unexpected parameter of an expanded layer" label
     for i in r.ExpandedLayers do
-        Expect.equal dst.model.layers.[i].attn.NumHeads (match r.Request.Rewrite with :? Rewrite.MergeHeads as m -> m.Heads | _ -> -1) "merged head count"
+        Expect.equal
+            dst.model.layers.[i].attn.NumHeads
+            (match r.Request.Rewrite with
+             | :? Rewrite.MergeHeads as m -> m.Heads
+             | _ -> -1)
+            "merged head count"
     printfn "%s %s %s: tensors checked %A" name init layers (Map.toList counts.Value)
     Expect.isGreaterThan (defaultArg (counts.Value.TryFind "attn") 0) 0 "attention parameters checked"
 
@@ -94,29 +109,34 @@ let private checkGla name layers rewrite init =
 /// The B and C blocks of dim 0 from row `start`, as [G, rows-per-group, ...] each.
 let private bcBlocks (t: T) (start: int64) (groups: int64) (perGroup: int64) =
     let rest = t.shape |> Array.skip 1
-    [ for blk in 0L .. 1L -> t.narrow(0, start + blk * groups * perGroup, groups * perGroup).reshape(Array.append [| groups; perGroup |] rest) ]
+    [
+        for blk in 0L .. 1L ->
+            t.narrow(0, start + blk * groups * perGroup, groups * perGroup).reshape(Array.append [| groups; perGroup |] rest)
+    ]
 
 /// Checks one of in_proj.weight / in_proj.bias / conv1d.weight / conv1d.bias of an expanded mixer.
 let private checkRows label (p: T) (s: T) (bStart: int64) (groups: int64) (n: int64) (r: int64) init bound isConvWeight =
     let gn = groups * n
-    expectIdentical (label + " [rows before B]") (p.narrow(0, 0L, bStart)) (s.narrow(0, 0L, bStart))
+    expectIdentical (label + " [rows before B]") (p.narrow (0, 0L, bStart)) (s.narrow (0, 0L, bStart))
     let tail = s.shape.[0] - bStart - 2L * gn
-    expectIdentical (label + " [rows after C]") (p.narrow(0, bStart + 2L * r * gn, tail)) (s.narrow(0, bStart + 2L * gn, tail))
+    expectIdentical (label + " [rows after C]") (p.narrow (0, bStart + 2L * r * gn, tail)) (s.narrow (0, bStart + 2L * gn, tail))
     let olds, news = bcBlocks s bStart groups n, bcBlocks p bStart groups (r * n)
     for blk, (o, w) in List.indexed (List.zip olds news) do
         let what = sprintf "%s [%s]" label (if blk = 0 then "B" else "C")
-        let first, extra = w.narrow(1, 0L, n), w.narrow(1, n, (r - 1L) * n)
+        let first, extra = w.narrow (1, 0L, n), w.narrow (1, n, (r - 1L) * n)
         match init with
         | "reinit" ->
             expectFresh what w bound None
             Expect.isFalse (identical first o) (what + ": the original rows are re-drawn too")
         | "copy" ->
-            for j in 0L .. r - 1L do expectIdentical (sprintf "%s copy %d" what j) (w.narrow(1, j * n, n)) o
-        | "zero" -> expectIdentical what first o; expectZeros (what + " new rows") extra
+            for j in 0L .. r - 1L do
+                expectIdentical (sprintf "%s copy %d" what j) (w.narrow (1, j * n, n)) o
+        | "zero" ->
+            expectIdentical what first o
+            expectZeros (what + " new rows") extra
         | "preserve" ->
             expectIdentical what first o
-            if blk = 0 || isConvWeight then expectFresh (what + " new rows") extra bound None
-            else expectZeros (what + " new rows") extra
+            if blk = 0 || isConvWeight then expectFresh (what + " new rows") extra bound None else expectZeros (what + " new rows") extra
         | _ -> failtest init
 
 let private checkMamba name layers ratio init =
@@ -131,37 +151,57 @@ let private checkMamba name layers ratio init =
         let s = sp.[n]
         let layer = ExpansionAccount.LayerOf n
         let label = sprintf "%s %s %s: %s" name init layers n
-        if layer < 0 || not (expanded.Contains layer) || not (n.Contains ".mixer.") then expectIdentical label p s
+        if layer < 0 || not (expanded.Contains layer) || not (n.Contains ".mixer.") then
+            expectIdentical label p s
         else
             let m = sm.backbone.layers.[layer].mixer
             Expect.equal dm.backbone.layers.[layer].mixer.DState (int64 ratio * m.DState) "d_state ×r"
             let leaf = n.Substring(n.IndexOf ".mixer." + 7)
             let linBound, convBound = 1.0 / sqrt (float m.Hidden), 1.0 / sqrt (float m.ConvKernel)
             match leaf with
-            | "D" | "out_proj.weight" | "out_proj.bias" -> expectIdentical label p s
+            | "D"
+            | "out_proj.weight"
+            | "out_proj.bias" -> expectIdentical label p s
             | "dt_bias" -> if init = "preserve" then expectIdentical label p s else expectOnes label p
             | "norm.weight" -> if init = "preserve" then expectIdentical label p s else expectOnes label p
             | "A_log" ->
-                if init = "preserve" then expectIdentical label p s
-                else Expect.isLessThan (largest (p - torch.arange(1L, m.Heads + 1L, dtype = torch.ScalarType.Float32).log())) 1e-6 (label + ": log(1..H)")
-            | "in_proj.weight" | "in_proj.bias" ->
-                checkRows label p s (2L * m.Inner) m.Groups m.DState (int64 ratio) init linBound false; checkedRows <- checkedRows + 1
-            | "conv1d.weight" | "conv1d.bias" ->
-                checkRows label p s m.Inner m.Groups m.DState (int64 ratio) init convBound (leaf = "conv1d.weight"); checkedRows <- checkedRows + 1
+                if init = "preserve" then
+                    expectIdentical label p s
+                else
+                    Expect.isLessThan
+                        (largest (p - torch.arange(1L, m.Heads + 1L, dtype = torch.ScalarType.Float32).log()))
+                        1e-6
+                        (label + ": log(1..H)")
+            | "in_proj.weight"
+            | "in_proj.bias" ->
+                checkRows label p s (2L * m.Inner) m.Groups m.DState (int64 ratio) init linBound false
+                checkedRows <- checkedRows + 1
+            | "conv1d.weight"
+            | "conv1d.bias" ->
+                checkRows label p s m.Inner m.Groups m.DState (int64 ratio) init convBound (leaf = "conv1d.weight")
+                checkedRows <- checkedRows + 1
             | _ -> failtestf "%s: no rule" label
     Expect.isGreaterThan checkedRows 0 "widened tensors checked"
 
 let private freshNames (r: ExpansionResult) =
     // Tensors of the expanded layers that hold fresh values (all but resets and copies).
     let expanded = set r.ExpandedLayers
-    [ for KeyValue(n, _) in paramMap r.Model do
-        if expanded.Contains(ExpansionAccount.LayerOf n)
-           && ((n.Contains ".attn." && not (isOutNorm n) && not (n.EndsWith "gk_proj.1.bias")) || n.Contains "mixer.in_proj" || n.Contains "mixer.conv1d") then n ]
+    [
+        for KeyValue(n, _) in paramMap r.Model do
+            if
+                expanded.Contains(ExpansionAccount.LayerOf n)
+                && ((n.Contains ".attn." && not (isOutNorm n) && not (n.EndsWith "gk_proj.1.bias"))
+                    || n.Contains "mixer.in_proj"
+                    || n.Contains "mixer.conv1d")
+            then
+                n
+    ]
 
 [<Tests>]
 let tests =
     testList "expansion inits" [
-        test "gla reinit (official drop_mode 'gla'): a fresh attention as fla's constructor initialises it, attn_norm ones, mlp and other layers pretrained" {
+        test
+            "gla reinit (official drop_mode 'gla'): a fresh attention as fla's constructor initialises it, attn_norm ones, mlp and other layers pretrained" {
             checkGla "gla-tiny" "list:0" "merge-heads" "reinit"
             checkGla "gla-conv" "every:2" "merge-heads" "reinit"
             checkGla "gla-conv" "list:1" "merge-heads:2" "reinit"
@@ -172,7 +212,8 @@ let tests =
             checkGla "gla-conv" "list:1" "merge-heads:2" "inherit"
         }
 
-        test "mamba2 reinit (official 'mamba4'): all B/C rows and channels default-init, dt_bias 1, A_log log(1..H), norm 1, the rest pretrained" {
+        test
+            "mamba2 reinit (official 'mamba4'): all B/C rows and channels default-init, dt_bias 1, A_log log(1..H), norm 1, the rest pretrained" {
             checkMamba "mamba2-tiny" "all" 4 "reinit"
             checkMamba "mamba2-groups" "list:0,2" 4 "reinit"
             checkMamba "mamba2-groups" "list:1" 2 "reinit"
@@ -202,32 +243,53 @@ let tests =
             let n = (src :?> StateX.Mamba2.Mamba2ForCausalLM).backbone.layers.[0].mixer.DState
             let g = m.in_proj.weight.grad
             for blk, t in List.indexed (bcBlocks g (2L * m.Inner) m.Groups (4L * n)) do
-                expectZeros (sprintf "grad of the new %s rows" (if blk = 0 then "B" else "C")) (t.narrow(1, n, 3L * n))
-                Expect.isGreaterThan (largest (t.narrow(1, 0L, n))) 0.0 "the old rows still get a gradient"
+                expectZeros (sprintf "grad of the new %s rows" (if blk = 0 then "B" else "C")) (t.narrow (1, n, 3L * n))
+                Expect.isGreaterThan (largest (t.narrow (1, 0L, n))) 0.0 "the old rows still get a gradient"
         }
 
         test "fresh values are a function of the seed: same seed identical, another seed different fresh values, same pretrained ones" {
-            for (name, layers, rw, init) in [ "gla-conv", "every:2", "merge-heads", "reinit"; "mamba2-groups", "list:0,2", "state:x4", "reinit"; "mamba2-tiny", "all", "state:x2", "preserve" ] do
-                let a, b, c = expandSeed 11L (load name) layers rw init, expandSeed 11L (load name) layers rw init, expandSeed 12L (load name) layers rw init
+            for (name, layers, rw, init) in
+                [
+                    "gla-conv", "every:2", "merge-heads", "reinit"
+                    "mamba2-groups", "list:0,2", "state:x4", "reinit"
+                    "mamba2-tiny", "all", "state:x2", "preserve"
+                ] do
+                let a, b, c =
+                    expandSeed 11L (load name) layers rw init,
+                    expandSeed 11L (load name) layers rw init,
+                    expandSeed 12L (load name) layers rw init
                 let pa, pb, pc = paramMap a.Model, paramMap b.Model, paramMap c.Model
-                for KeyValue(n, t) in pa do Expect.isTrue (identical t pb.[n]) (sprintf "%s %s: same seed, same tensor" name n)
+                for KeyValue(n, t) in pa do
+                    Expect.isTrue (identical t pb.[n]) (sprintf "%s %s: same seed, same tensor" name n)
                 let fresh = freshNames a
                 Expect.isNonEmpty fresh "fresh tensors exist"
-                for n in fresh do Expect.isFalse (identical pa.[n] pc.[n]) (sprintf "%s %s: another seed, other fresh values" name n)
+                for n in fresh do
+                    Expect.isFalse (identical pa.[n] pc.[n]) (sprintf "%s %s: another seed, other fresh values" name n)
                 for KeyValue(n, t) in pa do
-                    if not (List.contains n fresh) then Expect.isTrue (identical t pc.[n]) (sprintf "%s %s: not fresh, so independent of the seed" name n)
+                    if not (List.contains n fresh) then
+                        Expect.isTrue (identical t pc.[n]) (sprintf "%s %s: not fresh, so independent of the seed" name n)
         }
 
         test "presets: gla-1.3b and mamba2-1.3b follow the paper (every:6, reinit), mamba2-1.3b-script the shipped script (all layers)" {
             let get = ExpansionPresets.Get
             let gla, m, ms = get "gla-1.3b", get "mamba2-1.3b", get "mamba2-1.3b-script"
-            Expect.equal (gla.Layers, gla.Rewrite, gla.Init) (LayerSelection.Every 6 :> LayerSelection, Rewrite.MergeHeads 1 :> Rewrite, ExpansionInit.Reinit) "gla-1.3b"
+            Expect.equal
+                (gla.Layers, gla.Rewrite, gla.Init)
+                (LayerSelection.Every 6 :> LayerSelection, Rewrite.MergeHeads 1 :> Rewrite, ExpansionInit.Reinit)
+                "gla-1.3b"
             Expect.stringContains gla.Source "drop_mode=\"gla\"" "gla-1.3b cites the script's drop_mode"
-            Expect.equal (m.Layers, m.Rewrite, m.Init) (LayerSelection.Every 6 :> LayerSelection, Rewrite.WidenState 4 :> Rewrite, ExpansionInit.Reinit) "mamba2-1.3b"
-            Expect.equal (ms.Layers, ms.Rewrite, ms.Init) (LayerSelection.All() :> LayerSelection, Rewrite.WidenState 4 :> Rewrite, ExpansionInit.Reinit) "mamba2-1.3b-script"
-            for p in ExpansionPresets.All do Expect.stringContains p.Source "statex-official.md" (p.Name + " cites the doc")
-            Expect.sequenceEqual (ms.Layers.Resolve 48) [ 0 .. 47 ] "drop_prop=1: all 48 layers"
-            Expect.sequenceEqual (m.Layers.Resolve 48) [ 0 .. 6 .. 47 ] "drop_prop=6: 8 of 48 layers"
+            Expect.equal
+                (m.Layers, m.Rewrite, m.Init)
+                (LayerSelection.Every 6 :> LayerSelection, Rewrite.WidenState 4 :> Rewrite, ExpansionInit.Reinit)
+                "mamba2-1.3b"
+            Expect.equal
+                (ms.Layers, ms.Rewrite, ms.Init)
+                (LayerSelection.All() :> LayerSelection, Rewrite.WidenState 4 :> Rewrite, ExpansionInit.Reinit)
+                "mamba2-1.3b-script"
+            for p in ExpansionPresets.All do
+                Expect.stringContains p.Source "statex-official.md" (p.Name + " cites the doc")
+            Expect.sequenceEqual (ms.Layers.Resolve 48) [ 0..47 ] "drop_prop=1: all 48 layers"
+            Expect.sequenceEqual (m.Layers.Resolve 48) [ 0..6..47 ] "drop_prop=6: 8 of 48 layers"
         }
 
         test "weight decay is exactly the tensors of two or more dimensions, embeddings and conv1d weights included" {
@@ -235,15 +297,27 @@ let tests =
                 let model = load name
                 let ps = [ for struct (n, p) in model.Module.named_parameters () -> struct (n, p) ]
                 use opt = new AdamW(ps)
-                let decayed = set [ for e in opt.Parameters do if e.Decay then e.Name ]
-                let expected = set [ for struct (n, p) in ps do if p.dim () >= 2L then n ]
+                let decayed =
+                    set [
+                        for e in opt.Parameters do
+                            if e.Decay then e.Name
+                    ]
+                let expected =
+                    set [
+                        for struct (n, p) in ps do
+                            if p.dim () >= 2L then n
+                    ]
                 Expect.equal decayed expected (name + ": decayed = dim ≥ 2")
                 Expect.isTrue (decayed |> Set.exists (fun n -> n.EndsWith "embeddings.weight")) (name + ": embeddings decayed")
                 for struct (n, p) in ps do
                     if p.dim () < 2L then Expect.isFalse (decayed.Contains n) (n + " (norm / bias / A_log / D / dt_bias) not decayed")
                 if name <> "gla-tiny" then
-                    let convs = [ for struct (n, _) in ps do if n.Contains "conv1d.weight" then n ]
+                    let convs = [
+                        for struct (n, _) in ps do
+                            if n.Contains "conv1d.weight" then n
+                    ]
                     Expect.isNonEmpty convs (name + " has conv1d weights")
-                    for n in convs do Expect.isTrue (decayed.Contains n) (n + ": conv1d weight (3-D) decayed")
+                    for n in convs do
+                        Expect.isTrue (decayed.Contains n) (n + ": conv1d weight (3-D) decayed")
         }
     ]

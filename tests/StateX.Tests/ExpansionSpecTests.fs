@@ -23,7 +23,8 @@ let tests =
             Expect.equal (resolve "fraction:0.01" 24) [ 0 ] "at least one"
         }
         test "out-of-range and malformed selections fail with clear errors" {
-            Expect.throwsC (fun () -> resolve "list:1,9" 4 |> ignore) (fun e -> Expect.stringContains e.Message "layer index 9 out of range" "names index")
+            Expect.throwsC (fun () -> resolve "list:1,9" 4 |> ignore) (fun e ->
+                Expect.stringContains e.Message "layer index 9 out of range" "names index")
             Expect.throwsC (fun () -> resolve "last:9" 4 |> ignore) (fun e -> Expect.stringContains e.Message "more layers" "too many")
             for bad in [ "every:0"; "fraction:1.5"; "some"; "list:"; "every:x" ] do
                 Expect.throwsT<ArgumentException> (fun () -> LayerSelection.Parse bad |> ignore) bad
@@ -33,7 +34,8 @@ let tests =
             Expect.equal (Rewrite.Parse "merge-heads:2") (Rewrite.MergeHeads 2 :> Rewrite) "merge to 2"
             Expect.equal (Rewrite.Parse "state:x4") (Rewrite.WidenState 4 :> Rewrite) "x4"
             Expect.throwsC (fun () -> Rewrite.Parse "state:x0" |> ignore) (fun e -> Expect.stringContains e.Message "at least 1" "r < 1")
-            Expect.throwsC (fun () -> Rewrite.Parse "widen" |> ignore) (fun e -> Expect.stringContains e.Message "unknown rewrite" "unknown")
+            Expect.throwsC (fun () -> Rewrite.Parse "widen" |> ignore) (fun e ->
+                Expect.stringContains e.Message "unknown rewrite" "unknown")
             Expect.equal (ExpansionRequest.ParseInit "Preserve") ExpansionInit.Preserve "init"
             Expect.throwsT<ArgumentException> (fun () -> ExpansionRequest.ParseInit "random" |> ignore) "bad init"
         }

@@ -41,7 +41,10 @@ let tests =
             let lpt = Pipeline.lpt "lpt" expanded tinyTraining tinyTraining tinyEval
             Expect.equal (Pipeline.keys lpt |> List.map snd |> List.head) keys.[0] "the LPT arm shares the pretraining key"
             let noop = Pipeline.statex "x" model tinyTraining tinyTraining tinyEval
-            Expect.equal (Pipeline.keys noop) (Pipeline.keys (Pipeline.lpt "y" model tinyTraining tinyTraining tinyEval)) "StateX with nothing to expand is the LPT arm"
+            Expect.equal
+                (Pipeline.keys noop)
+                (Pipeline.keys (Pipeline.lpt "y" model tinyTraining tinyTraining tinyEval))
+                "StateX with nothing to expand is the LPT arm"
         }
 
         test "a pipeline runs each stage once; a re-run and the other arm reuse finished stages" {
@@ -54,8 +57,14 @@ let tests =
             Expect.isNonEmpty first.Results "evaluation results"
             Expect.isTrue (first.Results |> List.forall (fun r -> r.Model = "statex")) "results carry the pipeline's name"
             let post = first.Stages.[2]
-            Expect.equal (Model.ofCheckpoint post.ModelDirectory.Value) (Model.flatten expanded) "the post-trained model is the expanded description"
-            Expect.equal (Model.ofCheckpoint first.Stages.[0].ModelDirectory.Value) model "the pretrained model is the unexpanded description"
+            Expect.equal
+                (Model.ofCheckpoint post.ModelDirectory.Value)
+                (Model.flatten expanded)
+                "the post-trained model is the expanded description"
+            Expect.equal
+                (Model.ofCheckpoint first.Stages.[0].ModelDirectory.Value)
+                model
+                "the pretrained model is the unexpanded description"
             Expect.isFalse ((Pipeline.describe root p).Contains "[to do]") "describe shows every stage done"
 
             let again = Pipeline.run settings root p
@@ -64,7 +73,10 @@ let tests =
             Expect.equal [ for s in again.Stages -> s.Loss ] [ for s in first.Stages -> s.Loss ] "same losses read back"
 
             let lpt = Pipeline.run settings root (Pipeline.lpt "lpt" expanded tinyTraining tinyTraining tinyEval)
-            Expect.equal [ for s in lpt.Stages -> s.Stage, s.Skipped ] [ "pretrain", true; "posttrain", false; "evaluate", false ] "the LPT arm reuses the pretraining"
+            Expect.equal
+                [ for s in lpt.Stages -> s.Stage, s.Skipped ]
+                [ "pretrain", true; "posttrain", false; "evaluate", false ]
+                "the LPT arm reuses the pretraining"
             let m = Pipeline.metrics first
             Expect.equal m.["state_size"] (float (Model.stateSize expanded)) "state size in the metrics"
             Expect.isTrue (m.ContainsKey "pretrain.loss" && m.ContainsKey "posttrain.loss") "training losses in the metrics"
@@ -73,11 +85,22 @@ let tests =
 
         test "runs of a parallel sweep share a stage and it runs once" {
             let folder = Fixtures.tempDir ()
-            let sweep = Sweep.ofList [ Pipeline.lpt "lpt" expanded tinyTraining tinyTraining tinyEval; Pipeline.statex "statex" expanded tinyTraining tinyTraining tinyEval ]
-            let records = Sweep.runWith { Sweep.options folder with Parallelism = 2; Log = ignore } (Pipeline.runner settings (Path.Combine(folder, "stages"))) sweep
+            let sweep =
+                Sweep.ofList [
+                    Pipeline.lpt "lpt" expanded tinyTraining tinyTraining tinyEval
+                    Pipeline.statex "statex" expanded tinyTraining tinyTraining tinyEval
+                ]
+            let records =
+                Sweep.runWith
+                    { Sweep.options folder with Parallelism = 2; Log = ignore }
+                    (Pipeline.runner settings (Path.Combine(folder, "stages")))
+                    sweep
             Expect.equal [ for r in records -> r.Status ] [ "done"; "done" ] "both done"
             let pretrain = Directory.GetDirectories(Path.Combine(folder, "stages"), "*-pretrain") |> Array.exactlyOne
-            Expect.equal (File.ReadAllLines(Path.Combine(pretrain, "metrics.jsonl")).Length) tinyTraining.Steps "the shared pretraining ran once"
+            Expect.equal
+                (File.ReadAllLines(Path.Combine(pretrain, "metrics.jsonl")).Length)
+                tinyTraining.Steps
+                "the shared pretraining ran once"
             for r in records do
                 Expect.isTrue (File.Exists(Path.Combine(Sweep.runFolder folder r.Hash, "eval.jsonl"))) "each run has its results"
         }
@@ -88,9 +111,11 @@ let tests =
             let r = Pipeline.run settings root (Pipeline.create "frozen" frozen |> Pipeline.expand |> Pipeline.postTrain tinyTraining)
             let before, after = parameters r.Stages.[0].ModelDirectory.Value, parameters r.Stages.[1].ModelDirectory.Value
             for KeyValue(name, p) in before do
-                let same = after.[name].equal(p).all().item<bool> ()
-                if name.StartsWith "model.layers.0.attn." then Expect.isFalse same (name + " (expanded) is trained")
-                elif name.StartsWith "model.layers.1." || name.StartsWith "model.embeddings" then Expect.isTrue same (name + " (not expanded) is unchanged")
+                let same = after.[name].equal(p).all().item<bool>()
+                if name.StartsWith "model.layers.0.attn." then
+                    Expect.isFalse same (name + " (expanded) is trained")
+                elif name.StartsWith "model.layers.1." || name.StartsWith "model.embeddings" then
+                    Expect.isTrue same (name + " (not expanded) is unchanged")
         }
 
         test "pipelines that cannot run are refused before anything runs" {

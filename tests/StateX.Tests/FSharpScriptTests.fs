@@ -31,11 +31,13 @@ let private fsi (env: (string * string) list) (timeoutSeconds: int) (script: str
     let psi = ProcessStartInfo("dotnet", RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false)
     psi.ArgumentList.Add "fsi"
     psi.ArgumentList.Add script
-    for a in args do psi.ArgumentList.Add a
+    for a in args do
+        psi.ArgumentList.Add a
     psi.WorkingDirectory <- Path.GetDirectoryName script
     // One libtorch thread: the tests share the machine, and spinning threads only slow each other down.
     psi.Environment.["OMP_NUM_THREADS"] <- "1"
-    for k, v in env do psi.Environment.[k] <- v
+    for k, v in env do
+        psi.Environment.[k] <- v
     use p = Process.Start psi
     let out = p.StandardOutput.ReadToEndAsync()
     let err = p.StandardError.ReadToEndAsync()
@@ -49,7 +51,10 @@ let private expectSuccess (what: string) (o: Outcome) =
 
 let selfContained (file: string) =
     Expect.isTrue (File.Exists file) (file + " written")
-    Expect.stringContains (File.ReadAllText file) "For license information please see plotly.min.js.LICENSE.txt" (file + ": plotly.js embedded")
+    Expect.stringContains
+        (File.ReadAllText file)
+        "For license information please see plotly.min.js.LICENSE.txt"
+        (file + ": plotly.js embedded")
 
 /// `statex demo --preset smoke`, run once for every test that compares its rows (the script here, the notebook in
 /// NotebookTests): the folder it wrote.
@@ -63,7 +68,14 @@ let cliSmokeStudy =
 
 /// The study rows in `folder` are the CLI's smoke study's: the same rows in the same order, values up to round-off.
 let expectCliSmokeRows (name: string) (folder: string) =
-    let key (r: StudyRow) = r.Family, r.Arm, r.Seed, r.Task, ValueJson.toText (r.Result.Setting |> Seq.map (fun kv -> kv.Key, string kv.Value) |> List.ofSeq), r.Metric, r.Result.N
+    let key (r: StudyRow) =
+        r.Family,
+        r.Arm,
+        r.Seed,
+        r.Task,
+        ValueJson.toText (r.Result.Setting |> Seq.map (fun kv -> kv.Key, string kv.Value) |> List.ofSeq),
+        r.Metric,
+        r.Result.N
     let reference = Study.readRows cliSmokeStudy.Value
     Expect.isGreaterThan reference.Length 50 "the smoke study's rows"
     let rows = Study.readRows folder
@@ -72,53 +84,97 @@ let expectCliSmokeRows (name: string) (folder: string) =
     // other processes; float sums may still split differently. Accuracies: at most two of N answers
     // flipped; losses: 2%.
     for a, b in List.zip reference rows do
-        if a.Task = "model" then Expect.equal b.Value a.Value (sprintf "%s %A: exact" name (key a))
+        if a.Task = "model" then
+            Expect.equal b.Value a.Value (sprintf "%s %A: exact" name (key a))
         else
             let tol = if a.Metric = "accuracy" then 2.0 / float a.Result.N else 0.02 * max 1.0 (abs a.Value)
             Expect.isLessThanOrEqual (abs (b.Value - a.Value)) tol (sprintf "%s %A: %g vs %g" name (key a) b.Value a.Value)
 
 [<Tests>]
 let tests =
-    testSequenced <| testList "fsharp.scripts" [
+    testSequenced
+    <| testList "fsharp.scripts" [
         test "quickstart and expand-checkpoint run at tiny sizes" {
             let ws = workspace AppContext.BaseDirectory
             let out = Path.Combine(ws, "out-quickstart")
-            let o = fsi [] 300 (Path.Combine(ws, "scripts", "quickstart.fsx")) [ "steps=2"; "seq_len=32"; "pairs=2"; "device=cpu"; "out=" + out ]
+            let o =
+                fsi [] 300 (Path.Combine(ws, "scripts", "quickstart.fsx")) [
+                    "steps=2"
+                    "seq_len=32"
+                    "pairs=2"
+                    "device=cpu"
+                    "out=" + out
+                ]
             expectSuccess "quickstart.fsx" o
             Expect.stringContains o.Out "expanded: GLA" "describes the expanded model"
-            for f in [ "mqar.html"; "post-training.html" ] do selfContained (Path.Combine(out, f))
+            for f in [ "mqar.html"; "post-training.html" ] do
+                selfContained (Path.Combine(out, f))
             Expect.stringContains (File.ReadAllText(Path.Combine(out, "mqar.csv"))) "statex" "the CSV holds both arms"
             let out2 = Path.Combine(ws, "out-expand")
             let e = fsi [] 120 (Path.Combine(ws, "scripts", "expand-checkpoint.fsx")) [ "out=" + out2 ]
             expectSuccess "expand-checkpoint.fsx" e
             Expect.stringContains e.Out "state per sequence" "prints the accounting"
-            Expect.equal (Model.ofCheckpoint (Path.Combine(out2, "expanded"))) (Model.ofCheckpoint (Path.Combine(out2, "source")) |> Expand.preset "gla-1.3b" |> Model.flatten) "the saved checkpoint is the preset's expansion"
+            Expect.equal
+                (Model.ofCheckpoint (Path.Combine(out2, "expanded")))
+                (Model.ofCheckpoint (Path.Combine(out2, "source")) |> Expand.preset "gla-1.3b" |> Model.flatten)
+                "the saved checkpoint is the preset's expansion"
         }
 
         test "state-size-sweep and passkey-heatmap run at tiny sizes" {
             let ws = workspace AppContext.BaseDirectory
             let out = Path.Combine(ws, "out-sweep")
-            let s = fsi [] 300 (Path.Combine(ws, "scripts", "state-size-sweep.fsx")) [ "ratios=1,2"; "seeds=1"; "steps=2"; "seq_len=32"; "pairs=2"; "device=cpu"; "out=" + out ]
+            let s =
+                fsi [] 300 (Path.Combine(ws, "scripts", "state-size-sweep.fsx")) [
+                    "ratios=1,2"
+                    "seeds=1"
+                    "steps=2"
+                    "seq_len=32"
+                    "pairs=2"
+                    "device=cpu"
+                    "out=" + out
+                ]
             expectSuccess "state-size-sweep.fsx" s
             selfContained (Path.Combine(out, "recall-vs-state-size.html"))
             let summary = Analysis.readCsv (Path.Combine(out, "recall-vs-state-size.csv"))
             Expect.equal (Analysis.floats "state_size" summary |> List.distinct |> List.length) 2 "two state sizes"
             let out2 = Path.Combine(ws, "out-passkey")
-            let p = fsi [] 300 (Path.Combine(ws, "scripts", "passkey-heatmap.fsx")) [ "lengths=300"; "depths=0,1"; "trials=1"; "steps=1"; "device=cpu"; "out=" + out2 ]
+            let p =
+                fsi [] 300 (Path.Combine(ws, "scripts", "passkey-heatmap.fsx")) [
+                    "lengths=300"
+                    "depths=0,1"
+                    "trials=1"
+                    "steps=1"
+                    "device=cpu"
+                    "out=" + out2
+                ]
             expectSuccess "passkey-heatmap.fsx" p
             selfContained (Path.Combine(out2, "passkey.html"))
-            Expect.equal (List.ofSeq (Analysis.readCsv (Path.Combine(out2, "passkey.csv"))).ColumnKeys) [ "length"; "0"; "1" ] "a column per depth"
+            Expect.equal
+                (List.ofSeq (Analysis.readCsv (Path.Combine(out2, "passkey.csv"))).ColumnKeys)
+                [ "length"; "0"; "1" ]
+                "a column per depth"
         }
 
         test "state-size-families runs at tiny sizes: a row per family, task and state size" {
             let ws = workspace AppContext.BaseDirectory
             let out = Path.Combine(ws, "out-families")
-            let s = fsi [] 300 (Path.Combine(ws, "scripts", "state-size-families.fsx")) [ "families=gsa"; "steps=2"; "seq_len=32"; "pairs=2"; "device=cpu"; "out=" + out ]
+            let s =
+                fsi [] 300 (Path.Combine(ws, "scripts", "state-size-families.fsx")) [
+                    "families=gsa"
+                    "steps=2"
+                    "seq_len=32"
+                    "pairs=2"
+                    "device=cpu"
+                    "out=" + out
+                ]
             expectSuccess "state-size-families.fsx" s
             selfContained (Path.Combine(out, "recall-vs-state-size.html"))
             let summary = Analysis.readCsv (Path.Combine(out, "recall-vs-state-size.csv"))
             // GSA 2 layers × 2 heads × M slots × (8 + 32): M = 4, 8, 16.
-            Expect.equal (Analysis.floats "state_size" summary |> List.distinct |> List.sort) [ 640.0; 1280.0; 2560.0 ] "the three GSA state sizes"
+            Expect.equal
+                (Analysis.floats "state_size" summary |> List.distinct |> List.sort)
+                [ 640.0; 1280.0; 2560.0 ]
+                "the three GSA state sizes"
         }
 
         test "statex demo --preset smoke and scripts/statex-vs-lpt.fsx give the same result rows" {
@@ -141,7 +197,9 @@ let tests =
             let dir = Fixtures.tempDir ()
             let file = Path.Combine(dir, "tiny.json")
             let config = Path.Combine(repo, "data", "configs", "gla-tiny.json").Replace("\\", "/")
-            File.WriteAllText(file, """
+            File.WriteAllText(
+                file,
+                """
                 {
                   // two arms; the second post-training data spec is broken on purpose
                   "model": {"config": "CONFIG", "vocab_size": 259, "hidden_size": 32},
@@ -153,14 +211,20 @@ let tests =
                   "device": "cpu",
                   "folder": "out"
                 }
-                """.Replace("CONFIG", config))
+                """
+                    .Replace("CONFIG", config)
+            )
             let env = [ "OMP_NUM_THREADS", "1" ]
             let plan = SweepFile.load file
             let r = Cli.runWith env 300 [ "sweep"; file; "--folder"; Path.Combine(dir, "out") ]
             Expect.equal r.ExitCode 1 (sprintf "a failed run makes the exit code 1\n%s\n%s" r.Stdout r.Stderr)
             let records = Sweep.latest (Path.Combine(dir, "out"))
-            Expect.equal (records |> List.map (fun x -> x.Status) |> List.sort) [ "done"; "done"; "failed"; "failed" ] "two done, two failed"
-            for x in records |> List.filter (fun x -> x.Status = "failed") do Expect.stringContains x.Error.Value "nonsense" "the error names the bad spec"
+            Expect.equal
+                (records |> List.map (fun x -> x.Status) |> List.sort)
+                [ "done"; "done"; "failed"; "failed" ]
+                "two done, two failed"
+            for x in records |> List.filter (fun x -> x.Status = "failed") do
+                Expect.stringContains x.Error.Value "nonsense" "the error names the bad spec"
             Expect.isTrue (File.Exists(Path.Combine(dir, "out", "results.csv"))) "results.csv written"
             selfContained (Path.Combine(dir, "out", "charts", "recall-vs-state-size.html"))
             let listing = Cli.runWith env 60 [ "sweep"; file; "--folder"; Path.Combine(dir, "out"); "--dry-run" ]

@@ -9,8 +9,10 @@ open StateX
 let private glaBase = FSharpModelTests.glaWide
 
 /// State-size sweep over the expansion ratio of the GLA heads (heads after merging) and the init.
-let private headsAxis = Axis.values "heads" [ 1; 2; 4 ] (fun h (m: Model) -> if h = 4 then m else m |> Expand.every 2 (MergeHeadsTo(h, Reinit)))
-let private seedAxis = Axis.values "seed" [ 0L; 1L ] (fun s (m: Model) -> if m.Expansions.IsEmpty then m |> Model.withVocab (259 + int s) else Expand.seed s m)
+let private headsAxis =
+    Axis.values "heads" [ 1; 2; 4 ] (fun h (m: Model) -> if h = 4 then m else m |> Expand.every 2 (MergeHeadsTo(h, Reinit)))
+let private seedAxis =
+    Axis.values "seed" [ 0L; 1L ] (fun s (m: Model) -> if m.Expansions.IsEmpty then m |> Model.withVocab (259 + int s) else Expand.seed s m)
 
 let private quiet folder = { Sweep.options folder with Log = ignore }
 
@@ -31,17 +33,33 @@ let tests =
         test "a grid is every combination, first axis slowest, labelled and keyed by the description's hash" {
             let s = Sweep.grid [ headsAxis; seedAxis ] glaBase
             Expect.equal (Sweep.count s) 6 "3 × 2 runs"
-            Expect.equal [ for r in s.Runs -> r.Labels ]
-                [ for h in [ "1"; "2"; "4" ] do for seed in [ "0"; "1" ] -> [ "heads", h; "seed", seed ] ] "labels in grid order"
-            for r in s.Runs do Expect.equal r.Hash (Hash.short r.Description) "keyed by the hash"
-            let r = s.Runs.[2]   // heads 2, seed 0
-            Expect.equal r.Description (glaBase |> Expand.every 2 (MergeHeadsTo(2, Reinit)) |> Expand.seed 0L) "setters applied in axis order"
+            Expect.equal
+                [ for r in s.Runs -> r.Labels ]
+                [
+                    for h in [ "1"; "2"; "4" ] do
+                        for seed in [ "0"; "1" ] -> [ "heads", h; "seed", seed ]
+                ]
+                "labels in grid order"
+            for r in s.Runs do
+                Expect.equal r.Hash (Hash.short r.Description) "keyed by the hash"
+            let r = s.Runs.[2] // heads 2, seed 0
+            Expect.equal
+                r.Description
+                (glaBase |> Expand.every 2 (MergeHeadsTo(2, Reinit)) |> Expand.seed 0L)
+                "setters applied in axis order"
         }
 
         test "zip pairs the i-th points; random draws are seeded; duplicates appear once" {
-            let z = Sweep.zip [ headsAxis; Axis.values "seed" [ 5L; 6L; 7L ] (fun s m -> if m.Expansions.IsEmpty then m else Expand.seed s m) ] glaBase
-            Expect.equal [ for r in z.Runs -> r.Labels ] [ [ "heads", "1"; "seed", "5" ]; [ "heads", "2"; "seed", "6" ]; [ "heads", "4"; "seed", "7" ] ] "zipped"
-            Expect.throwsC (fun () -> Sweep.zip [ headsAxis; seedAxis ] glaBase |> ignore) (fun e -> Expect.stringContains e.Message "equal lengths" "lengths differ")
+            let z =
+                Sweep.zip
+                    [ headsAxis; Axis.values "seed" [ 5L; 6L; 7L ] (fun s m -> if m.Expansions.IsEmpty then m else Expand.seed s m) ]
+                    glaBase
+            Expect.equal
+                [ for r in z.Runs -> r.Labels ]
+                [ [ "heads", "1"; "seed", "5" ]; [ "heads", "2"; "seed", "6" ]; [ "heads", "4"; "seed", "7" ] ]
+                "zipped"
+            Expect.throwsC (fun () -> Sweep.zip [ headsAxis; seedAxis ] glaBase |> ignore) (fun e ->
+                Expect.stringContains e.Message "equal lengths" "lengths differ")
             let lr = Axis.logUniform "init_range" 1e-3 1e-1 (fun r m -> Model.mapGla (fun g -> { g with InitRange = r }) m)
             let a = Sweep.random 42 5 [ headsAxis; lr ] glaBase
             let b = Sweep.random 42 5 [ headsAxis; lr ] glaBase
@@ -51,7 +69,8 @@ let tests =
             for r in a.Runs do
                 let v = Double.Parse(r.Labels |> List.find (fst >> (=) "init_range") |> snd, Globalization.CultureInfo.InvariantCulture)
                 Expect.isTrue (v >= 1e-3 && v < 1e-1) "log-uniform draw in range"
-            Expect.throwsC (fun () -> Sweep.grid [ lr ] glaBase |> ignore) (fun e -> Expect.stringContains e.Message "Sweep.random" "a sampled axis belongs to random sweeps")
+            Expect.throwsC (fun () -> Sweep.grid [ lr ] glaBase |> ignore) (fun e ->
+                Expect.stringContains e.Message "Sweep.random" "a sampled axis belongs to random sweeps")
             let dup = Sweep.grid [ Axis.values "noop" [ 1; 2 ] (fun _ m -> m) ] glaBase
             Expect.equal (Sweep.count dup) 1 "the same description twice is one run"
         }
@@ -76,7 +95,10 @@ let tests =
             let bigger = Sweep.append sweep (Sweep.single (glaBase |> Model.withLayers 4))
             let ran2, run2 = recorder (fun _ -> false)
             let records2 = Sweep.runWith (quiet folder) run2 bigger
-            Expect.equal (Set.ofSeq ran2) (set [ Hash.short failing; Hash.short (glaBase |> Model.withLayers 4) ]) "exactly the unfinished runs"
+            Expect.equal
+                (Set.ofSeq ran2)
+                (set [ Hash.short failing; Hash.short (glaBase |> Model.withLayers 4) ])
+                "exactly the unfinished runs"
             Expect.isTrue (records2 |> List.forall (fun r -> r.Status = "done")) "all done now"
             let ran3, run3 = recorder (fun _ -> false)
             Sweep.runWith (quiet folder) run3 bigger |> ignore
@@ -104,7 +126,10 @@ let tests =
             let _, run = recorder (fun _ -> false)
             let records = Sweep.runWith { Sweep.options folder with Parallelism = 3; Log = lines.Enqueue } run sweep
             Expect.equal [ for r in records -> r.Hash ] [ for r in sweep.Runs -> r.Hash ] "plan order"
-            Expect.equal (Sweep.records folder |> List.map (fun r -> r.Hash) |> List.sort) (sweep.Runs |> List.map (fun r -> r.Hash) |> List.sort) "each once in the store"
+            Expect.equal
+                (Sweep.records folder |> List.map (fun r -> r.Hash) |> List.sort)
+                (sweep.Runs |> List.map (fun r -> r.Hash) |> List.sort)
+                "each once in the store"
             Expect.equal (lines |> Seq.filter (fun l -> l.Contains " done in ") |> Seq.length) 6 "a progress line per finished run"
             Expect.exists lines (fun l -> l.Contains "6 done, 0 failed") "a summary line"
         }

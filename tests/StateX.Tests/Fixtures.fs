@@ -18,14 +18,17 @@ let RequireSharedVariable = "STATEX_REQUIRE_SHARED"
 /// True when STATEX_REQUIRE_SHARED is set to anything but "" or "0".
 let sharedRequired =
     match Environment.GetEnvironmentVariable RequireSharedVariable with
-    | null | "" | "0" -> false
+    | null
+    | ""
+    | "0" -> false
     | _ -> true
 
 /// The first folder above the test binary holding shared/<sub>/<marker>, else None; `override` (an environment
 /// variable's name) wins when set.
 let private findShared (overrideVariable: string) (sub: string) (marker: string) =
     match Environment.GetEnvironmentVariable overrideVariable with
-    | null | "" ->
+    | null
+    | "" ->
         let rec up (d: DirectoryInfo) =
             if isNull d then None
             elif File.Exists(Path.Combine(d.FullName, "shared", sub, marker)) then Some(Path.Combine(d.FullName, "shared", sub))
@@ -45,17 +48,32 @@ let resolve (required: bool) (root: string option) (what: string) (expected: str
     match root with
     | Some r when Directory.Exists(Path.Combine(r, name)) || File.Exists(Path.Combine(r, name)) -> Path.Combine(r, name)
     | _ ->
-        let where = match root with Some r -> Path.Combine(r, name) | None -> expected
-        if required then failtestf "%s not found at %s, and %s=1 requires it (CI always has ../shared)" what where RequireSharedVariable
-        else skiptestf "%s not found at %s (%s=1 makes this a failure)" what where RequireSharedVariable
+        let where =
+            match root with
+            | Some r -> Path.Combine(r, name)
+            | None -> expected
+        if required then
+            failtestf "%s not found at %s, and %s=1 requires it (CI always has ../shared)" what where RequireSharedVariable
+        else
+            skiptestf "%s not found at %s (%s=1 makes this a failure)" what where RequireSharedVariable
 
 /// The folder of one fixture (see `resolve`).
 let dir name =
-    resolve sharedRequired root (sprintf "fixture '%s'" name) (sprintf "../shared/fixtures/%s beside the checkout (or STATEX_FIXTURES)" name) name
+    resolve
+        sharedRequired
+        root
+        (sprintf "fixture '%s'" name)
+        (sprintf "../shared/fixtures/%s beside the checkout (or STATEX_FIXTURES)" name)
+        name
 
 /// A file or folder of ../shared/tokenizers; `name` "" is the folder itself (see `resolve`).
 let tokenizer name =
-    resolve sharedRequired tokenizersRoot (sprintf "tokenizer '%s'" name) (sprintf "../shared/tokenizers/%s beside the checkout (or STATEX_TOKENIZERS)" name) name
+    resolve
+        sharedRequired
+        tokenizersRoot
+        (sprintf "tokenizer '%s'" name)
+        (sprintf "../shared/tokenizers/%s beside the checkout (or STATEX_TOKENIZERS)" name)
+        name
 
 let tempDir () =
     let d = Path.Combine(Path.GetTempPath(), "statex-tests", Guid.NewGuid().ToString("N"))
@@ -66,7 +84,8 @@ let tempDir () =
 let copy name =
     let src = dir name
     let d = tempDir ()
-    for f in Directory.GetFiles src do File.Copy(f, Path.Combine(d, Path.GetFileName f))
+    for f in Directory.GetFiles src do
+        File.Copy(f, Path.Combine(d, Path.GetFileName f))
     d
 
 /// Rewrites `dir`/config.json through `edit`.

@@ -16,10 +16,11 @@ let private fuzzDir =
         else up d.Parent
     up (DirectoryInfo AppContext.BaseDirectory)
 
-let private inputs (target: string) =
-    [ for sub in [ "corpus"; "regressions" ] do
+let private inputs (target: string) = [
+    for sub in [ "corpus"; "regressions" ] do
         let d = Path.Combine(fuzzDir, sub, target)
-        if Directory.Exists d then yield! Directory.GetFiles d |> Array.sort ]
+        if Directory.Exists d then yield! Directory.GetFiles d |> Array.sort
+]
 
 [<Tests>]
 let tests =
@@ -29,10 +30,13 @@ let tests =
                 let files = inputs target
                 Expect.isNonEmpty files (sprintf "fuzz/corpus/%s has seeds" target)
                 let work = Path.Combine(Fixtures.tempDir (), target)
-                let findings =
-                    [ for f in files do
-                        try FuzzTargets.Run(target, File.ReadAllBytes f, work)
-                        with :? FuzzFinding as e -> yield sprintf "%s: %s" (Path.GetFileName f) e.Message ]
+                let findings = [
+                    for f in files do
+                        try
+                            FuzzTargets.Run(target, File.ReadAllBytes f, work)
+                        with :? FuzzFinding as e ->
+                            yield sprintf "%s: %s" (Path.GetFileName f) e.Message
+                ]
                 Expect.isEmpty findings (sprintf "%d of %d inputs fail badly" findings.Length files.Length)
             }
 
@@ -42,7 +46,9 @@ let tests =
             FuzzTargets.Run("config", "{ nope"B, work)
             Expect.isTrue (FuzzTargets.IsClean(IO.InvalidDataException(work + "/x: bad"), work)) "one line naming the file is clean"
             Expect.isFalse (FuzzTargets.IsClean(NullReferenceException(work), work)) "a NullReferenceException is a finding"
-            Expect.isFalse (FuzzTargets.IsClean(InvalidOperationException("An element of type 'String' cannot be converted"), work)) "a message naming no file is a finding"
+            Expect.isFalse
+                (FuzzTargets.IsClean(InvalidOperationException("An element of type 'String' cannot be converted"), work))
+                "a message naming no file is a finding"
             Expect.isFalse (FuzzTargets.IsClean(InvalidOperationException(work + ": a\nb"), work)) "a multi-line message is a finding"
         }
     ]

@@ -22,7 +22,9 @@ let private sweepFile () =
     let dir = Fixtures.tempDir ()
     let file = Path.Combine(dir, "two.json")
     let config = Path.Combine(repo, "data", "configs", "gla-tiny.json").Replace("\\", "/")
-    File.WriteAllText(file, """
+    File.WriteAllText(
+        file,
+        """
         {
           "model": {"config": "CONFIG", "vocab_size": 259, "hidden_size": 32},
           "expand": {"layers": "all", "rewrite": "merge-heads", "init": "reinit"},
@@ -31,29 +33,34 @@ let private sweepFile () =
           "grid": {"recipe": ["statex", "lpt"]},
           "device": "cpu"
         }
-        """.Replace("CONFIG", config))
+        """
+            .Replace("CONFIG", config)
+    )
     dir, file
 
 let private start (args: string list) =
     let psi = ProcessStartInfo("dotnet", RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false)
     psi.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "StateX.Cli.dll"))
-    for a in args do psi.ArgumentList.Add a
+    for a in args do
+        psi.ArgumentList.Add a
     psi.Environment.["OMP_NUM_THREADS"] <- "1"
     let p = Process.Start psi
     let out = Text.StringBuilder()
     let add (e: DataReceivedEventArgs) = if not (isNull e.Data) then lock out (fun () -> out.AppendLine e.Data |> ignore)
     p.OutputDataReceived.Add add
     p.ErrorDataReceived.Add add
-    p.BeginOutputReadLine(); p.BeginErrorReadLine()
+    p.BeginOutputReadLine()
+    p.BeginErrorReadLine()
     p, (fun () -> lock out (fun () -> out.ToString()))
 
 let private finish (p: Process, text: unit -> string) =
-    if not (p.WaitForExit 300_000) then p.Kill true; failwith "statex sweep did not finish in 300 s"
+    if not (p.WaitForExit 300_000) then
+        p.Kill true
+        failwith "statex sweep did not finish in 300 s"
     p.WaitForExit()
     p.ExitCode, text ()
 
-let private count (needle: string) (text: string) =
-    text.Split('\n') |> Array.filter (fun l -> l.Contains needle) |> Array.length
+let private count (needle: string) (text: string) = text.Split('\n') |> Array.filter (fun l -> l.Contains needle) |> Array.length
 
 [<Tests>]
 let tests =
@@ -65,19 +72,35 @@ let tests =
             let waiter = Thread(fun () -> (FileLock.Acquire(path, Action<string>(heard.Enqueue), "stage x")).Dispose())
             waiter.Start()
             let clock = Stopwatch.StartNew()
-            while heard.IsEmpty && clock.Elapsed.TotalSeconds < 10.0 do Thread.Sleep 20
+            while heard.IsEmpty && clock.Elapsed.TotalSeconds < 10.0 do
+                Thread.Sleep 20
             Expect.isTrue (waiter.IsAlive) "the second one waits"
-            Expect.exists heard (fun m -> m.Contains "waiting for stage x: locked by pid " && m.Contains(string Environment.ProcessId)) "names the holder's pid"
+            Expect.exists
+                heard
+                (fun m -> m.Contains "waiting for stage x: locked by pid " && m.Contains(string Environment.ProcessId))
+                "names the holder's pid"
             held.Dispose()
             Expect.isTrue (waiter.Join 10_000) "and gets the lock once it is released"
             // A holder that died: its owner file stays, naming a pid that no longer runs.
             use dead = Process.Start(ProcessStartInfo("true", UseShellExecute = false))
             dead.WaitForExit()
-            File.WriteAllText(path + ".owner", sprintf """{"pid": %d, "host": "%s", "command": "sweep x", "since_utc": "2026-01-01T00:00:00Z"}""" dead.Id Environment.MachineName)
+            File.WriteAllText(
+                path + ".owner",
+                sprintf
+                    """{"pid": %d, "host": "%s", "command": "sweep x", "since_utc": "2026-01-01T00:00:00Z"}"""
+                    dead.Id
+                    Environment.MachineName
+            )
             let taken = Collections.Generic.List<string>()
             use l = FileLock.Acquire(path, Action<string>(taken.Add))
-            Expect.exists taken (fun m -> m.Contains(sprintf "left by pid %d" dead.Id) && m.Contains "no longer running") "says it takes over a stale lock"
-            Expect.stringContains (File.ReadAllText(path + ".owner")) (sprintf "\"pid\":%d" Environment.ProcessId) "and names itself the holder"
+            Expect.exists
+                taken
+                (fun m -> m.Contains(sprintf "left by pid %d" dead.Id) && m.Contains "no longer running")
+                "says it takes over a stale lock"
+            Expect.stringContains
+                (File.ReadAllText(path + ".owner"))
+                (sprintf "\"pid\":%d" Environment.ProcessId)
+                "and names itself the holder"
         }
 
         test "two statex sweep processes on one store: no stage or run twice, both end with every run done" {
@@ -95,9 +118,15 @@ let tests =
             for s in stages do
                 Expect.equal (count (sprintf "running in %s" s) both) 1 (sprintf "stage %s ran once\n%s" (Path.GetFileName s) both)
             let records = Sweep.records folder
-            Expect.equal (records |> List.map (fun r -> r.Hash) |> List.sort) (plan.Sweep.Runs |> List.map (fun r -> r.Hash) |> List.sort) "one record per run: none ran twice"
+            Expect.equal
+                (records |> List.map (fun r -> r.Hash) |> List.sort)
+                (plan.Sweep.Runs |> List.map (fun r -> r.Hash) |> List.sort)
+                "one record per run: none ran twice"
             Expect.isTrue (records |> List.forall (fun r -> r.Status = "done")) "all done"
-            Expect.isGreaterThan (count "locked by pid" both + count "finished by another process meanwhile" both) 0 "the second process saw the first one's work"
+            Expect.isGreaterThan
+                (count "locked by pid" both + count "finished by another process meanwhile" both)
+                0
+                "the second process saw the first one's work"
         }
 
         test "a sweep killed while it holds a stage resumes in a new process, takes the stale lock over, and ends bit-identical" {
@@ -105,7 +134,8 @@ let tests =
             let folder = Path.Combine(dir, "out")
             let p, text = start [ "sweep"; file; "--folder"; folder ]
             let clock = Stopwatch.StartNew()
-            while count "running in" (text ()) = 0 && not p.HasExited && clock.Elapsed.TotalSeconds < 120.0 do Thread.Sleep 20
+            while count "running in" (text ()) = 0 && not p.HasExited && clock.Elapsed.TotalSeconds < 120.0 do
+                Thread.Sleep 20
             Expect.isFalse p.HasExited "still running a stage when killed"
             p.Kill true
             p.WaitForExit()

@@ -21,12 +21,13 @@ let poison (dir: string) (tensor: string) (value: float32) =
         use r = new SafeTensorsReader(path)
         [ for name in r.Tensors.Keys -> Collections.Generic.KeyValuePair(name, r.Load name) ], r.Metadata
     let t = tensors |> List.find (fun kv -> kv.Key = tensor)
-    use flat = t.Value.view(-1L)
+    use flat = t.Value.view (-1L)
     flat.[3L] <- torch.tensor value
     SafeTensorsWriter.Write(path, tensors, meta)
-    for kv in tensors do kv.Value.Dispose()
+    for kv in tensors do
+        kv.Value.Dispose()
 
-let private built (m: ICausalLanguageModel) = m.Module.parameters() |> Seq.sumBy (fun p -> p.numel())
+let private built (m: ICausalLanguageModel) = m.Module.parameters () |> Seq.sumBy (fun p -> p.numel ())
 
 let private termsOf (text: string) =
     let c = ConfigJson.Parse text
@@ -45,7 +46,8 @@ let raises<'E when 'E :> exn> (f: unit -> unit) (what: string) : 'E =
     try
         f ()
         failtestf "%s: expected %s, nothing was raised" what typeof<'E>.Name
-    with :? 'E as e -> e
+    with :? 'E as e ->
+        e
 
 let private lines (s: string) = s.Split('\n', StringSplitOptions.RemoveEmptyEntries)
 
@@ -56,7 +58,8 @@ let private expectOneLine (r: Cli.CliResult) (fragments: string list) =
     Expect.equal errors.Length 1 (sprintf "one error line: %s" r.Stderr)
     Expect.isFalse (r.Stderr.Contains "frame #") "no native stack frame"
     Expect.isFalse (r.Stderr.Contains "   at ") "no managed stack trace"
-    for f in fragments do Expect.stringContains errors.[0] f "the error says what is wrong"
+    for f in fragments do
+        Expect.stringContains errors.[0] f "the error says what is wrong"
 
 [<Tests>]
 let tests =
@@ -65,17 +68,27 @@ let tests =
             // Each variant switches on a part that adds parameters (kv groups, short conv with bias, no output gate,
             // untied head, biases, per-layer heads or state sizes), so a term missing from the count fails one of them.
             let gla (extra: string) =
-                sprintf """{"model_type": "gla", "hidden_size": 64, "num_heads": 2, "num_hidden_layers": 2, "vocab_size": 97, "gate_low_rank_dim": 8 %s}""" extra
+                sprintf
+                    """{"model_type": "gla", "hidden_size": 64, "num_heads": 2, "num_hidden_layers": 2, "vocab_size": 97, "gate_low_rank_dim": 8 %s}"""
+                    extra
             let hf (extra: string) =
-                sprintf """{"model_type": "mamba2", "hidden_size": 32, "num_heads": 4, "head_dim": 16, "num_hidden_layers": 2, "vocab_size": 97, "state_size": 8, "n_groups": 2 %s}""" extra
+                sprintf
+                    """{"model_type": "mamba2", "hidden_size": 32, "num_heads": 4, "head_dim": 16, "num_hidden_layers": 2, "vocab_size": 97, "state_size": 8, "n_groups": 2 %s}"""
+                    extra
             for name, text in
-                [ "gla", gla ""
-                  "gla kv heads, untied", gla """, "num_kv_heads": 1, "tie_word_embeddings": false"""
-                  "gla short conv with bias, no output gate", gla """, "use_short_conv": true, "conv_bias": true, "use_output_gate": false, "elementwise_affine": false"""
-                  "gla per-layer heads, intermediate size", gla """, "statex_layer_num_heads": [2, 1], "intermediate_size": 100, "tie_word_embeddings": true"""
-                  "mamba2", hf ""
-                  "mamba2 biases, untied, per-layer state", hf """, "use_bias": true, "use_conv_bias": false, "tie_word_embeddings": false, "layer_state_sizes": [8, 24]"""
-                  "mamba_ssm", """{"d_model": 32, "n_layer": 2, "vocab_size": 97, "ssm_cfg": {"layer": "Mamba2", "d_state": 8, "headdim": 16, "ngroups": 2}}""" ] do
+                [
+                    "gla", gla ""
+                    "gla kv heads, untied", gla """, "num_kv_heads": 1, "tie_word_embeddings": false"""
+                    "gla short conv with bias, no output gate",
+                    gla """, "use_short_conv": true, "conv_bias": true, "use_output_gate": false, "elementwise_affine": false"""
+                    "gla per-layer heads, intermediate size",
+                    gla """, "statex_layer_num_heads": [2, 1], "intermediate_size": 100, "tie_word_embeddings": true"""
+                    "mamba2", hf ""
+                    "mamba2 biases, untied, per-layer state",
+                    hf """, "use_bias": true, "use_conv_bias": false, "tie_word_embeddings": false, "layer_state_sizes": [8, 24]"""
+                    "mamba_ssm",
+                    """{"d_model": 32, "n_layer": 2, "vocab_size": 97, "ssm_cfg": {"layer": "Mamba2", "d_state": 8, "headdim": 16, "ngroups": 2}}"""
+                ] do
                 test (sprintf "the counted parameters are the built model's: %s" name) {
                     let m = createFrom text
                     Expect.equal (int64 (ParameterBudget.Parameters(termsOf text))) (built m) "parameter count from the config alone"
@@ -93,7 +106,10 @@ let tests =
             test "a GLA config asking for hidden_size 1e9 is refused naming the key and the bytes" {
                 let d = Fixtures.copy "gla-tiny"
                 Fixtures.editConfig d (fun o -> o.["hidden_size"] <- JsonValue.Create 1000000000)
-                let e = raises<ConfigException> (fun () -> Checkpoint.Load(d, warn = Action<string>(ignore)) |> ignore) "refused before allocation"
+                let e =
+                    raises<ConfigException>
+                        (fun () -> Checkpoint.Load(d, warn = Action<string>(ignore)) |> ignore)
+                        "refused before allocation"
                 Expect.stringContains e.Message (Path.Combine(d, "config.json")) "names the file"
                 Expect.stringContains e.Message "hidden_size = 1000000000" "names the key and its value"
                 Expect.stringContains e.Message "EiB" "says the bytes needed"
@@ -101,13 +117,18 @@ let tests =
             }
 
             test "a Mamba2 config whose vocabulary is too large names vocab_size" {
-                let text = """{"model_type": "mamba2", "hidden_size": 65536, "num_heads": 2048, "head_dim": 64, "num_hidden_layers": 1, "vocab_size": 2000000000, "state_size": 8, "n_groups": 1}"""
+                let text =
+                    """{"model_type": "mamba2", "hidden_size": 65536, "num_heads": 2048, "head_dim": 64, "num_hidden_layers": 1, "vocab_size": 2000000000, "state_size": 8, "n_groups": 1}"""
                 let e = raises<ConfigException> (fun () -> createFrom text |> ignore) "refused before allocation"
-                Expect.stringContains e.Message "the embeddings: vocab_size = 2000000000 × hidden_size = 65536" "names the largest part's keys"
+                Expect.stringContains
+                    e.Message
+                    "the embeddings: vocab_size = 2000000000 × hidden_size = 65536"
+                    "names the largest part's keys"
             }
 
             test "a size beyond the int range is an error naming the key, not a wrap-around" {
-                let e = raises<ConfigException> (fun () -> termsOf """{"model_type": "gla", "hidden_size": 3000000000}""" |> ignore) "refused"
+                let e =
+                    raises<ConfigException> (fun () -> termsOf """{"model_type": "gla", "hidden_size": 3000000000}""" |> ignore) "refused"
                 Expect.stringContains e.Message "'hidden_size' = 3000000000 is out of range" "names the key and value"
             }
 
@@ -119,24 +140,43 @@ let tests =
             }
 
             test "a native error shows its first line only, and says --verbose shows the rest" {
-                let native = Runtime.InteropServices.ExternalException("DefaultCPUAllocator: can't allocate memory: you tried to allocate 12 bytes.\nException raised from malloc at alloc.cpp:1 (most recent call first):\nframe #0: c10::Error")
+                let native =
+                    Runtime.InteropServices.ExternalException(
+                        "DefaultCPUAllocator: can't allocate memory: you tried to allocate 12 bytes.\nException raised from malloc at alloc.cpp:1 (most recent call first):\nframe #0: c10::Error"
+                    )
                 let line = StateX.Cli.Program.errorLine (InvalidOperationException("outer", native))
-                Expect.equal line "DefaultCPUAllocator: can't allocate memory: you tried to allocate 12 bytes. (--verbose prints the native detail)" "first line of the innermost message"
-                Expect.equal (StateX.Cli.Program.errorLine (ArgumentException "--seed: must be ≥ 0")) "--seed: must be ≥ 0" "a one-line message is kept as it is"
-                Expect.equal (StateX.Cli.Program.errorLine (InvalidOperationException "cannot start:\n  - a\n  - b")) "cannot start:\n  - a\n  - b" "StateX's own list of problems is kept whole"
+                Expect.equal
+                    line
+                    "DefaultCPUAllocator: can't allocate memory: you tried to allocate 12 bytes. (--verbose prints the native detail)"
+                    "first line of the innermost message"
+                Expect.equal
+                    (StateX.Cli.Program.errorLine (ArgumentException "--seed: must be ≥ 0"))
+                    "--seed: must be ≥ 0"
+                    "a one-line message is kept as it is"
+                Expect.equal
+                    (StateX.Cli.Program.errorLine (InvalidOperationException "cannot start:\n  - a\n  - b"))
+                    "cannot start:\n  - a\n  - b"
+                    "StateX's own list of problems is kept whole"
             }
         ]
 
         testList "json readers (found by fuzzing)" [
             test "a duplicate key is a ConfigException naming the file, not an ArgumentException at first access" {
-                let e = raises<ConfigException> (fun () -> ConfigJson.Parse("""{"model_type": "gla", "hidden_size": 8, "hidden_size": 9}""", "/x/config.json") |> ignore) "refused at parse"
+                let e =
+                    raises<ConfigException>
+                        (fun () ->
+                            ConfigJson.Parse("""{"model_type": "gla", "hidden_size": 8, "hidden_size": 9}""", "/x/config.json") |> ignore)
+                        "refused at parse"
                 Expect.stringContains e.Message "/x/config.json: not valid JSON: duplicate key" "names the file and the problem"
                 Expect.stringContains e.Message "hidden_size" "names the key"
             }
 
             test "a JSON error quoting a long multi-line token stays one short line" {
                 let token = String.replicate 50 "ab\n  cd"
-                let e = raises<ConfigException> (fun () -> ConfigJson.Parse("{\"a\": tru" + token.Replace("\\n", "\n") + "}", "/x/config.json") |> ignore) "refused"
+                let e =
+                    raises<ConfigException>
+                        (fun () -> ConfigJson.Parse("{\"a\": tru" + token.Replace("\\n", "\n") + "}", "/x/config.json") |> ignore)
+                        "refused"
                 Expect.isFalse (e.Message.Contains '\n') "one line"
                 Expect.isLessThan e.Message.Length 400 "short"
             }
@@ -147,7 +187,10 @@ let tests =
                 let d = Fixtures.copy "gla-tiny"
                 poison d "lm_head.weight" nanf
                 let e = raises<SafeTensorsException> (fun () -> Checkpoint.Load(d, warn = Action<string>(ignore)) |> ignore) "refused"
-                Expect.stringContains e.Message "tensor 'lm_head.weight' holds 1 NaN and 0 infinite value(s)" "names the tensor and the count"
+                Expect.stringContains
+                    e.Message
+                    "tensor 'lm_head.weight' holds 1 NaN and 0 infinite value(s)"
+                    "names the tensor and the count"
                 Expect.stringContains e.Message "allow-non-finite" "names the option that allows it"
             }
 
@@ -155,7 +198,10 @@ let tests =
                 let d = Fixtures.copy "mamba2-tiny"
                 poison d "backbone.layers.0.mixer.in_proj.weight" infinityf
                 let e = raises<SafeTensorsException> (fun () -> Checkpoint.Load(d, warn = Action<string>(ignore)) |> ignore) "refused"
-                Expect.stringContains e.Message "'backbone.layers.0.mixer.in_proj.weight' holds 0 NaN and 1 infinite value(s)" "names the tensor and the count"
+                Expect.stringContains
+                    e.Message
+                    "'backbone.layers.0.mixer.in_proj.weight' holds 0 NaN and 1 infinite value(s)"
+                    "names the tensor and the count"
             }
 
             test "allowed, it loads with a warning; scoring and generation then refuse the NaN" {
@@ -166,20 +212,33 @@ let tests =
                 Expect.exists warnings (fun w -> w.Contains "lm_head.weight" && w.Contains "loaded anyway") "warns, naming the tensor"
                 let e = raises<NonFiniteScoreException> (fun () -> Scoring.ScoreTokens(m, [| [| 1; 5; 7; 9 |] |]) |> ignore) "no NaN score"
                 Expect.stringContains e.Message "NaN" "says NaN"
-                raises<NonFiniteScoreException> (fun () -> Scoring.LogLikelihoodShared(m, [| ([| 1; 5 |], [| [| 7 |] |] :> Collections.Generic.IReadOnlyList<int[]>) |]) |> ignore) "no NaN log-likelihood" |> ignore
-                raises<NonFiniteScoreException> (fun () -> Generation.Generate(m, [| [| 1; 5 |] |], GenerationOptions(4)) |> ignore) "no tokens from NaN logits" |> ignore
+                raises<NonFiniteScoreException>
+                    (fun () ->
+                        Scoring.LogLikelihoodShared(m, [| ([| 1; 5 |], [| [| 7 |] |] :> Collections.Generic.IReadOnlyList<int[]>) |])
+                        |> ignore)
+                    "no NaN log-likelihood"
+                |> ignore
+                raises<NonFiniteScoreException>
+                    (fun () -> Generation.Generate(m, [| [| 1; 5 |] |], GenerationOptions(4)) |> ignore)
+                    "no tokens from NaN logits"
+                |> ignore
                 m.Module.Dispose()
             }
 
             test "statex generate and check-logits refuse a NaN weight in one line; allowed, they refuse the NaN result" {
                 let d = Fixtures.copy "gla-tiny"
                 poison d "lm_head.weight" nanf
-                let gen extra = Cli.run ([ "generate"; "--model"; d; "--prompt"; "hello"; "--device"; "cpu"; "--tokenizer"; "byte"; "--max-new"; "4" ] @ extra)
+                let gen extra =
+                    Cli.run (
+                        [ "generate"; "--model"; d; "--prompt"; "hello"; "--device"; "cpu"; "--tokenizer"; "byte"; "--max-new"; "4" ]
+                        @ extra
+                    )
                 expectOneLine (gen []) [ "lm_head.weight"; "1 NaN" ]
                 let allowed = gen [ "--allow-non-finite" ]
                 expectOneLine allowed [ "NaN"; "refusing" ]
                 Expect.equal allowed.Stdout "" "prints no tokens"
-                let check extra = Cli.run ([ "check-logits"; "--model"; d; "--io"; Path.Combine(d, "io.safetensors"); "--device"; "cpu" ] @ extra)
+                let check extra =
+                    Cli.run ([ "check-logits"; "--model"; d; "--io"; Path.Combine(d, "io.safetensors"); "--device"; "cpu" ] @ extra)
                 expectOneLine (check []) [ "lm_head.weight" ]
                 let r = check [ "--allow-non-finite" ]
                 expectOneLine r [ "the model's logits hold"; "NaN" ]

@@ -20,7 +20,7 @@ let tests =
             let info = NativeRuntime.Initialize()
             Expect.isTrue (File.Exists(Path.Combine(info.LibTorchDirectory, "libtorch_cpu.so"))) "libtorch folder holds libtorch_cpu.so"
             use a = torch.tensor([| 1.0f; 2.0f; 3.0f; 4.0f |]).reshape(2L, 2L)
-            use p = a.matmul(a)
+            use p = a.matmul (a)
             Expect.sequenceEqual (p.data<float32>().ToArray()) [| 7.0f; 10.0f; 15.0f; 22.0f |] "2x2 matmul"
         }
 
@@ -31,7 +31,10 @@ let tests =
             let other = Fixtures.tempDir ()
             Expect.throwsC (fun () -> NativeRuntime.Initialize(RuntimeOptions(LibTorchDirectory = other)) |> ignore) (fun e ->
                 Expect.isTrue (e :? InvalidOperationException) (sprintf "an InvalidOperationException, not %s" (e.GetType().Name))
-                Expect.stringContains e.Message (sprintf "already loaded from %s; cannot switch to %s" a.LibTorchDirectory other) "names both folders")
+                Expect.stringContains
+                    e.Message
+                    (sprintf "already loaded from %s; cannot switch to %s" a.LibTorchDirectory other)
+                    "names both folders")
         }
 
         test "patch decision: a libstdc++ lacking GLIBCXX_3.4.32 needs the patch" {
@@ -42,7 +45,11 @@ let tests =
         }
 
         test "patch decision: a libstdc++ that has the version needs nothing" {
-            let d = LibStdCxxCompat.Decide([ "GLIBCXX_3.4"; "GLIBCXX_3.4.32" ], [ "GLIBCXX_3.4"; "GLIBCXX_3.4.30"; "GLIBCXX_3.4.32"; "GLIBCXX_3.4.33" ])
+            let d =
+                LibStdCxxCompat.Decide(
+                    [ "GLIBCXX_3.4"; "GLIBCXX_3.4.32" ],
+                    [ "GLIBCXX_3.4"; "GLIBCXX_3.4.30"; "GLIBCXX_3.4.32"; "GLIBCXX_3.4.33" ]
+                )
             Expect.isFalse d.NeedsPatch "no patch"
         }
 
@@ -56,7 +63,10 @@ let tests =
         test "the patched LibTorchSharp has a weak requirement and an unversioned symbol" {
             let original =
                 let asmDir = Path.GetDirectoryName(typeof<torch>.Assembly.Location)
-                [ Path.Combine(asmDir, "runtimes", "linux-x64", "native", "libLibTorchSharp.so"); Path.Combine(asmDir, "libLibTorchSharp.so") ]
+                [
+                    Path.Combine(asmDir, "runtimes", "linux-x64", "native", "libLibTorchSharp.so")
+                    Path.Combine(asmDir, "libLibTorchSharp.so")
+                ]
                 |> List.find File.Exists
             let elf = ElfImage.Read original
             let need = elf.VersionNeeds() |> Seq.find (fun n -> n.Name = "GLIBCXX_3.4.32")
@@ -66,7 +76,9 @@ let tests =
             Expect.equal (pneed.Flags &&& ElfImage.VerFlagWeak) ElfImage.VerFlagWeak "patched requirement is weak"
             let sym = patched.DynamicSymbols() |> Seq.find (fun s -> s.Name = IosInitShim.ExportedSymbol)
             Expect.equal sym.VersionIndex 1us "symbol unversioned"
-            let others = Seq.zip (elf.DynamicSymbols()) (patched.DynamicSymbols()) |> Seq.filter (fun (a, b) -> a.Name <> IosInitShim.ExportedSymbol && a.VersionIndex <> b.VersionIndex)
+            let others =
+                Seq.zip (elf.DynamicSymbols()) (patched.DynamicSymbols())
+                |> Seq.filter (fun (a, b) -> a.Name <> IosInitShim.ExportedSymbol && a.VersionIndex <> b.VersionIndex)
             Expect.isEmpty others "no other symbol changed"
         }
 
@@ -81,7 +93,10 @@ let tests =
         test "a libtorch folder that does not exist is named in the error" {
             Expect.throwsC (fun () -> NativeRuntime.ValidateLibTorchDirectory("/nonexistent/torch/lib", "STATEX_LIBTORCH")) (fun e ->
                 Expect.isTrue (e :? DirectoryNotFoundException) (sprintf "a DirectoryNotFoundException, not %s" (e.GetType().Name))
-                Expect.equal e.Message "libtorch folder '/nonexistent/torch/lib' (from STATEX_LIBTORCH) does not exist" "names the folder and where it came from")
+                Expect.equal
+                    e.Message
+                    "libtorch folder '/nonexistent/torch/lib' (from STATEX_LIBTORCH) does not exist"
+                    "names the folder and where it came from")
         }
 
         test "a folder without libtorch is named in the error" {
@@ -105,12 +120,17 @@ let tests =
                 for bad in [ "tpu"; "cuda:x"; "cuda:-1"; "CUDA:2x" ] do
                     Expect.throwsC (fun () -> DeviceSpec.Parse bad |> ignore) (fun e ->
                         Expect.isTrue (e :? ArgumentException) (sprintf "%s: an ArgumentException, not %s" bad (e.GetType().Name))
-                        Expect.equal e.Message (sprintf "unknown device '%s': expected auto, cpu, cuda or cuda:N" bad) (bad + ": named as written, with the accepted forms"))
+                        Expect.equal
+                            e.Message
+                            (sprintf "unknown device '%s': expected auto, cpu, cuda or cuda:N" bad)
+                            (bad + ": named as written, with the accepted forms"))
             }
             test "auto resolves to CUDA when there is one, else to CPU; an unusable cuda device fails with a clear message" {
                 let fails (device: string) (message: string) =
                     Expect.throwsC (fun () -> DeviceSpec.Parse(device).Resolve() |> ignore) (fun e ->
-                        Expect.isTrue (e :? InvalidOperationException) (sprintf "%s: an InvalidOperationException, not %s" device (e.GetType().Name))
+                        Expect.isTrue
+                            (e :? InvalidOperationException)
+                            (sprintf "%s: an InvalidOperationException, not %s" device (e.GetType().Name))
                         Expect.stringContains e.Message message (device + ": message"))
                 let resolves (device: string) = let d = DeviceSpec.Parse(device).Resolve() in d.``type``, d.index
                 if torch.cuda.is_available () then
@@ -122,7 +142,12 @@ let tests =
                 else
                     Expect.equal (fst (resolves "auto")) DeviceType.CPU "auto -> cpu"
                     for device in [ "cuda"; "cuda:0" ] do
-                        fails device (sprintf "device '%s' requested but CUDA is not available with libtorch from %s" device NativeRuntime.Info.LibTorchDirectory)
+                        fails
+                            device
+                            (sprintf
+                                "device '%s' requested but CUDA is not available with libtorch from %s"
+                                device
+                                NativeRuntime.Info.LibTorchDirectory)
             }
         ]
     ]

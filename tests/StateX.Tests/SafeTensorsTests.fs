@@ -29,12 +29,17 @@ let tests =
         test "round trip keeps dtypes, shapes and bits" {
             let d = Fixtures.tempDir ()
             let path = Path.Combine(d, "t.safetensors")
-            let tensors =
-                [ "a", torch.randn(3L, 5L)
-                  "b", torch.randn(7L).to_type(torch.ScalarType.BFloat16)
-                  "c", torch.arange(10L)
-                  "d", torch.randn(2L, 2L).to_type(torch.ScalarType.Float16) ]
-            SafeTensorsWriter.Write(path, tensors |> Seq.map (fun (k, v) -> Collections.Generic.KeyValuePair(k, v)), readOnlyDict [ "format", "pt" ])
+            let tensors = [
+                "a", torch.randn (3L, 5L)
+                "b", torch.randn(7L).to_type(torch.ScalarType.BFloat16)
+                "c", torch.arange (10L)
+                "d", torch.randn(2L, 2L).to_type(torch.ScalarType.Float16)
+            ]
+            SafeTensorsWriter.Write(
+                path,
+                tensors |> Seq.map (fun (k, v) -> Collections.Generic.KeyValuePair(k, v)),
+                readOnlyDict [ "format", "pt" ]
+            )
             use r = new SafeTensorsReader(path)
             Expect.equal r.Metadata.["format"] "pt" "metadata"
             for (k, v) in tensors do
@@ -47,7 +52,7 @@ let tests =
         test "a wrong expected shape names the tensor and both shapes" {
             let d = Fixtures.tempDir ()
             let path = Path.Combine(d, "t.safetensors")
-            SafeTensorsWriter.Write(path, [ Collections.Generic.KeyValuePair("w", torch.zeros(2L, 3L)) ])
+            SafeTensorsWriter.Write(path, [ Collections.Generic.KeyValuePair("w", torch.zeros (2L, 3L)) ])
             use r = new SafeTensorsReader(path)
             let e = Expect.throwsT<SafeTensorsException> (fun () -> r.Load("w", [| 3L; 2L |]) |> ignore) "shape mismatch"
             ()
@@ -76,7 +81,10 @@ let tests =
         }
 
         test "a missing file is a FileNotFoundException naming it" {
-            let e = Expect.throwsT<FileNotFoundException> (fun () -> new SafeTensorsReader("/nonexistent/model.safetensors") |> ignore) "missing"
+            let e =
+                Expect.throwsT<FileNotFoundException>
+                    (fun () -> new SafeTensorsReader("/nonexistent/model.safetensors") |> ignore)
+                    "missing"
             ()
         }
 

@@ -11,7 +11,7 @@ let f32 = torch.ScalarType.Float32
 /// max |a − b| over all elements, computed in float32 on detached copies (any dtype and device; shapes broadcast).
 let maxAbs (a: T) (b: T) =
     use _ = torch.NewDisposeScope()
-    (a.detach().to_type(f32) - b.detach().to_type(f32)).abs().max().item<float32> () |> float
+    (a.detach().to_type(f32) - b.detach().to_type(f32)).abs().max().item<float32>() |> float
 
 /// Fails, giving the measured difference, unless max |actual − expected| ≤ tol; returns the difference.
 let close (tol: float) (what: string) (actual: T) (expected: T) =

@@ -11,13 +11,17 @@ let private load name = cache.GetOrAdd(name, fun n -> Tokenizers.Load(Fixtures.t
 
 type private Reference = { Tokenizer: string; Text: string; Ids: int[]; Decoded: string }
 
-let private reference () =
-    [ for line in File.ReadLines(Fixtures.tokenizer "reference.jsonl") do
+let private reference () = [
+    for line in File.ReadLines(Fixtures.tokenizer "reference.jsonl") do
         if not (String.IsNullOrWhiteSpace line) then
             let e = JsonDocument.Parse(line).RootElement
-            yield { Tokenizer = e.GetProperty("tokenizer").GetString(); Text = e.GetProperty("text").GetString()
-                    Ids = [| for x in e.GetProperty("ids").EnumerateArray() -> x.GetInt32() |]
-                    Decoded = e.GetProperty("decoded").GetString() } ]
+            yield {
+                Tokenizer = e.GetProperty("tokenizer").GetString()
+                Text = e.GetProperty("text").GetString()
+                Ids = [| for x in e.GetProperty("ids").EnumerateArray() -> x.GetInt32() |]
+                Decoded = e.GetProperty("decoded").GetString()
+            }
+]
 
 let private parity name =
     test (sprintf "%s matches every line of reference.jsonl (ids and decoded text)" name) {
@@ -52,7 +56,10 @@ let tests =
             Expect.equal tok.VocabSize 50277 "50254 BPE entries + added tokens up to 50276"
             Expect.equal (tok.BosId, tok.EosId) (Nullable 0, Nullable 0) "<|endoftext|> is 0"
             Expect.sequenceEqual (tok.Encode("Hello world", true)) (tok.Encode "Hello world") "add_special_tokens adds nothing"
-            Expect.sequenceEqual (tok.Encode "a<|endoftext|>b") (Array.concat [ tok.Encode "a"; [| 0 |]; tok.Encode "b" ]) "<|endoftext|> in text is id 0"
+            Expect.sequenceEqual
+                (tok.Encode "a<|endoftext|>b")
+                (Array.concat [ tok.Encode "a"; [| 0 |]; tok.Encode "b" ])
+                "<|endoftext|> in text is id 0"
             let ids = Array.append [| 0 |] (tok.Encode "Hello")
             Expect.equal (tok.Decode(ids, true)) "Hello" "skipping specials"
             Expect.equal (tok.Decode ids) "<|endoftext|>Hello" "keeping specials"

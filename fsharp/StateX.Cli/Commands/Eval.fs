@@ -52,14 +52,17 @@ type EvalArgs =
         member a.Usage =
             match a with
             | Model _ -> "checkpoint folder (config.json + model.safetensors) of any family StateX reads."
-            | Task _ -> "mqar | passkey | haystack | ruler | icl | qa | mc | swde | fda | squad | triviaqa | nq | drop | winogrande | lambada | loss-position (see data/README.md)."
-            | Suite _ -> "paper: RULER NIAH, Stuffed Mamba's passkey and every dataset found in --data-dir (README: Paper benchmarks); instead of --task."
+            | Task _ ->
+                "mqar | passkey | haystack | ruler | icl | qa | mc | swde | fda | squad | triviaqa | nq | drop | winogrande | lambada | loss-position (see data/README.md)."
+            | Suite _ ->
+                "paper: RULER NIAH, Stuffed Mamba's passkey and every dataset found in --data-dir (README: Paper benchmarks); instead of --task."
             | Data_Dir _ -> "suite: the folder of the datasets (the file names are listed when missing)."
             | Niah _ -> "ruler: RULER tasks, e.g. niah_single_2,niah_multikey_1 (default: all eight)."
             | Essay _ -> "ruler: the essay haystack's text file, or synth:text (generated English-like text, the default)."
             | Device _ -> "auto (default), cpu, cuda, cuda:N."
             | Dtype _ -> "auto (as stored, default), fp32, bf16, fp16."
-            | Allow_Non_Finite -> "load weights holding NaN or Inf anyway (with a warning), to debug a diverged checkpoint; evaluation and generation still refuse NaN scores."
+            | Allow_Non_Finite ->
+                "load weights holding NaN or Inf anyway (with a warning), to debug a diverged checkpoint; evaluation and generation still refuse NaN scores."
             | Out _ -> "write the results to FILE: .csv or .jsonl (default: print only)."
             | Tokenizer _ -> "a tokenizer folder or \"byte\" (default: the model folder's tokenizer, else byte)."
             | Segment _ -> "tokens per forward pass of a long context; bounds memory (default 2048)."
@@ -67,10 +70,13 @@ type EvalArgs =
             | Seed _ -> "seed of the synthetic tasks and of the shots drawn from files (default 0)."
             | Name _ -> "model name in the results (default: the folder's name)."
             | No_Progress -> "no progress line on stderr."
-            | Template _ -> "passkey: prompt template: default (the instructions of Landmark Attention's passkey test), short (no instructions), tiny (22 fixed bytes, keys over 1-4: tiny byte-level models), stuffed-mamba (Stuffed Mamba's prompt; depths spread:10 by default)."
+            | Template _ ->
+                "passkey: prompt template: default (the instructions of Landmark Attention's passkey test), short (no instructions), tiny (22 fixed bytes, keys over 1-4: tiny byte-level models), stuffed-mamba (Stuffed Mamba's prompt; depths spread:10 by default)."
             | Lengths _ -> "passkey, haystack, ruler, suite: context lengths in tokens, e.g. 1k,8k,128k (default 1k,2k,4k)."
-            | Depths _ -> "passkey: needle depths in percent of the filler (default 0,25,50,75,100), or spread:N for (i+0.5)/N, i < N (Stuffed Mamba's)."
-            | Trials _ -> "passkey, haystack (default 5), ruler (default 25), synthetic icl (default 100): examples per setting; suite: samples per RULER task and length, passkey depths per length (default 25)."
+            | Depths _ ->
+                "passkey: needle depths in percent of the filler (default 0,25,50,75,100), or spread:N for (i+0.5)/N, i < N (Stuffed Mamba's)."
+            | Trials _ ->
+                "passkey, haystack (default 5), ruler (default 25), synthetic icl (default 100): examples per setting; suite: samples per RULER task and length, passkey depths per length (default 25)."
             | Pairs _ -> "mqar: key-value pairs per sequence (default 4,8,16)."
             | Seq_Len _ -> "mqar: sequence lengths (default 256)."
             | Vocab _ -> "mqar: ids used (default: the model's vocabulary, at most 8192)."
@@ -79,10 +85,14 @@ type EvalArgs =
             | Queries _ -> "haystack: needles asked about; the rest are distractors (default 1)."
             | Shots _ -> "icl: numbers of demonstrations (default 0,1,2,4,8; with --file 0,1,2,4)."
             | Classes _ -> "synthetic icl: classes per episode (default 2)."
-            | File _ -> "qa, mc, icl, swde … drop, winogrande, lambada: a JSON Lines or Parquet file; loss-position: a .jsonl of {\"text\"} or a text file (data/README.md)."
-            | Limit _ -> "qa, mc, icl with --file, swde … drop, winogrande, lambada, loss-position, suite: use only the first N examples / documents."
-            | Max_New _ -> "qa, swde … drop: tokens generated per answer (default 48); ruler: per sample (default 128, as RULER); suite: both."
-            | Context_Length _ -> "swde … drop, suite: cut each document to this many tokens around its answer, as Just read twice's --cutting_context (default 1000; 0: not cut)."
+            | File _ ->
+                "qa, mc, icl, swde … drop, winogrande, lambada: a JSON Lines or Parquet file; loss-position: a .jsonl of {\"text\"} or a text file (data/README.md)."
+            | Limit _ ->
+                "qa, mc, icl with --file, swde … drop, winogrande, lambada, loss-position, suite: use only the first N examples / documents."
+            | Max_New _ ->
+                "qa, swde … drop: tokens generated per answer (default 48); ruler: per sample (default 128, as RULER); suite: both."
+            | Context_Length _ ->
+                "swde … drop, suite: cut each document to this many tokens around its answer, as Just read twice's --cutting_context (default 1000; 0: not cut)."
             | Max_Len _ -> "loss-position: cut documents to this many tokens, e.g. 32k (default: the longest document)."
             | Bin_Width _ -> "loss-position: positions per bin (default: bins at powers of two)."
 
@@ -91,21 +101,37 @@ let private optionName (a: EvalArgs) =
     let case, _ = FSharpValue.GetUnionFields(a, typeof<EvalArgs>)
     "--" + case.Name.ToLowerInvariant().Replace('_', '-')
 
-let private common = set [ "--model"; "--task"; "--suite"; "--device"; "--dtype"; "--out"; "--tokenizer"; "--segment"; "--batch"; "--seed"; "--name"; "--no-progress" ]
+let private common =
+    set [
+        "--model"
+        "--task"
+        "--suite"
+        "--device"
+        "--dtype"
+        "--out"
+        "--tokenizer"
+        "--segment"
+        "--batch"
+        "--seed"
+        "--name"
+        "--no-progress"
+    ]
 
 /// Task name (with aliases) → (canonical name, the task's own options).
-let private tasks =
-    [ [ "mqar" ], ("mqar", [ "--pairs"; "--seq-len"; "--vocab"; "--examples" ])
-      [ "passkey" ], ("passkey", [ "--lengths"; "--depths"; "--trials"; "--template" ])
-      [ "haystack"; "niah" ], ("haystack", [ "--lengths"; "--needles"; "--queries"; "--trials" ])
-      [ "ruler"; "ruler-niah" ], ("ruler", [ "--lengths"; "--trials"; "--niah"; "--essay"; "--max-new" ])
-      [ "icl" ], ("icl", [ "--shots"; "--classes"; "--trials"; "--file"; "--limit" ])
-      [ "qa"; "recall-qa" ], ("qa", [ "--file"; "--limit"; "--max-new" ])
-      [ "mc"; "multiple-choice" ], ("mc", [ "--file"; "--limit" ])
-      for t in RecallTask.All do [ t.Name ], (t.Name, [ "--file"; "--limit"; "--max-new"; "--context-length" ])
-      [ "winogrande" ], ("winogrande", [ "--file"; "--limit" ])
-      [ "lambada" ], ("lambada", [ "--file"; "--limit" ])
-      [ "loss-position"; "loss-vs-position" ], ("loss-position", [ "--file"; "--limit"; "--max-len"; "--bin-width" ]) ]
+let private tasks = [
+    [ "mqar" ], ("mqar", [ "--pairs"; "--seq-len"; "--vocab"; "--examples" ])
+    [ "passkey" ], ("passkey", [ "--lengths"; "--depths"; "--trials"; "--template" ])
+    [ "haystack"; "niah" ], ("haystack", [ "--lengths"; "--needles"; "--queries"; "--trials" ])
+    [ "ruler"; "ruler-niah" ], ("ruler", [ "--lengths"; "--trials"; "--niah"; "--essay"; "--max-new" ])
+    [ "icl" ], ("icl", [ "--shots"; "--classes"; "--trials"; "--file"; "--limit" ])
+    [ "qa"; "recall-qa" ], ("qa", [ "--file"; "--limit"; "--max-new" ])
+    [ "mc"; "multiple-choice" ], ("mc", [ "--file"; "--limit" ])
+    for t in RecallTask.All do
+        [ t.Name ], (t.Name, [ "--file"; "--limit"; "--max-new"; "--context-length" ])
+    [ "winogrande" ], ("winogrande", [ "--file"; "--limit" ])
+    [ "lambada" ], ("lambada", [ "--file"; "--limit" ])
+    [ "loss-position"; "loss-vs-position" ], ("loss-position", [ "--file"; "--limit"; "--max-len"; "--bin-width" ])
+]
 
 /// "4096", "4k" (× 1024), "1m" (× 1024²).
 let parseLength (option: string) (text: string) =
@@ -128,17 +154,33 @@ let private suiteOptions = [ "--data-dir"; "--lengths"; "--trials"; "--max-new";
 
 /// The datasets `--suite paper` reads from --data-dir: the name (NAME.jsonl or NAME.parquet), what it is, and the
 /// task over a path. Each is read in its published dataset's schema (README: Paper benchmarks).
-let private paperFiles (limit: int option) (maxNew: int option) (contextLength: int option) : (string * string * (string -> EvalTask)) list =
+let private paperFiles
+    (limit: int option)
+    (maxNew: int option)
+    (contextLength: int option)
+    : (string * string * (string -> EvalTask)) list =
     let recall name dataset =
-        name, sprintf "%s's schema, Just read twice's prompt and cut" dataset, (fun f -> EvalTask.Recall(name, f, contextLength, defaultArg maxNew BasedRecall.MaxNewTokens, limit))
+        name,
+        sprintf "%s's schema, Just read twice's prompt and cut" dataset,
+        (fun f -> EvalTask.Recall(name, f, contextLength, defaultArg maxNew BasedRecall.MaxNewTokens, limit))
     let mc name dataset = name, sprintf "%s's schema, lm-evaluation-harness's prompt" dataset, (fun f -> EvalTask.MultipleChoice(f, limit))
-    [ recall "swde" "hazyresearch/based-swde"; recall "fda" "hazyresearch/based-fda"; recall "squad" "hazyresearch/based-squad"
-      recall "triviaqa" "hazyresearch/based_triviaqa"; recall "nq" "hazyresearch/based_nq_1024"; recall "drop" "hazyresearch/based_drop"
-      mc "piqa" "ybisk/piqa"; mc "hellaswag" "Rowan/hellaswag"
-      "winogrande", "allenai/winogrande's schema, the harness's partial scoring", (fun f -> EvalTask.WinoGrande(f, limit))
-      mc "arc_easy" "allenai/ai2_arc"; mc "arc_challenge" "allenai/ai2_arc"
-      "lambada", "EleutherAI/lambada_openai's schema, acc and perplexity", (fun f -> EvalTask.Lambada(f, limit))
-      "icl", "few-shot classification, records of {\"input\", \"label\"}, shots 0/1/2/4/8/16", (fun f -> EvalTask.FewShotFile(f, [ 0; 1; 2; 4; 8; 16 ], limit)) ]
+    [
+        recall "swde" "hazyresearch/based-swde"
+        recall "fda" "hazyresearch/based-fda"
+        recall "squad" "hazyresearch/based-squad"
+        recall "triviaqa" "hazyresearch/based_triviaqa"
+        recall "nq" "hazyresearch/based_nq_1024"
+        recall "drop" "hazyresearch/based_drop"
+        mc "piqa" "ybisk/piqa"
+        mc "hellaswag" "Rowan/hellaswag"
+        "winogrande", "allenai/winogrande's schema, the harness's partial scoring", (fun f -> EvalTask.WinoGrande(f, limit))
+        mc "arc_easy" "allenai/ai2_arc"
+        mc "arc_challenge" "allenai/ai2_arc"
+        "lambada", "EleutherAI/lambada_openai's schema, acc and perplexity", (fun f -> EvalTask.Lambada(f, limit))
+        "icl",
+        "few-shot classification, records of {\"input\", \"label\"}, shots 0/1/2/4/8/16",
+        (fun f -> EvalTask.FewShotFile(f, [ 0; 1; 2; 4; 8; 16 ], limit))
+    ]
 
 /// The file of a dataset in --data-dir: NAME.jsonl, else NAME.parquet, if either exists.
 let private paperFile (dir: string) (name: string) =
@@ -174,7 +216,15 @@ type private ProgressLine(enabled: bool) =
         if enabled && now.TotalSeconds >= 2.0 && (now - last >= interval || (p.Step >= p.Total && interactive)) then
             last <- now
             let eta = if p.Eta.HasValue then sprintf ", ETA %s" (ProgressLine.Format p.Eta.Value) else ""
-            let line = sprintf "%s: %d/%d (%.0f%%), %s%s" p.Task p.Step p.Total (100.0 * float p.Step / float (max 1L p.Total)) (ProgressLine.Format p.Elapsed) eta
+            let line =
+                sprintf
+                    "%s: %d/%d (%.0f%%), %s%s"
+                    p.Task
+                    p.Step
+                    p.Total
+                    (100.0 * float p.Step / float (max 1L p.Total))
+                    (ProgressLine.Format p.Elapsed)
+                    eta
             if interactive then eprintf "\r%s\u001b[K" line else eprintfn "%s" line
             shown <- true
     member _.Finish() = if shown && interactive then eprintfn ""
@@ -191,19 +241,36 @@ let private show (v: obj) =
 let private resultTable (results: EvalResult list) =
     let keys = results |> List.collect (fun r -> List.ofSeq r.Setting.Keys) |> List.distinct
     let t = Table(Border = TableBorder.Rounded)
-    for c in [ "task" ] @ keys @ [ "metric"; "value"; "n" ] do t.AddColumn(TableColumn(Markup.Escape c)) |> ignore
+    for c in [ "task" ] @ keys @ [ "metric"; "value"; "n" ] do
+        t.AddColumn(TableColumn(Markup.Escape c)) |> ignore
     for r in results do
-        let setting = keys |> List.map (fun k -> match r.Setting.TryGetValue k with | true, v -> show v | _ -> "")
-        t.AddRow([ r.Task ] @ setting @ [ r.Metric; r.Value.ToString("0.####", CultureInfo.InvariantCulture); string r.N ] |> List.map cell |> Array.ofList) |> ignore
+        let setting =
+            keys
+            |> List.map (fun k ->
+                match r.Setting.TryGetValue k with
+                | true, v -> show v
+                | _ -> "")
+        t.AddRow(
+            [ r.Task ] @ setting @ [ r.Metric; r.Value.ToString("0.####", CultureInfo.InvariantCulture); string r.N ]
+            |> List.map cell
+            |> Array.ofList
+        )
+        |> ignore
     t
 
 /// The suite's table: task, setting (key=value, space-separated), metric, value, n.
 let private suiteTable (results: EvalResult list) =
     let t = Table(Border = TableBorder.Rounded)
-    for c in [ "task"; "setting"; "metric"; "value"; "n" ] do t.AddColumn(TableColumn c) |> ignore
+    for c in [ "task"; "setting"; "metric"; "value"; "n" ] do
+        t.AddColumn(TableColumn c) |> ignore
     for r in results do
         let setting = r.Setting |> Seq.map (fun kv -> sprintf "%s=%s" kv.Key (show kv.Value)) |> String.concat " "
-        t.AddRow([ r.Task; setting; r.Metric; r.Value.ToString("0.####", CultureInfo.InvariantCulture); string r.N ] |> List.map cell |> Array.ofList) |> ignore
+        t.AddRow(
+            [ r.Task; setting; r.Metric; r.Value.ToString("0.####", CultureInfo.InvariantCulture); string r.N ]
+            |> List.map cell
+            |> Array.ofList
+        )
+        |> ignore
     t
 
 /// Passkey as the grid it is: a row per length, a column per depth.
@@ -213,12 +280,15 @@ let private passkeyGrid (results: EvalResult list) (metric: string) =
     let depths = rs |> List.map (fun r -> unbox<float> r.Setting.["depth"]) |> List.distinct
     let t = Table(Border = TableBorder.Rounded, Title = TableTitle(Markup.Escape("passkey " + metric)))
     t.AddColumn(Markup.Escape "length \\ depth %") |> ignore
-    for d in depths do t.AddColumn(TableColumn((100.0 * d).ToString("0.#", CultureInfo.InvariantCulture)).RightAligned()) |> ignore
+    for d in depths do
+        t.AddColumn(TableColumn((100.0 * d).ToString("0.#", CultureInfo.InvariantCulture)).RightAligned()) |> ignore
     for l in lengths do
-        let row = depths |> List.map (fun d ->
-            match rs |> List.tryFind (fun r -> unbox<int> r.Setting.["length"] = l && unbox<float> r.Setting.["depth"] = d) with
-            | Some r -> r.Value.ToString("0.###", CultureInfo.InvariantCulture)
-            | None -> "")
+        let row =
+            depths
+            |> List.map (fun d ->
+                match rs |> List.tryFind (fun r -> unbox<int> r.Setting.["length"] = l && unbox<float> r.Setting.["depth"] = d) with
+                | Some r -> r.Value.ToString("0.###", CultureInfo.InvariantCulture)
+                | None -> "")
         t.AddRow(string l :: row |> List.map cell |> Array.ofList) |> ignore
     t
 
@@ -229,25 +299,44 @@ let run (args: ParseResults<EvalArgs>) =
         | Some _, Some _ -> bad "suite" "give --suite or --task, not both"
         | Some s, None when s.Trim().ToLowerInvariant() = "paper" -> "suite", suiteOptions
         | Some s, None -> bad "suite" "unknown suite '%s': expected paper" s
-        | None, None -> bad "task" "is required (one of %s), or --suite paper" (tasks |> List.map (fun (n, _) -> List.head n) |> String.concat ", ")
+        | None, None ->
+            bad "task" "is required (one of %s), or --suite paper" (tasks |> List.map (fun (n, _) -> List.head n) |> String.concat ", ")
         | None, Some taskArg ->
             match tasks |> List.tryFind (fun (names, _) -> List.contains (taskArg.ToLowerInvariant()) names) with
-            | Some (_, t) -> t
-            | None -> bad "task" "unknown task '%s': expected one of %s" taskArg (tasks |> List.map (fun (n, _) -> List.head n) |> String.concat ", ")
+            | Some(_, t) -> t
+            | None ->
+                bad
+                    "task"
+                    "unknown task '%s': expected one of %s"
+                    taskArg
+                    (tasks |> List.map (fun (n, _) -> List.head n) |> String.concat ", ")
     for a in args.GetAllResults() do
         let n = optionName a
         if not (common.Contains n || List.contains n own) then
-            raise (ArgumentException(sprintf "%s does not apply to %s %s (its options: %s)" n (if task = "suite" then "suite" else "task") (if task = "suite" then "paper" else task) (String.Join(", ", own))))
+            raise (
+                ArgumentException(
+                    sprintf
+                        "%s does not apply to %s %s (its options: %s)"
+                        n
+                        (if task = "suite" then "suite" else "task")
+                        (if task = "suite" then "paper" else task)
+                        (String.Join(", ", own))
+                )
+            )
     let hasFile = args.Contains File
     if task = "icl" && hasFile then
         for a in args.GetAllResults() do
             match a with
-            | Classes _ | Trials _ -> raise (ArgumentException(sprintf "%s applies to synthetic icl only (without --file)" (optionName a)))
+            | Classes _
+            | Trials _ -> raise (ArgumentException(sprintf "%s applies to synthetic icl only (without --file)" (optionName a)))
             | _ -> ()
     if task = "icl" && not hasFile && args.Contains Limit then raise (ArgumentException "--limit applies to icl with --file only")
     let recallNames = [ for t in RecallTask.All -> t.Name ]
     if List.contains task ([ "qa"; "mc"; "winogrande"; "lambada"; "loss-position" ] @ recallNames) && not hasFile then
-        bad "file" "is required for task %s (%s; formats in data/README.md)" task
+        bad
+            "file"
+            "is required for task %s (%s; formats in data/README.md)"
+            task
             (match task with
              | "qa" -> "JSON Lines of {\"prompt\", \"answer\"}"
              | "mc" -> "JSON Lines of {\"context\", \"choices\", \"gold\"}"
@@ -266,7 +355,16 @@ let run (args: ParseResults<EvalArgs>) =
     | _ -> ()
     let rulerNames =
         match args.TryGetResult Niah with
-        | Some text -> list "niah" (fun n -> try (RulerNiahTask.Named n).Name with :? ArgumentException as e -> bad "niah" "%s" e.Message) text |> List.ofArray
+        | Some text ->
+            list
+                "niah"
+                (fun n ->
+                    try
+                        (RulerNiahTask.Named n).Name
+                    with :? ArgumentException as e ->
+                        bad "niah" "%s" e.Message)
+                text
+            |> List.ofArray
         | None -> [ for t in RulerNiahTask.All -> t.Name ]
     let maxNew = args.TryGetResult Max_New |> Option.map (positive "max-new")
     let contextLength =
@@ -276,7 +374,8 @@ let run (args: ParseResults<EvalArgs>) =
         | n -> bad "context-length" "%d must exceed the answer length %d (or be 0: not cut)" n BasedRecall.AnswerLength
     let out = args.TryGetResult Out
     match out |> Option.map (fun o -> Path.GetExtension(o).ToLowerInvariant()) with
-    | Some (".csv" | ".jsonl" | ".json" | ".ndjson") | None -> ()
+    | Some(".csv" | ".jsonl" | ".json" | ".ndjson")
+    | None -> ()
     | Some _ -> bad "out" "'%s': unknown results format (use .csv or .jsonl)" out.Value
     let seed =
         match args.GetResult(Seed, 0L) with
@@ -285,8 +384,11 @@ let run (args: ParseResults<EvalArgs>) =
     let segment = positive "segment" (args.GetResult(Segment, 2048))
     let batch = positive "batch" (args.GetResult(Batch, 8))
     let lengths =
-        args.TryGetResult Lengths |> Option.map (list "lengths" (parseLength "lengths"))
-        |> Option.defaultValue (if task = "suite" || task = "ruler" then [| 4096; 8192; 16384; 32768; 65536; 131072 |] else [| 1024; 2048; 4096 |])
+        args.TryGetResult Lengths
+        |> Option.map (list "lengths" (parseLength "lengths"))
+        |> Option.defaultValue (
+            if task = "suite" || task = "ruler" then [| 4096; 8192; 16384; 32768; 65536; 131072 |] else [| 1024; 2048; 4096 |]
+        )
     let trials dflt = positive "trials" (args.GetResult(Trials, dflt))
     let limit = args.TryGetResult Limit |> Option.map (positive "limit") |> Option.toNullable
     let dtype = parseDtype (args.TryGetResult Dtype)
@@ -299,26 +401,40 @@ let run (args: ParseResults<EvalArgs>) =
         let tok = resolveTokenizer dir (args.TryGetResult Tokenizer) model
         match args.TryGetResult Tokenizer with
         | Some t -> t
-        | None -> if tok :? StateX.Tokenization.ByteTokenizer && not (IO.File.Exists(Path.Combine(dir, StateX.Tokenization.ByteTokenizer.MarkerFile))) then "byte" else dir
+        | None ->
+            if
+                tok :? StateX.Tokenization.ByteTokenizer
+                && not (IO.File.Exists(Path.Combine(dir, StateX.Tokenization.ByteTokenizer.MarkerFile)))
+            then
+                "byte"
+            else
+                dir
     let progress = ProgressLine(not (args.Contains No_Progress))
     let name = args.GetResult(Name, modelName dir)
-    let evalTasks : EvalTask list =
+    let evalTasks: EvalTask list =
         match task with
         | "mqar" ->
             let vocab = args.GetResult(Vocab, min 8192 model.VocabSize)
             if vocab > model.VocabSize then bad "vocab" "%d exceeds the model's vocabulary of %d" vocab model.VocabSize
-            let pairs = args.TryGetResult Pairs |> Option.map (list "pairs" (count "pairs" >> positive "pairs")) |> Option.defaultValue [| 4; 8; 16 |]
+            let pairs =
+                args.TryGetResult Pairs
+                |> Option.map (list "pairs" (count "pairs" >> positive "pairs"))
+                |> Option.defaultValue [| 4; 8; 16 |]
             let lens = args.TryGetResult Seq_Len |> Option.map (list "seq-len" (parseLength "seq-len")) |> Option.defaultValue [| 256 |]
             let examples = positive "examples" (args.GetResult(Examples, 100))
-            let settings =
-                [ for l in lens do
+            let settings = [
+                for l in lens do
                     let ps = pairs |> Array.filter (fun p -> l >= 4 * p)
                     for p in pairs do
                         if l < 4 * p then eprintfn "statex: note: skipping mqar pairs=%d seq_len=%d (needs seq_len ≥ 4 × pairs)" p l
                     if ps.Length > 0 then
                         for p in ps do
-                            try MqarConfig(p, l, vocab).Validate() with :? ArgumentException as e -> bad "vocab" "%s" e.Message
-                        yield EvalTask.Mqar(List.ofArray ps, l, examples, Some vocab) ]
+                            try
+                                MqarConfig(p, l, vocab).Validate()
+                            with :? ArgumentException as e ->
+                                bad "vocab" "%s" e.Message
+                        yield EvalTask.Mqar(List.ofArray ps, l, examples, Some vocab)
+            ]
             if settings.IsEmpty then bad "seq-len" "too short for every --pairs (MQAR needs seq_len ≥ 4 × pairs)"
             settings
         | "passkey" ->
@@ -333,25 +449,42 @@ let run (args: ParseResults<EvalArgs>) =
                 | Some d -> list "depths" (percent "depths") d
                 | None when template.Trim().ToLowerInvariant().StartsWith "stuffed" -> Passkey.SpreadDepths 10
                 | None -> [| 0.0; 0.25; 0.5; 0.75; 1.0 |]
-            (try StateX.Evaluation.Tasks.PasskeyTemplate.Named template |> ignore with :? ArgumentException as e -> bad "template" "%s" e.Message)
+            (try
+                StateX.Evaluation.Tasks.PasskeyTemplate.Named template |> ignore
+             with :? ArgumentException as e ->
+                 bad "template" "%s" e.Message)
             [ EvalTask.Passkey(List.ofArray lengths, List.ofArray depths, trials 5, template) ]
         | "haystack" ->
             let needles, queries = positive "needles" (args.GetResult(Needles, 4)), positive "queries" (args.GetResult(Queries, 1))
-            try HaystackConfig(lengths[0], needles, queries).Validate() with :? ArgumentException as e -> bad "queries" "%s" e.Message
+            try
+                HaystackConfig(lengths[0], needles, queries).Validate()
+            with :? ArgumentException as e ->
+                bad "queries" "%s" e.Message
             [ EvalTask.Haystack(List.ofArray lengths, needles, queries, trials 5) ]
-        | "ruler" -> [ EvalTask.RulerNiah(rulerNames, List.ofArray lengths, trials 25, args.TryGetResult Essay, defaultArg maxNew RulerNiah.RulerMaxNewTokens) ]
+        | "ruler" -> [
+            EvalTask.RulerNiah(
+                rulerNames,
+                List.ofArray lengths,
+                trials 25,
+                args.TryGetResult Essay,
+                defaultArg maxNew RulerNiah.RulerMaxNewTokens
+            )
+          ]
         | "suite" ->
             let samples = trials 25
             let essay = args.TryGetResult Data_Dir |> Option.map (fun d -> Path.Combine(d, essayFile)) |> Option.filter IO.File.Exists
-            [ yield EvalTask.RulerNiah(rulerNames, List.ofArray lengths, samples, essay, defaultArg maxNew RulerNiah.RulerMaxNewTokens)
-              // Stuffed Mamba's protocol: n samples per length, sample i at depth (i+0.5)/n.
-              yield EvalTask.Passkey(List.ofArray lengths, List.ofArray (Passkey.SpreadDepths samples), 1, "stuffed-mamba")
-              for name, _, make in paperFiles (Option.ofNullable limit) maxNew contextLength do
-                  match args.TryGetResult Data_Dir |> Option.bind (fun d -> paperFile d name) with
-                  | Some f -> yield make f
-                  | None -> () ]
+            [
+                yield EvalTask.RulerNiah(rulerNames, List.ofArray lengths, samples, essay, defaultArg maxNew RulerNiah.RulerMaxNewTokens)
+                // Stuffed Mamba's protocol: n samples per length, sample i at depth (i+0.5)/n.
+                yield EvalTask.Passkey(List.ofArray lengths, List.ofArray (Passkey.SpreadDepths samples), 1, "stuffed-mamba")
+                for name, _, make in paperFiles (Option.ofNullable limit) maxNew contextLength do
+                    match args.TryGetResult Data_Dir |> Option.bind (fun d -> paperFile d name) with
+                    | Some f -> yield make f
+                    | None -> ()
+            ]
         | "icl" ->
-            let shots dflt = args.TryGetResult Shots |> Option.map (list "shots" (count "shots")) |> Option.defaultValue dflt |> List.ofArray
+            let shots dflt =
+                args.TryGetResult Shots |> Option.map (list "shots" (count "shots")) |> Option.defaultValue dflt |> List.ofArray
             match args.TryGetResult File with
             | Some f -> [ EvalTask.FewShotFile(f, shots [| 0; 1; 2; 4 |], Option.ofNullable limit) ]
             | None -> [ EvalTask.FewShot(shots [| 0; 1; 2; 4; 8 |], args.GetResult(Classes, 2), trials 100) ]
@@ -359,29 +492,68 @@ let run (args: ParseResults<EvalArgs>) =
         | "mc" -> [ EvalTask.MultipleChoice(args.GetResult File, Option.ofNullable limit) ]
         | "winogrande" -> [ EvalTask.WinoGrande(args.GetResult File, Option.ofNullable limit) ]
         | "lambada" -> [ EvalTask.Lambada(args.GetResult File, Option.ofNullable limit) ]
-        | t when List.contains t recallNames ->
-            [ EvalTask.Recall(t, args.GetResult File, contextLength, args.GetResult(Max_New, BasedRecall.MaxNewTokens) |> positive "max-new", Option.ofNullable limit) ]
-        | _ ->
-            [ EvalTask.LossVsPositionFile(args.GetResult File, Option.ofNullable limit, args.TryGetResult Max_Len |> Option.map (parseLength "max-len"),
-                                 args.TryGetResult Bin_Width |> Option.map (positive "bin-width")) ]
-    let spec = { EvalSpec.tasks evalTasks with Tokenizer = (if task = "mqar" then "byte" else tokenizerSource ()); Seed = int64 seed; SegmentLength = segment; BatchSize = batch }
+        | t when List.contains t recallNames -> [
+            EvalTask.Recall(
+                t,
+                args.GetResult File,
+                contextLength,
+                args.GetResult(Max_New, BasedRecall.MaxNewTokens) |> positive "max-new",
+                Option.ofNullable limit
+            )
+          ]
+        | _ -> [
+            EvalTask.LossVsPositionFile(
+                args.GetResult File,
+                Option.ofNullable limit,
+                args.TryGetResult Max_Len |> Option.map (parseLength "max-len"),
+                args.TryGetResult Bin_Width |> Option.map (positive "bin-width")
+            )
+          ]
+    let spec = {
+        EvalSpec.tasks evalTasks with
+            Tokenizer = (if task = "mqar" then "byte" else tokenizerSource ())
+            Seed = int64 seed
+            SegmentLength = segment
+            BatchSize = batch
+    }
     let clock = Stopwatch.StartNew()
     let results = EvalSpec.runWith (string (DeviceSpec.Parse(args.GetResult(Device, "auto")))) name (Some progress.Report) spec model
     progress.Finish()
-    eprintfn "statex: %s on %s: %d results in %s (%O, segment %d, batch %d)" task name results.Length (ProgressLine.Format clock.Elapsed) device segment batch
+    eprintfn
+        "statex: %s on %s: %d results in %s (%O, segment %d, batch %d)"
+        task
+        name
+        results.Length
+        (ProgressLine.Format clock.Elapsed)
+        device
+        segment
+        batch
     if task = "suite" then
         let dir = args.TryGetResult Data_Dir
         for name, what, _ in paperFiles None None None do
-            if (match dir with Some d -> paperFile d name | None -> None).IsNone then
-                let path = match dir with Some d -> Path.Combine(d, name) | None -> name
+            if
+                (match dir with
+                 | Some d -> paperFile d name
+                 | None -> None)
+                    .IsNone
+            then
+                let path =
+                    match dir with
+                    | Some d -> Path.Combine(d, name)
+                    | None -> name
                 printfn "missing dataset: %s.jsonl or %s.parquet (%s)" path name what
-        if (match dir with Some d -> not (IO.File.Exists(Path.Combine(d, essayFile))) | None -> true) then
+        if
+            (match dir with
+             | Some d -> not (IO.File.Exists(Path.Combine(d, essayFile)))
+             | None -> true)
+        then
             printfn "note: RULER's essay haystack is generated English-like text (synth:text): no %s in --data-dir" essayFile
         AnsiConsole.Write(suiteTable results)
     elif task = "passkey" then
         AnsiConsole.Write(passkeyGrid results "accuracy")
         AnsiConsole.Write(passkeyGrid results "answer_nll")
-    else AnsiConsole.Write(resultTable results)
+    else
+        AnsiConsole.Write(resultTable results)
     match out with
     | Some path ->
         let parent = Path.GetDirectoryName(Path.GetFullPath path)

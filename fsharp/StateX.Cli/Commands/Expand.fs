@@ -24,8 +24,12 @@ type ExpandArgs =
             | Out _ -> "folder to write the expanded checkpoint to (omit to only print the accounting)."
             | Layers _ -> "all | every:K | list:I,J,.. | fraction:F | first:N | last:N."
             | Rewrite _ -> "merge-heads[:H] (GLA) | state:xR (Mamba2: d_state ×R; GSA: slots ×R)."
-            | Init _ -> "inherit | reinit (GLA); reinit | copy | zero | preserve (Mamba2); reinit (fresh slots) | copy (tiled, function-preserving) (GSA)."
-            | Preset _ -> sprintf "a paper recipe instead of --layers/--rewrite/--init: %s." (ExpansionPresets.All |> Seq.map (fun p -> p.Name) |> String.concat ", ")
+            | Init _ ->
+                "inherit | reinit (GLA); reinit | copy | zero | preserve (Mamba2); reinit (fresh slots) | copy (tiled, function-preserving) (GSA)."
+            | Preset _ ->
+                sprintf
+                    "a paper recipe instead of --layers/--rewrite/--init: %s."
+                    (ExpansionPresets.All |> Seq.map (fun p -> p.Name) |> String.concat ", ")
             | Seed _ -> "seed for re-initialised parameters (default 0)."
             | Freeze_Unexpanded -> "list only the expanded layers' parameters as trainable."
 
@@ -39,20 +43,31 @@ let run (args: ParseResults<ExpandArgs>) =
         match args.TryGetResult Preset with
         | Some name ->
             let p = ExpansionPresets.Get name
-            if p.Family <> model.Family then raise (ArgumentException(sprintf "preset %s is for %s models; this is a %s model" p.Name p.Family model.Family))
+            if p.Family <> model.Family then
+                raise (ArgumentException(sprintf "preset %s is for %s models; this is a %s model" p.Name p.Family model.Family))
             printfn "preset %s: %s" p.Name p.Source
             p.ToRequest(args.GetResult(Seed, 0L), args.Contains Freeze_Unexpanded)
         | None ->
-            let need (what: string) = function Some v -> v | None -> raise (ArgumentException(sprintf "--%s is required (or use --preset)" what))
+            let need (what: string) =
+                function
+                | Some v -> v
+                | None -> raise (ArgumentException(sprintf "--%s is required (or use --preset)" what))
             ExpansionRequest(
                 LayerSelection.Parse(need "layers" (args.TryGetResult Layers)),
                 Rewrite.Parse(need "rewrite" (args.TryGetResult Rewrite)),
                 ExpansionRequest.ParseInit(need "init" (args.TryGetResult Init)),
                 args.GetResult(Seed, 0L),
-                FreezeOthers = args.Contains Freeze_Unexpanded)
+                FreezeOthers = args.Contains Freeze_Unexpanded
+            )
     let result = StateExpansion.Apply(model, request)
-    printfn "%s: %s on layers %s (%s), init %s, seed %d" model.Family (string request.Rewrite) (string request.Layers)
-        (String.Join(",", result.ExpandedLayers)) (string request.Init |> fun s -> s.ToLowerInvariant()) request.Seed
+    printfn
+        "%s: %s on layers %s (%s), init %s, seed %d"
+        model.Family
+        (string request.Rewrite)
+        (string request.Layers)
+        (String.Join(",", result.ExpandedLayers))
+        (string request.Init |> fun s -> s.ToLowerInvariant())
+        request.Seed
     printf "%s" (result.Account.Format())
     printfn "trainable parameter tensors: %d" result.TrainableParameters.Count
     match args.TryGetResult Out with

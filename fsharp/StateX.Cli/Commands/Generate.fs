@@ -32,7 +32,8 @@ type GenerateArgs =
             | Seed _ -> "seed of the sampler (default 0): the same seed gives the same text."
             | Device _ -> "auto (default), cpu, cuda, cuda:N."
             | Dtype _ -> "auto (as stored, default), fp32, bf16, fp16."
-            | Allow_Non_Finite -> "load weights holding NaN or Inf anyway (with a warning), to debug a diverged checkpoint; evaluation and generation still refuse NaN scores."
+            | Allow_Non_Finite ->
+                "load weights holding NaN or Inf anyway (with a warning), to debug a diverged checkpoint; evaluation and generation still refuse NaN scores."
             | Tokenizer _ -> "a tokenizer folder or \"byte\" (default: the model folder's tokenizer, else byte)."
             | Segment _ -> "prefill the prompt in chunks of this many tokens (default 2048)."
 
@@ -43,7 +44,10 @@ let run (args: ParseResults<GenerateArgs>) =
         | s when s < 0L -> bad "seed" "must be ≥ 0 (got %d)" s
         | s -> uint64 s
     let sampling = SamplingOptions(args.GetResult(Temperature, 0.0), args.GetResult(Top_K, 0), args.GetResult(Top_P, 1.0), seed)
-    try sampling.Validate() with :? ArgumentException as e -> raise (ArgumentException(sprintf "--temperature/--top-k/--top-p: %s" e.Message))
+    try
+        sampling.Validate()
+    with :? ArgumentException as e ->
+        raise (ArgumentException(sprintf "--temperature/--top-k/--top-p: %s" e.Message))
     let maxNew = args.GetResult(Max_New, 64)
     if maxNew < 0 then bad "max-new" "must be ≥ 0 (got %d)" maxNew
     let segment = positive "segment" (args.GetResult(Segment, 2048))
@@ -54,12 +58,21 @@ let run (args: ParseResults<GenerateArgs>) =
     let tok = resolveTokenizer dir (args.TryGetResult Tokenizer) model
     let prompt = tok.Encode(args.GetResult Prompt, addSpecialTokens = true)
     if prompt.Length = 0 then bad "prompt" "encodes to no tokens (this tokenizer adds no BOS): give some text"
-    let stops = match tok.EosId with | eos when eos.HasValue -> [| eos.Value |] | _ -> [||]
+    let stops =
+        match tok.EosId with
+        | eos when eos.HasValue -> [| eos.Value |]
+        | _ -> [||]
     let gen = GenerationOptions(maxNew, sampling, stops, min tok.VocabSize model.VocabSize)
     let clock = Stopwatch.StartNew()
     let out = (Generation.Generate(model, [| prompt |], gen, EvalOptions(SegmentLength = segment, BatchSize = 1, Device = device))).[0]
     let seconds = clock.Elapsed.TotalSeconds
     printfn "%s" (tok.Decode(out.Tokens, skipSpecialTokens = true))
-    eprintfn "statex: %d new tokens in %.2f s (%.1f tokens/s, prompt %d tokens, %O, stopped by %s)" out.Tokens.Length seconds
-        (float out.Tokens.Length / max seconds 1e-9) prompt.Length device (if out.Finish = FinishReason.Stop then "EOS" else "--max-new")
+    eprintfn
+        "statex: %d new tokens in %.2f s (%.1f tokens/s, prompt %d tokens, %O, stopped by %s)"
+        out.Tokens.Length
+        seconds
+        (float out.Tokens.Length / max seconds 1e-9)
+        prompt.Length
+        device
+        (if out.Finish = FinishReason.Stop then "EOS" else "--max-new")
     0

@@ -33,6 +33,14 @@ let run (args: ParseResults<InfoArgs>) =
     if args.Contains Selftest then
         let spec = DeviceSpec.Parse(args.GetResult(Device, "auto"))
         let r = SelfTest.Matmul(spec)
-        printfn "selftest      %s %s matmul %dx%d: %d iterations in %.2f s, max |err| vs float64 (256x256) %.3g" r.Device r.DType r.Size r.Size r.Iterations r.Seconds r.MaxAbsErrorVsFloat64
+        printfn
+            "selftest      %s %s matmul %dx%d: %d iterations in %.2f s, max |err| vs float64 (256x256) %.3g"
+            r.Device
+            r.DType
+            r.Size
+            r.Size
+            r.Iterations
+            r.Seconds
+            r.MaxAbsErrorVsFloat64
         printfn "selftest      %.2f TFLOP/s" r.TFlops
     0

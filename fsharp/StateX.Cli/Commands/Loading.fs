@@ -16,16 +16,20 @@ let positive (option: string) (v: int) = if v < 1 then bad option "must be at le
 /// fp32 | bf16 | fp16 (None: as the checkpoint stores it).
 let parseDtype (text: string option) =
     match text |> Option.map (fun s -> s.Trim().ToLowerInvariant()) with
-    | None | Some "auto" -> None
-    | Some ("fp32" | "float32") -> Some torch.ScalarType.Float32
-    | Some ("bf16" | "bfloat16") -> Some torch.ScalarType.BFloat16
-    | Some ("fp16" | "float16") -> Some torch.ScalarType.Float16
+    | None
+    | Some "auto" -> None
+    | Some("fp32" | "float32") -> Some torch.ScalarType.Float32
+    | Some("bf16" | "bfloat16") -> Some torch.ScalarType.BFloat16
+    | Some("fp16" | "float16") -> Some torch.ScalarType.Float16
     | Some t -> bad "dtype" "unknown '%s': expected auto, fp32, bf16 or fp16" t
 
 /// auto | cpu | cuda | cuda:N, resolved (CUDA must be there when asked for).
 let parseDevice (text: string) =
-    try DeviceSpec.Parse(text).Resolve()
-    with :? ArgumentException | :? InvalidOperationException as e -> bad "device" "%s" e.Message
+    try
+        DeviceSpec.Parse(text).Resolve()
+    with
+    | :? ArgumentException
+    | :? InvalidOperationException as e -> bad "device" "%s" e.Message
 
 /// A checkpoint folder's model, on a device, in evaluation mode; NaN/Inf weights are refused unless `allowNonFinite`.
 let loadModel (dir: string) (device: torch.Device) dtype (allowNonFinite: bool) =
@@ -41,7 +45,8 @@ let modelName (dir: string) =
     if (d.Name = "model" || d.Name.StartsWith "step-") && not (isNull d.Parent) then
         let run = if d.Parent.Name = "checkpoints" && not (isNull d.Parent.Parent) then d.Parent.Parent.Name else d.Parent.Name
         if d.Name = "model" then run else run + "/" + d.Name
-    else d.Name
+    else
+        d.Name
 
 /// The tokenizer to use: --tokenizer (a folder or "byte"); else the one in the model folder; else the byte
 /// tokenizer, with a note. Refuses one that can produce ids the model has no embedding for.
@@ -50,12 +55,22 @@ let resolveTokenizer (modelDir: string) (option: string option) (model: ICausalL
         match option with
         | Some t -> Tokenizers.Load t
         | None ->
-            let present = [ "tokenizer.json"; "tokenizer.model"; ByteTokenizer.MarkerFile ] |> List.exists (fun f -> File.Exists(Path.Combine(modelDir, f)))
-            if present then Tokenizers.Load modelDir
+            let present =
+                [ "tokenizer.json"; "tokenizer.model"; ByteTokenizer.MarkerFile ]
+                |> List.exists (fun f -> File.Exists(Path.Combine(modelDir, f)))
+            if present then
+                Tokenizers.Load modelDir
             else
-                eprintfn "statex: note: no tokenizer in %s; using the byte tokenizer (ids 0-258; choose with --tokenizer FOLDER|byte)" modelDir
+                eprintfn
+                    "statex: note: no tokenizer in %s; using the byte tokenizer (ids 0-258; choose with --tokenizer FOLDER|byte)"
+                    modelDir
                 ByteTokenizer() :> ITokenizer
     if tok.VocabSize > model.VocabSize then
-        bad "tokenizer" "%s produces ids up to %d, but the model's vocabulary has only %d entries (ids >= %d have no embedding): use the tokenizer the model was trained with"
-            tok.Name (tok.VocabSize - 1) model.VocabSize model.VocabSize
+        bad
+            "tokenizer"
+            "%s produces ids up to %d, but the model's vocabulary has only %d entries (ids >= %d have no embedding): use the tokenizer the model was trained with"
+            tok.Name
+            (tok.VocabSize - 1)
+            model.VocabSize
+            model.VocabSize
     tok
