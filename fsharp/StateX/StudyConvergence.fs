@@ -74,15 +74,18 @@ module StudyConvergence =
         if List.distinct c.Budgets <> c.Budgets || List.distinct c.LearningRates <> c.LearningRates then
             invalidArg "convergence" (sprintf "convergence sweep %s: a learning rate or budget is listed twice" c.Name)
 
-    /// Every job, longest first, so that workers finish together; the base (one per seed) with the first point.
+    /// The runs of one point: LPT, and the base (one per seed) with the first point only.
+    let private keepFor (c: Convergence) (lr: float) (budget: int) (r: StudyRun) =
+        r.Arm = Study.lptArm || (r.Arm = Study.baseArm && lr = List.head c.LearningRates && budget = List.min c.Budgets)
+
+    /// Every job, longest first, so that workers finish together.
     let jobs (c: Convergence) : ConvergenceJob list =
         validate c
-        let first = List.head c.LearningRates, List.min c.Budgets
         [
             for budget in List.sortDescending c.Budgets do
                 for lr in c.LearningRates do
                     for r in Study.runs (studyAt c lr budget) do
-                        if r.Arm = Study.lptArm || (r.Arm = Study.baseArm && (lr, budget) = first) then
+                        if keepFor c lr budget r then
                             yield {
                                 Key = sprintf "%s/seed%d/lr%s/x%d/%s" r.Family r.Seed (rate lr) budget r.Arm
                                 Family = r.Family
@@ -92,9 +95,6 @@ module StudyConvergence =
                                 Arm = r.Arm
                             }
         ]
-
-    let private keepFor (c: Convergence) (lr: float) (budget: int) (r: StudyRun) =
-        r.Arm = Study.lptArm || (r.Arm = Study.baseArm && lr = List.head c.LearningRates && budget = List.min c.Budgets)
 
     /// Runs one job (a worker's unit) under `root`.
     let runJob (settings: RunSettings) (root: string) (c: Convergence) (key: string) =
@@ -134,9 +134,7 @@ module StudyConvergence =
     ]
 
     /// The recall headlines the criterion is judged on (as the study's own convergence check).
-    let headlines (c: Convergence) =
-        StudySummary.headlines (StudySummary.trainLength c.Base)
-        |> List.filter (fun h -> h.Name.StartsWith "MQAR" || h.Name.StartsWith "passkey")
+    let headlines (c: Convergence) = StudySummary.recallHeadlines (StudySummary.trainLength c.Base)
 
     /// LPT's headlines at every point, with the move to twice the budget where that was run (paired by seed).
     let points (c: Convergence) (results: ((float * int) * StudyRow list) list) : ConvergencePoint list =

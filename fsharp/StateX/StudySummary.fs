@@ -247,13 +247,17 @@ module StudySummary =
             | None -> ()
         ]
 
+    /// The recall headlines (MQAR and passkey), on which LPT's convergence is judged.
+    let recallHeadlines (trainLength: int) =
+        headlines trainLength |> List.filter (fun h -> h.Name.StartsWith "MQAR" || h.Name.StartsWith "passkey")
+
     /// LPT's convergence at the study's budget: how far k times the budget moves each recall headline (mean over the
     /// seeds that have both), against the criterion of under a point.
     let convergence (s: Study) (rows: StudyRow list) (family: string) =
         match s.ConvergenceCheck with
         | None -> None
         | Some k ->
-            let recall = headlines (trainLength s) |> List.filter (fun h -> h.Name.StartsWith "MQAR" || h.Name.StartsWith "passkey")
+            let recall = recallHeadlines (trainLength s)
             let moves = [
                 for h in recall do
                     let at = perSeed rows family Study.lptArm h |> Map.ofList
