@@ -1,8 +1,8 @@
 using System.Diagnostics;
 using System.Globalization;
-using StateX.Native;
 using StateX.Gla;
 using StateX.Models;
+using StateX.Native;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -229,8 +229,12 @@ public sealed class GlaBench : IBenchSuite
     {
         var cfg = new GlaConfig
         {
-            HiddenSize = s.Hidden, NumHeads = s.Heads, NumHiddenLayers = 1, VocabSize = 2,
-            ExpandK = (double)s.Heads * s.Dk / s.Hidden, ExpandV = (double)s.Heads * s.Dv / s.Hidden,
+            HiddenSize = s.Hidden,
+            NumHeads = s.Heads,
+            NumHiddenLayers = 1,
+            VocabSize = 2,
+            ExpandK = (double)s.Heads * s.Dk / s.Hidden,
+            ExpandV = (double)s.Heads * s.Dv / s.Hidden,
         };
         var attn = new GatedLinearAttention(cfg, s.Heads) { ChunkSize = chunk, SubChunkSize = sub };
         if (attn.HeadKDim != s.Dk || attn.HeadVDim != s.Dv)

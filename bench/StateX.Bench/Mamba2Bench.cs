@@ -1,8 +1,8 @@
 using System.Diagnostics;
 using System.Globalization;
-using StateX.Native;
 using StateX.Mamba2;
 using StateX.Models;
+using StateX.Native;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -153,8 +153,14 @@ public sealed class Mamba2Bench : IBenchSuite
             using var scope = NewDisposeScope();
             var cfg = new Mamba2Config
             {
-                VocabSize = 8, HiddenSize = s.Hidden, NumLayers = 1, StateSize = s.DState, NumHeads = s.Heads, HeadDim = s.HeadDim,
-                NGroups = s.Groups, ChunkSize = s.Chunk,
+                VocabSize = 8,
+                HiddenSize = s.Hidden,
+                NumLayers = 1,
+                StateSize = s.DState,
+                NumHeads = s.Heads,
+                HeadDim = s.HeadDim,
+                NGroups = s.Groups,
+                ChunkSize = s.Chunk,
             };
             var mixer = new Mamba2Mixer(cfg, s.DState) { Backend = backend };
             mixer.to(dtype).to(device);

@@ -39,7 +39,8 @@ public sealed class TrainBench : IBenchSuite
         bool cuda = device.type == DeviceType.CUDA;
         var dtype = o.GetValueOrDefault("precision", "auto") switch
         {
-            "bf16" => ScalarType.BFloat16, "fp32" => ScalarType.Float32,
+            "bf16" => ScalarType.BFloat16,
+            "fp32" => ScalarType.Float32,
             "auto" => cuda ? ScalarType.BFloat16 : ScalarType.Float32,
             var p => throw new ArgumentException($"unknown --precision '{p}'"),
         };

@@ -28,7 +28,7 @@ public static class FuzzTargets
         {
             "safetensors" => dir => SafeTensorsTarget(Write(dir, "fuzz.safetensors", input)),
             "config" => dir => ConfigTarget(Write(dir, "config.json", input)),
-            "tokenizer" => dir => { Write(dir, "tokenizer.json", input); TokenizerTarget(dir); },
+            "tokenizer" => dir => TokenizerTarget(Path.GetDirectoryName(Write(dir, "tokenizer.json", input))!),
             "data" => dir => DataTarget(dir, input),
             "sweep" => dir => StateX.SweepFile.load(Write(dir, "fuzz.sweep.json", input)),
             "checkpoint" => dir => CheckpointTarget(dir, input),

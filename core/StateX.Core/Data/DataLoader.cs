@@ -1,6 +1,6 @@
-using StateX.IO;
 using System.Text.Json;
 using System.Text.Json.Nodes;
+using StateX.IO;
 using StateX.Tokenization;
 using static TorchSharp.torch;
 
@@ -150,10 +150,18 @@ public sealed record DataCursor(string Spec, string Tokenizer, int SeqLen, int B
 
     public string ToJson() => new JsonObject
     {
-        ["format"] = Format, ["spec"] = Spec, ["tokenizer"] = Tokenizer, ["seq_len"] = SeqLen, ["batch_size"] = BatchSize,
-        ["with_target"] = WithTarget, ["seed"] = Seed.ToString(), ["batches_read"] = BatchesRead,
-        ["carry"] = ChunkJson.Tokens(Carry), ["source"] = SourceState.DeepClone(),
-        ["carry_targets"] = CarryTargets is null ? null : ChunkJson.Flags(CarryTargets), ["any_targets"] = AnyTargets,
+        ["format"] = Format,
+        ["spec"] = Spec,
+        ["tokenizer"] = Tokenizer,
+        ["seq_len"] = SeqLen,
+        ["batch_size"] = BatchSize,
+        ["with_target"] = WithTarget,
+        ["seed"] = Seed.ToString(),
+        ["batches_read"] = BatchesRead,
+        ["carry"] = ChunkJson.Tokens(Carry),
+        ["source"] = SourceState.DeepClone(),
+        ["carry_targets"] = CarryTargets is null ? null : ChunkJson.Flags(CarryTargets),
+        ["any_targets"] = AnyTargets,
     }.ToJsonString(new JsonSerializerOptions { WriteIndented = true });
 
     public static DataCursor Parse(string json, string origin = "data cursor")

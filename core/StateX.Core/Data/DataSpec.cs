@@ -65,8 +65,12 @@ public sealed record SourceSpec(string Kind, string Path, IReadOnlyDictionary<st
 {
     static readonly Dictionary<string, string[]> Allowed = new()
     {
-        ["text"] = ["split", "chunk"], ["jsonl"] = ["field"], ["parquet"] = ["column"],
-        ["tokens"] = ["dtype", "window"], ["npy"] = ["window"], ["synth"] = ["count"],
+        ["text"] = ["split", "chunk"],
+        ["jsonl"] = ["field"],
+        ["parquet"] = ["column"],
+        ["tokens"] = ["dtype", "window"],
+        ["npy"] = ["window"],
+        ["synth"] = ["count"],
     };
     static readonly string[] Common = ["shuffle", "order", "epochs"];
 
@@ -127,13 +131,18 @@ public sealed record SourceSpec(string Kind, string Path, IReadOnlyDictionary<st
 
     TextSplit Split(string where) => Options.GetValueOrDefault("split", "file") switch
     {
-        "file" => TextSplit.File, "line" => TextSplit.Line, "blank" => TextSplit.Blank,
+        "file" => TextSplit.File,
+        "line" => TextSplit.Line,
+        "blank" => TextSplit.Blank,
         var v => throw new DataException($"{where}: split must be file, line or blank, got '{v}'"),
     };
 
     TokenDType DType(string where) => Options.GetValueOrDefault("dtype", "uint16") switch
     {
-        "uint16" => TokenDType.UInt16, "uint32" => TokenDType.UInt32, "int32" => TokenDType.Int32, "int64" => TokenDType.Int64,
+        "uint16" => TokenDType.UInt16,
+        "uint32" => TokenDType.UInt32,
+        "int32" => TokenDType.Int32,
+        "int64" => TokenDType.Int64,
         var v => throw new DataException($"{where}: dtype must be uint16, uint32, int32 or int64, got '{v}'"),
     };
 }

@@ -281,7 +281,10 @@ internal static class NpyHeader
         if (fortran == "True") throw new DataException($"{path}: Fortran-ordered arrays are not supported");
         var dtype = descr switch
         {
-            "<u2" => TokenDType.UInt16, "<u4" => TokenDType.UInt32, "<i4" => TokenDType.Int32, "<i8" => TokenDType.Int64,
+            "<u2" => TokenDType.UInt16,
+            "<u4" => TokenDType.UInt32,
+            "<i4" => TokenDType.Int32,
+            "<i8" => TokenDType.Int64,
             _ => throw new DataException($"{path}: dtype '{Printable(descr)}' is not supported for token ids (<u2, <u4, <i4 or <i8: little-endian uint16, uint32, int32, int64)"),
         };
         var dims = shape.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);

@@ -1,8 +1,8 @@
-using StateX.IO;
 using System.Globalization;
 using System.Text;
 using System.Text.Json;
 using System.Text.Json.Nodes;
+using StateX.IO;
 
 namespace StateX.Evaluation;
 
@@ -131,7 +131,8 @@ public static class ResultFiles
                     ? lo.Select(kv => new KeyValuePair<string, string>(kv.Key, kv.Value!.GetValue<string>())).ToArray()
                     : [];
                 results.Add(new EvalResult(o["model"]!.GetValue<string>(), o["task"]!.GetValue<string>(), EvalResult.SettingOf([.. setting]),
-                    o["metric"]!.GetValue<string>(), value, o["n"]!.GetValue<long>()) { Labels = labels });
+                    o["metric"]!.GetValue<string>(), value, o["n"]!.GetValue<long>())
+                { Labels = labels });
             }
             catch (Exception e) when (e is JsonException or InvalidOperationException or NullReferenceException or FormatException)
             {

@@ -1,5 +1,5 @@
-using StateX.Layers;
 using StateX.Gla;
+using StateX.Layers;
 using StateX.Models;
 using TorchSharp;
 using static TorchSharp.torch;

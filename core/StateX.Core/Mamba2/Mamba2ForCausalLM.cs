@@ -133,7 +133,10 @@ public sealed class Mamba2ForCausalLM : nn.Module, ICausalLanguageModel, ITraina
         var cfg = Config.ToHuggingFace();
         cfg["dtype"] = backbone.embeddings.weight!.dtype switch
         {
-            ScalarType.BFloat16 => "bfloat16", ScalarType.Float16 => "float16", ScalarType.Float64 => "float64", _ => "float32",
+            ScalarType.BFloat16 => "bfloat16",
+            ScalarType.Float16 => "float16",
+            ScalarType.Float64 => "float64",
+            _ => "float32",
         };
         File.WriteAllText(Path.Combine(directory, "config.json"), cfg.ToJsonString(new JsonSerializerOptions { WriteIndented = true }) + "\n");
         var tensors = named_parameters().Select(kv => new KeyValuePair<string, Tensor>(kv.name, kv.parameter.detach().cpu())).ToList();

@@ -1,5 +1,5 @@
-using StateX.Native;
 using StateX.Autograd;
+using StateX.Native;
 using TorchSharp;
 using static TorchSharp.torch;
 

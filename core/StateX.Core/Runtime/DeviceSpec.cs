@@ -1,5 +1,5 @@
-using TorchSharp;
 using StateX.Native;
+using TorchSharp;
 
 namespace StateX;
 

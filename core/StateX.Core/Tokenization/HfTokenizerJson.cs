@@ -92,9 +92,15 @@ internal sealed class HfTokenizerJson
 
         return new HfTokenizerJson
         {
-            Path = path, ModelType = type, Model = model,
-            Normalizer = root["normalizer"], PreTokenizer = root["pre_tokenizer"], Decoder = root["decoder"],
-            AddedTokens = added.ToArray(), TemplatePrefix = prefix.ToArray(), TemplateSuffix = suffix.ToArray(),
+            Path = path,
+            ModelType = type,
+            Model = model,
+            Normalizer = root["normalizer"],
+            PreTokenizer = root["pre_tokenizer"],
+            Decoder = root["decoder"],
+            AddedTokens = added.ToArray(),
+            TemplatePrefix = prefix.ToArray(),
+            TemplateSuffix = suffix.ToArray(),
             NamedSpecials = named,
         };
     }

@@ -80,12 +80,28 @@ public sealed record TrainOptions
 
     public JsonObject ToJson() => new()
     {
-        ["steps"] = Steps, ["seq_len"] = SeqLen, ["batch_size"] = BatchSize, ["grad_accum"] = GradAccum,
-        ["lr"] = LearningRate, ["schedule"] = Schedule, ["warmup_steps"] = Warmup, ["floor_ratio"] = FloorRatio,
-        ["weight_decay"] = WeightDecay, ["beta1"] = Beta1, ["beta2"] = Beta2, ["eps"] = Eps, ["clip_norm"] = ClipNorm,
-        ["seed"] = Seed.ToString(CultureInfo.InvariantCulture), ["device"] = Device, ["precision"] = Precision,
-        ["activation_checkpointing"] = ActivationCheckpointing, ["checkpoint_segment"] = CheckpointSegment, ["loss_chunk"] = LossChunk,
-        ["checkpoint_every"] = CheckpointInterval, ["keep_last"] = KeepLast, ["whole_documents"] = WholeDocuments,
+        ["steps"] = Steps,
+        ["seq_len"] = SeqLen,
+        ["batch_size"] = BatchSize,
+        ["grad_accum"] = GradAccum,
+        ["lr"] = LearningRate,
+        ["schedule"] = Schedule,
+        ["warmup_steps"] = Warmup,
+        ["floor_ratio"] = FloorRatio,
+        ["weight_decay"] = WeightDecay,
+        ["beta1"] = Beta1,
+        ["beta2"] = Beta2,
+        ["eps"] = Eps,
+        ["clip_norm"] = ClipNorm,
+        ["seed"] = Seed.ToString(CultureInfo.InvariantCulture),
+        ["device"] = Device,
+        ["precision"] = Precision,
+        ["activation_checkpointing"] = ActivationCheckpointing,
+        ["checkpoint_segment"] = CheckpointSegment,
+        ["loss_chunk"] = LossChunk,
+        ["checkpoint_every"] = CheckpointInterval,
+        ["keep_last"] = KeepLast,
+        ["whole_documents"] = WholeDocuments,
     };
 
     /// <summary>Reads what <see cref="ToJson"/> wrote; an unknown or missing key is an error naming it.</summary>
@@ -97,15 +113,28 @@ public sealed record TrainOptions
         T Get<T>(string key) => o[key] is { } n ? n.GetValue<T>() : throw new InvalidDataException($"{origin}: training option '{key}' is missing");
         return new TrainOptions
         {
-            Steps = Get<int>("steps"), SeqLen = Get<int>("seq_len"), BatchSize = Get<int>("batch_size"), GradAccum = Get<int>("grad_accum"),
-            LearningRate = Get<double>("lr"), Schedule = Get<string>("schedule"), WarmupSteps = Get<int>("warmup_steps"),
-            FloorRatio = Get<double>("floor_ratio"), WeightDecay = Get<double>("weight_decay"), Beta1 = Get<double>("beta1"),
-            Beta2 = Get<double>("beta2"), Eps = Get<double>("eps"), ClipNorm = Get<double>("clip_norm"),
-            Seed = ulong.Parse(Get<string>("seed"), CultureInfo.InvariantCulture), Device = Get<string>("device"),
-            Precision = Get<string>("precision"), ActivationCheckpointing = Get<bool>("activation_checkpointing"),
+            Steps = Get<int>("steps"),
+            SeqLen = Get<int>("seq_len"),
+            BatchSize = Get<int>("batch_size"),
+            GradAccum = Get<int>("grad_accum"),
+            LearningRate = Get<double>("lr"),
+            Schedule = Get<string>("schedule"),
+            WarmupSteps = Get<int>("warmup_steps"),
+            FloorRatio = Get<double>("floor_ratio"),
+            WeightDecay = Get<double>("weight_decay"),
+            Beta1 = Get<double>("beta1"),
+            Beta2 = Get<double>("beta2"),
+            Eps = Get<double>("eps"),
+            ClipNorm = Get<double>("clip_norm"),
+            Seed = ulong.Parse(Get<string>("seed"), CultureInfo.InvariantCulture),
+            Device = Get<string>("device"),
+            Precision = Get<string>("precision"),
+            ActivationCheckpointing = Get<bool>("activation_checkpointing"),
             // Absent from runs started before segmented checkpointing existed: those ran whole sequences.
             CheckpointSegment = o["checkpoint_segment"]?.GetValue<int>(),
-            LossChunk = Get<int>("loss_chunk"), CheckpointEvery = Get<int>("checkpoint_every"), KeepLast = Get<int>("keep_last"),
+            LossChunk = Get<int>("loss_chunk"),
+            CheckpointEvery = Get<int>("checkpoint_every"),
+            KeepLast = Get<int>("keep_last"),
             WholeDocuments = o["whole_documents"]?.GetValue<bool>() ?? false,
         };
     }

@@ -46,8 +46,10 @@ public static class TrainRecipes
                     ["recipe"] = "statex",
                     ["expansion"] = new JsonObject
                     {
-                        ["layers"] = request.Layers.ToString(), ["rewrite"] = request.Rewrite.ToString(),
-                        ["init"] = request.Init.ToString().ToLowerInvariant(), ["seed"] = request.Seed,
+                        ["layers"] = request.Layers.ToString(),
+                        ["rewrite"] = request.Rewrite.ToString(),
+                        ["init"] = request.Init.ToString().ToLowerInvariant(),
+                        ["seed"] = request.Seed,
                         ["expanded_layers"] = new JsonArray(result.ExpandedLayers.Select(i => (JsonNode)i).ToArray()),
                         ["freeze_unexpanded"] = freezeUnexpanded,
                         ["state_elements_before"] = result.Account.StateBefore,

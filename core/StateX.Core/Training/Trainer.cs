@@ -138,8 +138,13 @@ public static class Trainer
             TimeSpan? eta = elapsed * ((double)(o.Steps - done) / stepsThisSession);
             run.AppendMetrics(new JsonObject
             {
-                ["step"] = done, ["loss"] = lastLoss, ["lr"] = lr, ["grad_norm"] = gradNorm, ["tokens"] = tokens,
-                ["tokens_per_s"] = Math.Round(tokensPerSecond, 1), ["elapsed_s"] = Math.Round(priorSeconds + elapsed.TotalSeconds, 3),
+                ["step"] = done,
+                ["loss"] = lastLoss,
+                ["lr"] = lr,
+                ["grad_norm"] = gradNorm,
+                ["tokens"] = tokens,
+                ["tokens_per_s"] = Math.Round(tokensPerSecond, 1),
+                ["elapsed_s"] = Math.Round(priorSeconds + elapsed.TotalSeconds, 3),
                 ["memory_bytes"] = memory,
             });
             hooks.Progress?.Invoke(new TrainProgress(done, o.Steps, lastLoss, lr, gradNorm, tokensPerSecond, tokens,
@@ -243,7 +248,11 @@ public static class Trainer
             foreach (var r in hooks.Evaluate!(step, model))
                 run.AppendEval(new JsonObject
                 {
-                    ["step"] = step, ["task"] = r.Task, ["metric"] = r.Metric, ["value"] = r.Value, ["n"] = r.N,
+                    ["step"] = step,
+                    ["task"] = r.Task,
+                    ["metric"] = r.Metric,
+                    ["value"] = r.Value,
+                    ["n"] = r.N,
                     ["setting"] = new JsonObject(r.Setting.Select(kv => KeyValuePair.Create(kv.Key, (JsonNode?)JsonValue.Create(kv.Value)))),
                 });
         }
@@ -260,7 +269,10 @@ public static class Trainer
             loader.Cursor.Save(Path.Combine(dir, "cursor.json"));
             AtomicFile.WriteAllText(Path.Combine(dir, "trainer.json"), new JsonObject
             {
-                ["step"] = step, ["tokens"] = tokens, ["elapsed_s"] = elapsedSeconds, ["loss"] = loss,
+                ["step"] = step,
+                ["tokens"] = tokens,
+                ["elapsed_s"] = elapsedSeconds,
+                ["loss"] = loss,
                 ["trainable"] = trainable is null ? null : new JsonArray(trainable.Select(n => (JsonNode)n!).ToArray()),
             }.ToJsonString());
         });
