@@ -1,4 +1,5 @@
 using System.Globalization;
+using System.Text.RegularExpressions;
 
 namespace StateX.Bench;
 
@@ -9,14 +10,26 @@ namespace StateX.Bench;
 static class BenchArgs
 {
     /// <summary>Options by key (without the dashes); a switch maps to "1".</summary>
-    public static Dictionary<string, string> Parse(string[] args, string usage, params string[] switches)
+    public static Dictionary<string, string> Parse(string[] args, string usage, params string[] switches) =>
+        Parse(args, usage, switches, []);
+
+    /// <summary>
+    /// As above, with <paramref name="hidden"/> keys that take a value but are not in the usage (what a suite passes
+    /// to its own child processes). A key must appear in the usage as <c>--key</c>, or be a switch or hidden:
+    /// a misspelt option is refused, not ignored.
+    /// </summary>
+    public static Dictionary<string, string> Parse(string[] args, string usage, string[] switches, string[] hidden)
     {
+        var known = new HashSet<string>(
+            Regex.Matches(usage, @"--([A-Za-z0-9][A-Za-z0-9-]*)").Select(m => m.Groups[1].Value).Concat(switches).Concat(hidden),
+            StringComparer.Ordinal);
         var d = new Dictionary<string, string>(StringComparer.Ordinal);
         for (int i = 0; i < args.Length; i++)
         {
             if (!args[i].StartsWith("--", StringComparison.Ordinal)) throw new ArgumentException($"unexpected argument '{args[i]}'\n{usage}");
             var key = args[i][2..];
             if (key == "help" || switches.Contains(key)) { d[key] = "1"; continue; }
+            if (!known.Contains(key)) throw new ArgumentException($"unknown option '--{key}'\n{usage}");
             if (i + 1 >= args.Length) throw new ArgumentException($"--{key} needs a value");
             d[key] = args[++i];
         }

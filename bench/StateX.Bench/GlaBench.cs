@@ -279,5 +279,5 @@ public sealed class GlaBench : IBenchSuite
     static int Int(Dictionary<string, string> a, string key, int fallback) => BenchArgs.Int(a, key, fallback);
 
     static Dictionary<string, string> ParseArgs(string[] args) =>
-        BenchArgs.Parse(args, Usage, "no-backward", "no-decode", "no-header", "in-process", "check");
+        BenchArgs.Parse(args, Usage, ["no-backward", "no-decode", "no-header", "in-process", "check"], ["child", "label"]);
 }
