@@ -1043,7 +1043,7 @@ module Model =
                     (Hash.canonical actual))
         m.Expansions
         |> List.scan
-            (fun (prev: ExpansionResult option, current: ICausalLanguageModel) e ->
+            (fun (_: ExpansionResult option, current: ICausalLanguageModel) e ->
                 let r = StateExpansion.Apply(current, request e)
                 Some r, r.Model)
             (None, lm)

@@ -79,11 +79,11 @@ module SweepFile =
                         fail file "%s.%s: expected a list of strings, got %s" where k (a.ToJsonString())
               ]
             | null -> fail file "%s.%s is required (a list of strings)" where k
-            | n -> [ this.Get<string>(k, "") ]
+            | _ -> [ this.Get<string>(k, "") ]
         member this.Required<'T>(k: string) : 'T =
             match this.Node k with
             | null -> fail file "%s.%s is required" where k
-            | n -> this.Get<'T>(k, Unchecked.defaultof<'T>)
+            | _ -> this.Get<'T>(k, Unchecked.defaultof<'T>)
         member _.CheckKnown() =
             let unknown = [
                 for KeyValue(k, _) in o do

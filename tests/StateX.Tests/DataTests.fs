@@ -283,6 +283,7 @@ let tests =
             Expect.floatClose { absolute = 0.05; relative = 0. } s1 0.7 "70% of tokens from the first source"
             let (s1b, t1b) = shares 5UL
             Expect.equal t1b t1 "same seed, same stream"
+            Expect.equal s1b s1 "same seed, same shares"
             let (_, t2) = shares 6UL
             Expect.notEqual t2 t1 "another seed, another draw"
             let finite = DataSpec.Parse "mix:1*synth:numbered:count=3,1*synth:numbered:count=2"

@@ -162,6 +162,7 @@ let tests =
                         Expect.equal sb.dtype f32 "state stays float32"
                         let scale = orr.abs().max().item<float32>() |> float
                         expectClose ob orr (0.03 * scale) "outputs"
+                        expectClose sb sr (0.03 * (sr.abs().max().item<float32>() |> float)) "final states"
                     }
                     test "strong decay at T=2048 stays finite and matches the recurrence" {
                         // Per-step log decays down to about −300 (logsigmoid of very negative logits) in some channels,

@@ -163,6 +163,7 @@ let tests =
                 Expect.isTrue (allFinite oc && allFinite hkc && allFinite hvc) "chunked output and states are finite"
                 expectClose oc orr 2e-4 "outputs"
                 expectClose hkc hkr 2e-4 "Hk"
+                expectClose hvc hvr 2e-4 "Hv"
                 oc.sum().backward()
                 Expect.isTrue (allFinite gq.grad && allFinite gg.grad) "gradients are finite"
             }

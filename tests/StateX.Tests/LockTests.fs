@@ -92,7 +92,7 @@ let tests =
                     Environment.MachineName
             )
             let taken = Collections.Generic.List<string>()
-            use l = FileLock.Acquire(path, Action<string>(taken.Add))
+            use _ = FileLock.Acquire(path, Action<string>(taken.Add))
             Expect.exists
                 taken
                 (fun m -> m.Contains(sprintf "left by pid %d" dead.Id) && m.Contains "no longer running")

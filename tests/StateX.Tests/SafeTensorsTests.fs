@@ -54,8 +54,9 @@ let tests =
             let path = Path.Combine(d, "t.safetensors")
             SafeTensorsWriter.Write(path, [ Collections.Generic.KeyValuePair("w", torch.zeros (2L, 3L)) ])
             use r = new SafeTensorsReader(path)
-            let e = Expect.throwsT<SafeTensorsException> (fun () -> r.Load("w", [| 3L; 2L |]) |> ignore) "shape mismatch"
-            ()
+            Expect.throwsC (fun () -> r.Load("w", [| 3L; 2L |]) |> ignore) (fun e ->
+                Expect.isTrue (e :? SafeTensorsException) "a SafeTensorsException"
+                Expect.equal e.Message (sprintf "%s: tensor 'w' has shape [2, 3], expected [3, 2]" path) "message")
         }
 
         test "corrupt headers, bad offsets and unknown dtypes are rejected by name" {
@@ -81,11 +82,9 @@ let tests =
         }
 
         test "a missing file is a FileNotFoundException naming it" {
-            let e =
-                Expect.throwsT<FileNotFoundException>
-                    (fun () -> new SafeTensorsReader("/nonexistent/model.safetensors") |> ignore)
-                    "missing"
-            ()
+            Expect.throwsC (fun () -> new SafeTensorsReader("/nonexistent/model.safetensors") |> ignore) (fun e ->
+                Expect.isTrue (e :? FileNotFoundException) "a FileNotFoundException"
+                Expect.equal e.Message "safetensors file not found: /nonexistent/model.safetensors" "message")
         }
 
         test "reads the fla fixture's io file" {

@@ -157,7 +157,6 @@ let tests =
             // Three chained checkpoints; the relay sees their backward calls in turn (last first).
             let relay = new GradientRelay()
             let w = torch.randn([| 4L; 4L |]).requires_grad_(true)
-            let seen = Collections.Generic.List<torch.Tensor>()
             let f (xs: Collections.Generic.IReadOnlyList<torch.Tensor>) : Collections.Generic.IReadOnlyList<torch.Tensor> =
                 [| xs.[0].matmul(w).tanh() |] :> _
             let x0 = torch.randn([| 3L; 4L |]).requires_grad_(true)
