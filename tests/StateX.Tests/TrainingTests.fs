@@ -331,6 +331,44 @@ let tests =
         }
 
         testList "cli" [
+            test "a Parquet file whose footer never parses is refused naming it, in a child process (the parse is abandoned)" {
+                // fuzz/hangs/data/hang-parquet-footer: the fuzz input (first byte: the kind) on which Parquet.Net's
+                // footer parser spins forever; out of process because the spinning thread cannot be stopped.
+                let rec up (d: DirectoryInfo) =
+                    if File.Exists(Path.Combine(d.FullName, "fuzz", "hangs", "data", "hang-parquet-footer")) then
+                        d.FullName
+                    else
+                        up d.Parent
+                let input =
+                    File.ReadAllBytes(
+                        Path.Combine(up (DirectoryInfo AppContext.BaseDirectory), "fuzz", "hangs", "data", "hang-parquet-footer")
+                    )
+                let dir = Fixtures.tempDir ()
+                let bad = Path.Combine(dir, "damaged.parquet")
+                File.WriteAllBytes(bad, input[1..])
+                let r =
+                    Cli.runWith [ "OMP_NUM_THREADS", "1" ] 120 [
+                        "train"
+                        "--config"
+                        configFile glaConfig
+                        "--data"
+                        "parquet:" + bad
+                        "--steps"
+                        "1"
+                        "--seq-len"
+                        "32"
+                        "--batch"
+                        "2"
+                        "--out"
+                        Path.Combine(dir, "run")
+                    ]
+                Expect.notEqual r.ExitCode 0 "refused"
+                Expect.stringContains
+                    r.Stderr
+                    (sprintf "%s: not a readable Parquet file (its footer did not parse within 10 s)" bad)
+                    "one line naming the file"
+                Expect.isFalse (r.Stderr.Contains "   at ") "no stack trace"
+            }
             test "statex train runs both recipes end to end and writes a run folder" {
                 let cfg = configFile glaConfig
                 for recipe in [ "lpt"; "statex" ] do

@@ -128,7 +128,7 @@ internal sealed class ParquetFileReader : IFileReader
         try
         {
             _fs = File.OpenRead(path);
-            _reader = Parquet.ParquetReader.CreateAsync(_fs).GetAwaiter().GetResult();
+            _reader = OpenWithin(_fs, path);
             fields = _reader.Schema.GetDataFields();
         }
         // Parquet.Net parses a damaged footer with whatever exception its code meets first (index, overflow, argument,
@@ -139,6 +139,24 @@ internal sealed class ParquetFileReader : IFileReader
             ?? throw new DataException($"{path}: no column \"{column}\" (columns: {string.Join(", ", fields.Select(f => f.Name))})");
         if (_field.ClrType.IsPrimitive)
             throw new DataException($"{path}: column \"{column}\" holds {_field.ClrType.Name}, expected strings");
+    }
+
+    /// <summary>
+    /// Parquet.Net's footer parser can spin forever on a damaged footer (found by fuzzing: a 743-byte file whose
+    /// parse never returned, fuzz/hangs/data). It runs on a pool thread under a deadline far above any real footer's
+    /// parse; past it the file is refused. That thread cannot be stopped and is abandoned, still spinning.
+    /// </summary>
+    static Parquet.ParquetReader OpenWithin(FileStream fs, string path)
+    {
+        var deadline = TimeSpan.FromSeconds(Math.Min(300, 10 + fs.Length / (64L << 20)));
+        var parse = Task.Run(() => Parquet.ParquetReader.CreateAsync(fs));
+        // WhenAny, not Wait(timeout): a parse that fails in time rethrows its own exception below, not an AggregateException.
+        if (Task.WhenAny(parse, Task.Delay(deadline)).GetAwaiter().GetResult() != parse)
+        {
+            fs.Dispose();
+            throw new DataException($"{path}: not a readable Parquet file (its footer did not parse within {deadline.TotalSeconds:0} s)");
+        }
+        return parse.GetAwaiter().GetResult();
     }
 
     public JsonNode Position => new JsonObject { ["group"] = _group, ["row"] = _row };
@@ -265,6 +283,8 @@ internal static class NpyHeader
         if (major == 1) { headerLen = BitConverter.ToUInt16(pre, 8); lenBytes = 2; }
         else if (major is 2 or 3)
         {
+            // Found by fuzzing: a 10-byte file of version 2 ended inside its 4-byte length (EndOfStreamException).
+            if (fs.Length < 12) throw new DataException($"{path}: .npy file of {fs.Length} bytes ends inside its 4-byte header length");
             var b = new byte[4]; fs.Position = 8; fs.ReadExactly(b);
             headerLen = BitConverter.ToUInt32(b); lenBytes = 4;
         }
