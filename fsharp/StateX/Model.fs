@@ -1026,8 +1026,14 @@ module Model =
             let c = mamba2Config m
             ParameterBudget.Check("the model description", c.ParameterTerms())
             new Mamba2ForCausalLM(c) :> ICausalLanguageModel
-        | Gsa _ -> new GsaForCausalLM(gsaConfig m) :> ICausalLanguageModel
-        | Power _ -> new PowerForCausalLM(powerConfig m) :> ICausalLanguageModel
+        | Gsa _ ->
+            let c = gsaConfig m
+            ParameterBudget.Check("the model description", c.ParameterTerms())
+            new GsaForCausalLM(c) :> ICausalLanguageModel
+        | Power _ ->
+            let c = powerConfig m
+            ParameterBudget.Check("the model description", c.ParameterTerms())
+            new PowerForCausalLM(c) :> ICausalLanguageModel
 
     /// Applies the description's expansions, in order, to a core model shaped as the unexpanded description
     /// (a pretrained checkpoint); returns each step's result (the last one's Model is the expanded model).

@@ -51,6 +51,7 @@ public sealed class GsaSlotExpansion : IStateExpander
         var srcParams = src.named_parameters().ToDictionary(p => p.name, p => p.parameter);
         var device = srcParams.Values.First().device;
         var dtype = srcParams.Values.First().dtype;
+        Models.ParameterBudget.Check("the expanded model", newCfg.ParameterTerms(), device, dtype);
         // Every tensor of the new model is overwritten below; the constructor's draws do not matter.
         var dst = TorchRandom.Exclusive(() => new GsaForCausalLM(newCfg));
         dst.to(device).to(dtype);

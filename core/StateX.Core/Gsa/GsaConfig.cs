@@ -159,6 +159,42 @@ public sealed record GsaConfig
         if (GateLogitNormalizer == 0) Fail("gate_logit_normalizer", "must not be 0");
     }
 
+    /// <summary>
+    /// The parameters this configuration builds, by part, counted without building it (the terms match
+    /// <see cref="GsaForCausalLM"/>'s modules one for one; a test holds the sum to the built model's count).
+    /// Computed in doubles from the keys themselves (not <see cref="KeyDim"/> or <see cref="MlpIntermediateSize"/>,
+    /// which are ints) so that a config too large to build is still sized, and refused, by
+    /// <see cref="Models.ParameterBudget"/>. The slot gates (f_proj, the only part that grows with num_slots) are a
+    /// term of their own, so that a slot count too large is named as such.
+    /// </summary>
+    public IReadOnlyList<Models.ParameterTerm> ParameterTerms()
+    {
+        double h = HiddenSize, k = Math.Floor(HiddenSize * ExpandK), v = Math.Floor(HiddenSize * ExpandV);
+        double heads = NumHeads, kv = NumKvHeads ?? NumHeads, dk = Math.Floor(k / heads), kg = kv * dk, vg = kv * Math.Floor(v / heads);
+        double inter = IntermediateSize ?? 256 * Math.Ceiling(Math.Floor(h * (HiddenRatio ?? 4) * 2.0 / 3.0) / 256);
+        double layers = 0, gates = 0;
+        for (int i = 0; i < NumHiddenLayers; i++)
+        {
+            double slots = LayerNumSlots is { } l ? l[i] : NumSlots ?? dk;
+            gates += h * kv * slots;
+            double attn = h * k + h * kg + h * vg + v * h + (UseShortConv ? (k + kg + vg) * ConvSize : 0)
+                + (FeatureMap == "t2r" ? dk * dk : 0) + (ElementwiseAffine ? h : 0);
+            layers += 2 * h + attn + 3 * h * inter;
+        }
+        string size = $"hidden_size = {HiddenSize}";
+        string slotKeys = LayerNumSlots is { } per
+            ? $"statex_layer_num_slots = [{string.Join(", ", per)}]"
+            : NumSlots is { } m ? $"num_slots = {m}" : $"num_slots = head_k_dim = {dk}";
+        return
+        [
+            new("the embeddings", VocabSize * h, $"vocab_size = {VocabSize} × {size}"),
+            new($"{NumHiddenLayers} layers", layers, $"num_hidden_layers = {NumHiddenLayers} × ({size}, expand_k = {ExpandK}, num_heads = {NumHeads}, MLP width {inter} from {(IntermediateSize is null ? $"hidden_ratio = {HiddenRatio ?? 4}" : "intermediate_size")})"),
+            new($"the slot gates of {NumHiddenLayers} layers", gates, $"{slotKeys} × num_kv_heads = {kv} × {size} × num_hidden_layers = {NumHiddenLayers}"),
+            new("the final norm", h, size),
+            new("the LM head", TieWordEmbeddings ? 0 : VocabSize * h, $"vocab_size = {VocabSize} × {size} (tie_word_embeddings = false)"),
+        ];
+    }
+
     /// <summary>fla's config.json for this configuration (keys as GSAConfig stores them).</summary>
     public JsonObject ToJson()
     {
