@@ -15,6 +15,7 @@ open StateX.Mamba2
 open StateX.Gsa
 open StateX.Power
 open StateX.Models
+open StateX.Expansion
 open StateX.Evaluation
 
 /// Sets one element of `tensor` in `dir`/model.safetensors to `value`, keeping every other tensor and the metadata.
@@ -225,6 +226,21 @@ let tests =
                     e.Message
                     "the largest part is the slot gates of 2 layers: num_slots = 2080000000 × num_kv_heads = 2 × hidden_size = 1024 × num_hidden_layers = 2"
                     "and the slots it would have"
+            }
+
+            test "an expansion ratio whose product overflows 32 bits is refused, not wrapped round to a small size" {
+                // 16 × 268,435,457 = 2^32 + 16, which 32-bit arithmetic wraps round to 16: the "expanded" model would be
+                // the base, its state and parameters as before, a silent wrong number (and the core's copy of the slots
+                // then asks libtorch for 2^32 rows).
+                let ratio = 268435457
+                for name, m in [ "GSA slots", Model.gsa GsaSpec.tiny; "Mamba2 state", Model.mamba2 Mamba2Spec.tiny ] do
+                    let e = raises<ArgumentException> (fun () -> m |> Expand.all (State(ratio, Copy)) |> Model.flatten |> ignore) name
+                    Expect.stringContains e.Message (sprintf "16 × %d = 4294967312" ratio) (name + ": the description names the product")
+                    let lm = Model.create m
+                    use _ = lm.Module
+                    let request = Model.request (m |> Expand.all (State(ratio, Copy))).Expansions.Head
+                    let e = raises<ArgumentException> (fun () -> StateExpansion.Apply(lm, request) |> ignore) name
+                    Expect.stringContains e.Message (sprintf "16 × %d = 4294967312" ratio) (name + ": the core names the product")
             }
 
             test "statex train --config on a GSA config too large prints one line naming num_slots" {

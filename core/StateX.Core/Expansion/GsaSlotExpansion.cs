@@ -42,7 +42,7 @@ public sealed class GsaSlotExpansion : IStateExpander
         int r = widen.Ratio;
         var cfg = src.Config;
         var slots = Enumerable.Range(0, cfg.NumHiddenLayers).Select(cfg.SlotsOf).ToArray();
-        foreach (var i in layers) slots[i] *= r;
+        foreach (var i in layers) slots[i] = StateExpansion.Widened(i, "num_slots", slots[i], r);
         // A uniform result is a plain fla model (readable by fla itself); only mixed layers need the StateX key.
         var newCfg = slots.Distinct().Count() == 1
             ? cfg with { NumSlots = slots[0], LayerNumSlots = null }
