@@ -243,6 +243,40 @@ let tests =
                     Expect.stringContains e.Message (sprintf "16 × %d = 4294967312" ratio) (name + ": the core names the product")
             }
 
+            test "a GSA slot list that is not integers and MLP widths that are not positive are refused by key (found by fuzzing)" {
+                let refused (text: string) =
+                    let c = ConfigJson.Parse(text, "/x/config.json")
+                    let family = Checkpoint.Families |> Seq.find (fun f -> f.Recognizes c)
+                    (raises<ConfigException> (fun () -> family.Create(c, Action<string>(ignore)) |> ignore) text).Message
+                let gsa extra =
+                    sprintf
+                        """{"model_type": "gsa", "hidden_size": 64, "num_heads": 2, "num_hidden_layers": 2, "vocab_size": 97, %s}"""
+                        extra
+                // These used to escape as an InvalidOperationException or NullReferenceException naming no file.
+                Expect.equal
+                    (refused (gsa """ "statex_layer_num_slots": ["x", 2]"""))
+                    "/x/config.json: key 'statex_layer_num_slots[0]' should be a number, got \"x\""
+                    "a string"
+                Expect.equal
+                    (refused (gsa """ "statex_layer_num_slots": [null, 2]"""))
+                    "/x/config.json: key 'statex_layer_num_slots[0]' should be a number, got null"
+                    "a null"
+                Expect.equal
+                    (refused (gsa """ "statex_layer_num_slots": [16, 1.5]"""))
+                    "/x/config.json: key 'statex_layer_num_slots[1]' should be an integer, got 1.5"
+                    "a fraction"
+                Expect.equal
+                    (refused (gsa """ "statex_layer_num_slots": [3000000000, 2]"""))
+                    "/x/config.json: key 'statex_layer_num_slots[0]' should be an integer, got 3000000000"
+                    "beyond the int range"
+                Expect.equal (refused (gsa """ "hidden_ratio": -3""")) "/x/config.json: 'hidden_ratio' must be positive" "GSA hidden_ratio"
+                Expect.equal
+                    (refused
+                        """{"model_type": "power_attention", "hidden_size": 64, "num_heads": 2, "head_dim": 8, "vocab_size": 97, "intermediate_size": -5}""")
+                    "/x/config.json: 'intermediate_size' must be positive"
+                    "power intermediate_size"
+            }
+
             test "statex train --config on a GSA config too large prints one line naming num_slots" {
                 let cfg = Path.Combine(Fixtures.tempDir (), "config.json")
                 File.WriteAllText(

@@ -127,7 +127,8 @@ public sealed record GsaConfig
             FuseLinearCrossEntropy = c.Bool("fuse_linear_cross_entropy", false),
             VocabSize = c.Int("vocab_size", 32000),
             DType = c.String("dtype") ?? c.String("torch_dtype"),
-            LayerNumSlots = c.Node("statex_layer_num_slots") is JsonArray a ? a.Select(x => x!.GetValue<int>()).ToArray() : null,
+            LayerNumSlots = c.Node("statex_layer_num_slots") is JsonArray ? c.Doubles("statex_layer_num_slots").Select((d, i) => d == Math.Floor(d) && Math.Abs(d) <= int.MaxValue ? (int)d
+                : throw new ConfigException($"{c.Path}: key 'statex_layer_num_slots[{i}]' should be an integer, got {d}")).ToArray() : null,
         };
         cfg.Validate(c.Path);
         if (c.UnknownKeysWarning() is { } w) warn?.Invoke(w);
@@ -149,6 +150,8 @@ public sealed record GsaConfig
         int kv = NumKvHeads ?? NumHeads;
         if (kv <= 0 || NumHeads % kv != 0) Fail("num_kv_heads", $"= {kv} does not divide num_heads = {NumHeads}");
         if (NumSlots is <= 0) Fail("num_slots", "must be positive");
+        if (IntermediateSize is <= 0) Fail("intermediate_size", "must be positive");
+        if (HiddenRatio is <= 0) Fail("hidden_ratio", "must be positive");
         if (LayerNumSlots is { } l)
         {
             if (l.Count != NumHiddenLayers) Fail("statex_layer_num_slots", $"lists {l.Count} layers, the model has {NumHiddenLayers}");

@@ -77,6 +77,8 @@ public sealed record PowerConfig
         if (HeadDim <= 0) Fail("head_dim", "must be positive");
         if (Degree <= 0 || Degree % 2 != 0) Fail("degree", $"= {Degree} must be a positive even number");
         if (ChunkSize <= 0) Fail("chunk_size", "must be positive");
+        if (IntermediateSize is <= 0) Fail("intermediate_size", "must be positive");
+        if (HiddenRatio is <= 0) Fail("hidden_ratio", "must be positive");
         if (VocabSize <= 0) Fail("vocab_size", "must be positive");
     }
 
