@@ -34,6 +34,12 @@ put("safetensors", "dtypes.safetensors", (lambda hj: struct.pack("<Q", len(hj)) 
 # config: the fixtures' config.json (all three dialects).
 for fx in sorted(glob.glob(os.path.join(shared, "fixtures", "*", "config.json"))):
     put("config", os.path.basename(os.path.dirname(fx)) + ".json", open(fx, "rb").read())
+# ... and GSA and power attention, which have no fixture: small configs with every optional part switched on.
+put("config", "gsa-tiny.json", json.dumps({"model_type": "gsa", "hidden_size": 64, "num_heads": 2, "num_kv_heads": 1, "num_hidden_layers": 2,
+    "vocab_size": 97, "num_slots": 16, "hidden_ratio": 2, "use_short_conv": True, "conv_size": 3, "feature_map": "t2r",
+    "statex_layer_num_slots": [16, 32]}))
+put("config", "power-tiny.json", json.dumps({"model_type": "power_attention", "hidden_size": 64, "num_heads": 2, "head_dim": 8,
+    "num_hidden_layers": 2, "vocab_size": 97, "degree": 2, "gating": True, "hidden_ratio": 2}))
 
 # tokenizer: each shared tokenizer.json cut to its first 300 ids and the merges among them.
 for tj in sorted(glob.glob(os.path.join(shared, "tokenizers", "*", "tokenizer.json"))):

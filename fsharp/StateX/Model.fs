@@ -500,6 +500,13 @@ module Model =
         else
             { g with LayerHeads = Some(List.ofArray heads) }
 
+    /// A layer's size times the expansion ratio, refused (not wrapped round) beyond the int range: the core's rule.
+    let private widened (layer: int) (what: string) (size: int) (ratio: int) =
+        try
+            StateExpansion.Widened(layer, what, size, ratio)
+        with :? ArgumentException as e ->
+            invalidArg "model" e.Message
+
     let private applyMamba2 (s: Mamba2Spec) (e: Expansion) =
         let ratio, init =
             match e.Rewrite with
@@ -515,7 +522,7 @@ module Model =
                 | Some l -> l.[i]
                 | None -> s.DState)
         for i in expandedLayers s.Layers e do
-            sizes.[i] <- sizes.[i] * ratio
+            sizes.[i] <- widened i "d_state" sizes.[i] ratio
         if Array.forall ((=) sizes.[0]) sizes then
             { s with DState = sizes.[0]; LayerStates = None }
         else
@@ -541,7 +548,7 @@ module Model =
                 | Some l -> l.[i]
                 | None -> a.Slots)
         for i in expandedLayers a.Layers e do
-            slots.[i] <- slots.[i] * ratio
+            slots.[i] <- widened i "num_slots" slots.[i] ratio
         if Array.forall ((=) slots.[0]) slots then
             { a with Slots = slots.[0]; LayerSlots = None }
         else
@@ -1026,8 +1033,14 @@ module Model =
             let c = mamba2Config m
             ParameterBudget.Check("the model description", c.ParameterTerms())
             new Mamba2ForCausalLM(c) :> ICausalLanguageModel
-        | Gsa _ -> new GsaForCausalLM(gsaConfig m) :> ICausalLanguageModel
-        | Power _ -> new PowerForCausalLM(powerConfig m) :> ICausalLanguageModel
+        | Gsa _ ->
+            let c = gsaConfig m
+            ParameterBudget.Check("the model description", c.ParameterTerms())
+            new GsaForCausalLM(c) :> ICausalLanguageModel
+        | Power _ ->
+            let c = powerConfig m
+            ParameterBudget.Check("the model description", c.ParameterTerms())
+            new PowerForCausalLM(c) :> ICausalLanguageModel
 
     /// Applies the description's expansions, in order, to a core model shaped as the unexpanded description
     /// (a pretrained checkpoint); returns each step's result (the last one's Model is the expanded model).

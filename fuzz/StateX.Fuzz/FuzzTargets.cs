@@ -1,9 +1,11 @@
 using System.Text;
 using StateX.Data;
 using StateX.Gla;
+using StateX.Gsa;
 using StateX.IO;
 using StateX.Mamba2;
 using StateX.Models;
+using StateX.Power;
 using StateX.Tokenization;
 using StateX.Training;
 
@@ -72,6 +74,8 @@ public static class FuzzTargets
             c => GlaConfig.FromJson(c).ParameterTerms(),
             c => Mamba2Config.FromHuggingFace(c).ParameterTerms(),
             c => Mamba2Config.FromMambaSsm(c).ParameterTerms(),
+            c => GsaConfig.FromJson(c).ParameterTerms(),
+            c => PowerConfig.FromJson(c).ParameterTerms(),
         };
         Exception? first = null;
         foreach (var read in families)

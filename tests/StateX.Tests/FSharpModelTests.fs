@@ -119,6 +119,19 @@ let tests =
                     (name + ": parameters per layer")
         }
 
+        test "the core's size check counts what is built: ParameterTerms of every description's config sum to its parameters" {
+            for name, d in descriptions do
+                let terms =
+                    match d.Arch with
+                    | Gla _ -> (Model.glaConfig d).ParameterTerms()
+                    | Mamba2 _ -> (Model.mamba2Config d).ParameterTerms()
+                    | Gsa _ -> (Model.gsaConfig d).ParameterTerms()
+                    | Power _ -> (Model.powerConfig d).ParameterTerms()
+                let model = Model.create d
+                use _ = model.Module
+                Expect.equal (int64 (ParameterBudget.Parameters terms)) (paramsOf model) (name + ": counted before allocation = built")
+        }
+
         test "a description's config.json loads in the core and reads back as the flattened description" {
             let dir = Fixtures.tempDir ()
             for name, d in descriptions do

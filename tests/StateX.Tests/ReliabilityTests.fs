@@ -8,10 +8,14 @@ open System.IO
 open System.Text.Json.Nodes
 open Expecto
 open TorchSharp
+open StateX
 open StateX.IO
 open StateX.Gla
 open StateX.Mamba2
+open StateX.Gsa
+open StateX.Power
 open StateX.Models
+open StateX.Expansion
 open StateX.Evaluation
 
 /// Sets one element of `tensor` in `dir`/model.safetensors to `value`, keeping every other tensor and the metadata.
@@ -34,6 +38,8 @@ let private termsOf (text: string) =
     match c.Root.["model_type"] with
     | null -> (Mamba2Config.FromMambaSsm c).ParameterTerms()
     | t when t.ToString() = "gla" -> (GlaConfig.FromJson c).ParameterTerms()
+    | t when t.ToString() = "gsa" -> (GsaConfig.FromJson c).ParameterTerms()
+    | t when t.ToString() = "power_attention" -> (PowerConfig.FromJson c).ParameterTerms()
     | _ -> (Mamba2Config.FromHuggingFace c).ParameterTerms()
 
 let private createFrom (text: string) =
@@ -71,6 +77,18 @@ let tests =
                 sprintf
                     """{"model_type": "gla", "hidden_size": 64, "num_heads": 2, "num_hidden_layers": 2, "vocab_size": 97, "gate_low_rank_dim": 8 %s}"""
                     extra
+            // A base config with `extra` ("key": value, ...) set over it: a variant may change a key the base has.
+            let over (baseText: string) (extra: string) =
+                let o = JsonNode.Parse(baseText).AsObject()
+                for kv in JsonNode.Parse("{" + extra.TrimStart(' ', ',') + "}").AsObject() |> List.ofSeq do
+                    o.[kv.Key] <- (if isNull kv.Value then null else kv.Value.DeepClone())
+                o.ToJsonString()
+            let gsa =
+                over
+                    """{"model_type": "gsa", "hidden_size": 64, "num_heads": 2, "num_hidden_layers": 2, "vocab_size": 97, "num_slots": 16, "hidden_ratio": 2, "tie_word_embeddings": true}"""
+            let power =
+                over
+                    """{"model_type": "power_attention", "hidden_size": 64, "num_heads": 2, "head_dim": 8, "num_hidden_layers": 2, "vocab_size": 97, "hidden_ratio": 2}"""
             let hf (extra: string) =
                 sprintf
                     """{"model_type": "mamba2", "hidden_size": 32, "num_heads": 4, "head_dim": 16, "num_hidden_layers": 2, "vocab_size": 97, "state_size": 8, "n_groups": 2 %s}"""
@@ -88,6 +106,16 @@ let tests =
                     hf """, "use_bias": true, "use_conv_bias": false, "tie_word_embeddings": false, "layer_state_sizes": [8, 24]"""
                     "mamba_ssm",
                     """{"d_model": 32, "n_layer": 2, "vocab_size": 97, "ssm_cfg": {"layer": "Mamba2", "d_state": 8, "headdim": 16, "ngroups": 2}}"""
+                    "gsa", gsa ""
+                    "gsa kv heads, short conv, t2r, untied, no affine, intermediate size",
+                    gsa
+                        """, "num_heads": 4, "num_kv_heads": 2, "use_short_conv": true, "conv_size": 3, "feature_map": "t2r", "tie_word_embeddings": false, "elementwise_affine": false, "intermediate_size": 96"""
+                    "gsa per-layer slots", gsa """, "statex_layer_num_slots": [8, 24]"""
+                    "gsa slots from the head width (num_slots null), expand_k", gsa """, "num_slots": null, "expand_k": 0.5"""
+                    "power attention", power ""
+                    "power attention without gating, tied, intermediate size",
+                    power """, "gating": false, "tie_word_embeddings": true, "intermediate_size": 40, "degree": 4"""
+                    "power attention, hidden ratio 3, three layers", power """, "hidden_ratio": 3, "num_hidden_layers": 3"""
                 ] do
                 test (sprintf "the counted parameters are the built model's: %s" name) {
                     let m = createFrom text
@@ -124,6 +152,152 @@ let tests =
                     e.Message
                     "the embeddings: vocab_size = 2000000000 × hidden_size = 65536"
                     "names the largest part's keys"
+            }
+
+            // The whole message, so that a change of wording or of the part blamed is seen; only the machine's limit varies.
+            let refusal (path: string) (needs: string) (parameters: string) (largest: string) =
+                let struct (limit, where) = ParameterBudget.HostLimit()
+                sprintf
+                    "%s: the model needs %s (%s parameters in float32), more than %s (%s); the largest part is %s"
+                    path
+                    needs
+                    parameters
+                    where
+                    (ParameterBudget.FormatBytes(float limit))
+                    largest
+
+            test "a GSA config with too many slots is refused in one line naming num_slots, before any tensor is allocated" {
+                let text =
+                    """{"model_type": "gsa", "hidden_size": 1024, "num_heads": 2, "num_hidden_layers": 2, "vocab_size": 97, "num_slots": 2000000000}"""
+                let c = ConfigJson.Parse(text, "/x/gsa/config.json")
+                let family = Checkpoint.Families |> Seq.find (fun f -> f.Recognizes c)
+                let e = raises<ConfigException> (fun () -> family.Create(c, Action<string>(ignore)) |> ignore) "refused"
+                Expect.equal
+                    e.Message
+                    (refusal
+                        "/x/gsa/config.json"
+                        "29.8 TiB"
+                        "8,192,025,895,936"
+                        "the slot gates of 2 layers: num_slots = 2000000000 × num_kv_heads = 2 × hidden_size = 1024 × num_hidden_layers = 2")
+                    "the whole message"
+            }
+
+            test "a power-attention config with an impossible head width is refused in one line naming head_dim" {
+                let text =
+                    """{"model_type": "power_attention", "hidden_size": 256, "num_heads": 4, "head_dim": 1000000000, "num_hidden_layers": 2, "vocab_size": 97}"""
+                let c = ConfigJson.Parse(text, "/x/power/config.json")
+                let family = Checkpoint.Families |> Seq.find (fun f -> f.Recognizes c)
+                let e = raises<ConfigException> (fun () -> family.Create(c, Action<string>(ignore)) |> ignore) "refused"
+                Expect.equal
+                    e.Message
+                    (refusal
+                        "/x/power/config.json"
+                        "29.8 TiB"
+                        "8,192,001,232,648"
+                        "2 layers: num_hidden_layers = 2 × (hidden_size = 256, num_heads = 4 × head_dim = 1000000000, MLP width 768 from hidden_ratio = 4)")
+                    "the whole message"
+            }
+
+            test "GSA and power-attention descriptions too large are refused by Model.create, naming the key" {
+                let gsa = Model.gsa { GsaSpec.tiny with Slots = 2000000000; Hidden = 1024 }
+                let e = raises<ConfigException> (fun () -> Model.create gsa |> ignore) "refused"
+                Expect.stringStarts e.Message "the model description: the model needs " "names the description"
+                Expect.stringEnds
+                    e.Message
+                    "the largest part is the slot gates of 2 layers: num_slots = 2000000000 × num_kv_heads = 2 × hidden_size = 1024 × num_hidden_layers = 2"
+                    "blames the slots"
+                let power = Model.power { PowerSpec.tiny with Vocab = 2000000000; Hidden = 4096 }
+                let e = raises<ConfigException> (fun () -> Model.create power |> ignore) "refused"
+                Expect.stringContains
+                    e.Message
+                    "the largest part is the embeddings: vocab_size = 2000000000 × hidden_size = 4096"
+                    "blames the vocabulary"
+            }
+
+            test "GSA slot expansion to an impossible size is refused before the expanded model is built" {
+                // 16 slots × 130,000,000 = 2,080,000,000 per layer: 31 TiB of slot gates at hidden size 1024.
+                let m = Model.gsa { GsaSpec.tiny with Hidden = 1024 }
+                let lm = Model.create m
+                use _ = lm.Module
+                let e =
+                    raises<ConfigException> (fun () -> Model.expandModel (m |> Expand.all (State(130000000, Copy))) lm |> ignore) "refused"
+                Expect.stringStarts e.Message "the expanded model: the model needs " "names the expanded model"
+                Expect.stringEnds
+                    e.Message
+                    "the largest part is the slot gates of 2 layers: num_slots = 2080000000 × num_kv_heads = 2 × hidden_size = 1024 × num_hidden_layers = 2"
+                    "and the slots it would have"
+            }
+
+            test "an expansion ratio whose product overflows 32 bits is refused, not wrapped round to a small size" {
+                // 16 × 268,435,457 = 2^32 + 16, which 32-bit arithmetic wraps round to 16: the "expanded" model would be
+                // the base, its state and parameters as before, a silent wrong number (and the core's copy of the slots
+                // then asks libtorch for 2^32 rows).
+                let ratio = 268435457
+                for name, m in [ "GSA slots", Model.gsa GsaSpec.tiny; "Mamba2 state", Model.mamba2 Mamba2Spec.tiny ] do
+                    let e = raises<ArgumentException> (fun () -> m |> Expand.all (State(ratio, Copy)) |> Model.flatten |> ignore) name
+                    Expect.stringContains e.Message (sprintf "16 × %d = 4294967312" ratio) (name + ": the description names the product")
+                    let lm = Model.create m
+                    use _ = lm.Module
+                    let request = Model.request (m |> Expand.all (State(ratio, Copy))).Expansions.Head
+                    let e = raises<ArgumentException> (fun () -> StateExpansion.Apply(lm, request) |> ignore) name
+                    Expect.stringContains e.Message (sprintf "16 × %d = 4294967312" ratio) (name + ": the core names the product")
+            }
+
+            test "a GSA slot list that is not integers and MLP widths that are not positive are refused by key (found by fuzzing)" {
+                let refused (text: string) =
+                    let c = ConfigJson.Parse(text, "/x/config.json")
+                    let family = Checkpoint.Families |> Seq.find (fun f -> f.Recognizes c)
+                    (raises<ConfigException> (fun () -> family.Create(c, Action<string>(ignore)) |> ignore) text).Message
+                let gsa extra =
+                    sprintf
+                        """{"model_type": "gsa", "hidden_size": 64, "num_heads": 2, "num_hidden_layers": 2, "vocab_size": 97, %s}"""
+                        extra
+                // These used to escape as an InvalidOperationException or NullReferenceException naming no file.
+                Expect.equal
+                    (refused (gsa """ "statex_layer_num_slots": ["x", 2]"""))
+                    "/x/config.json: key 'statex_layer_num_slots[0]' should be a number, got \"x\""
+                    "a string"
+                Expect.equal
+                    (refused (gsa """ "statex_layer_num_slots": [null, 2]"""))
+                    "/x/config.json: key 'statex_layer_num_slots[0]' should be a number, got null"
+                    "a null"
+                Expect.equal
+                    (refused (gsa """ "statex_layer_num_slots": [16, 1.5]"""))
+                    "/x/config.json: key 'statex_layer_num_slots[1]' should be an integer, got 1.5"
+                    "a fraction"
+                Expect.equal
+                    (refused (gsa """ "statex_layer_num_slots": [3000000000, 2]"""))
+                    "/x/config.json: key 'statex_layer_num_slots[0]' should be an integer, got 3000000000"
+                    "beyond the int range"
+                Expect.equal (refused (gsa """ "hidden_ratio": -3""")) "/x/config.json: 'hidden_ratio' must be positive" "GSA hidden_ratio"
+                Expect.equal
+                    (refused
+                        """{"model_type": "power_attention", "hidden_size": 64, "num_heads": 2, "head_dim": 8, "vocab_size": 97, "intermediate_size": -5}""")
+                    "/x/config.json: 'intermediate_size' must be positive"
+                    "power intermediate_size"
+            }
+
+            test "statex train --config on a GSA config too large prints one line naming num_slots" {
+                let cfg = Path.Combine(Fixtures.tempDir (), "config.json")
+                File.WriteAllText(
+                    cfg,
+                    """{"model_type": "gsa", "hidden_size": 1024, "num_heads": 2, "num_hidden_layers": 2, "vocab_size": 260, "num_slots": 2000000000}"""
+                )
+                let r =
+                    Cli.runWith [ "OMP_NUM_THREADS", "1" ] 120 [
+                        "train"
+                        "--config"
+                        cfg
+                        "--data"
+                        "synth:mqar:pairs=4:len=32:vocab=256"
+                        "--steps"
+                        "1"
+                        "--device"
+                        "cpu"
+                        "--out"
+                        Path.Combine(Fixtures.tempDir (), "run")
+                    ]
+                expectOneLine r [ cfg; "num_slots = 2000000000"; "TiB" ]
             }
 
             test "a size beyond the int range is an error naming the key, not a wrap-around" {

@@ -42,7 +42,7 @@ public sealed class GsaSlotExpansion : IStateExpander
         int r = widen.Ratio;
         var cfg = src.Config;
         var slots = Enumerable.Range(0, cfg.NumHiddenLayers).Select(cfg.SlotsOf).ToArray();
-        foreach (var i in layers) slots[i] *= r;
+        foreach (var i in layers) slots[i] = StateExpansion.Widened(i, "num_slots", slots[i], r);
         // A uniform result is a plain fla model (readable by fla itself); only mixed layers need the StateX key.
         var newCfg = slots.Distinct().Count() == 1
             ? cfg with { NumSlots = slots[0], LayerNumSlots = null }
@@ -51,6 +51,7 @@ public sealed class GsaSlotExpansion : IStateExpander
         var srcParams = src.named_parameters().ToDictionary(p => p.name, p => p.parameter);
         var device = srcParams.Values.First().device;
         var dtype = srcParams.Values.First().dtype;
+        Models.ParameterBudget.Check("the expanded model", newCfg.ParameterTerms(), device, dtype);
         // Every tensor of the new model is overwritten below; the constructor's draws do not matter.
         var dst = TorchRandom.Exclusive(() => new GsaForCausalLM(newCfg));
         dst.to(device).to(dtype);

@@ -47,7 +47,7 @@ public sealed class Mamba2StateWidening : IStateExpander
         int r = widen.Ratio;
         var cfg = src.Config;
         var sizes = Enumerable.Range(0, cfg.NumLayers).Select(cfg.StateSizeOf).ToArray();
-        foreach (var i in layers) sizes[i] *= r;
+        foreach (var i in layers) sizes[i] = StateExpansion.Widened(i, "d_state", sizes[i], r);
         var newCfg = sizes.Distinct().Count() == 1
             ? cfg with { StateSize = sizes[0], LayerStateSizes = null }
             : cfg with { LayerStateSizes = sizes };

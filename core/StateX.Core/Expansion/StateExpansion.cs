@@ -34,6 +34,19 @@ public static class StateExpansion
         new GlaHeadMerge(), new Mamba2StateWidening(), new GsaSlotExpansion(),
     };
 
+    /// <summary>
+    /// A layer's <paramref name="size"/> (d_state, slots) times the expansion ratio, refused when the product leaves
+    /// the int range rather than wrapped round (16 × 268,435,457 would wrap to 16: the "expanded" model would be the
+    /// base, silently).
+    /// </summary>
+    public static int Widened(int layer, string what, int size, int ratio)
+    {
+        long product = (long)size * ratio;
+        return product <= int.MaxValue
+            ? (int)product
+            : throw new ArgumentException($"layer {layer}: {what} would be {size} × {ratio} = {product}, more than {int.MaxValue}: the expansion ratio is too large");
+    }
+
     public static ExpansionResult Apply(ICausalLanguageModel model, ExpansionRequest request)
     {
         var expander = Expanders.FirstOrDefault(e => e.Handles(model))

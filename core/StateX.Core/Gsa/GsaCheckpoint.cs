@@ -13,7 +13,12 @@ public sealed class GsaCheckpointFamily : ICheckpointFamily
     public bool Recognizes(ConfigJson config) => config.Root["model_type"]?.ToString() == "gsa";
     public ICausalLanguageModel Load(string directory, ConfigJson config, Device? device, ScalarType? dtype, Action<string>? warn, bool allowNonFinite = false) =>
         GsaCheckpoint.Load(directory, config, device, dtype, warn, allowNonFinite);
-    public ICausalLanguageModel Create(ConfigJson config, Action<string>? warn) => TorchRandom.Exclusive(() => new GsaForCausalLM(GsaConfig.FromJson(config, warn)));
+    public ICausalLanguageModel Create(ConfigJson config, Action<string>? warn)
+    {
+        var cfg = GsaConfig.FromJson(config, warn);
+        ParameterBudget.Check(config.Path, cfg.ParameterTerms());
+        return TorchRandom.Exclusive(() => new GsaForCausalLM(cfg));
+    }
 }
 
 public static class GsaCheckpoint
@@ -31,6 +36,7 @@ public static class GsaCheckpoint
     public static GsaForCausalLM Load(string directory, ConfigJson config, Device? device, ScalarType? dtype, Action<string>? warn, bool allowNonFinite = false)
     {
         var cfg = GsaConfig.FromJson(config, warn);
+        ParameterBudget.Check(config.Path, cfg.ParameterTerms(), device, dtype);
         using var weights = CheckpointWeights.Open(directory, allowNonFinite, warn);
         var type = dtype ?? weights.StoredType("model.embeddings.weight");
         var lm = TorchRandom.Exclusive(() => new GsaForCausalLM(cfg));

@@ -127,7 +127,8 @@ public sealed record GsaConfig
             FuseLinearCrossEntropy = c.Bool("fuse_linear_cross_entropy", false),
             VocabSize = c.Int("vocab_size", 32000),
             DType = c.String("dtype") ?? c.String("torch_dtype"),
-            LayerNumSlots = c.Node("statex_layer_num_slots") is JsonArray a ? a.Select(x => x!.GetValue<int>()).ToArray() : null,
+            LayerNumSlots = c.Node("statex_layer_num_slots") is JsonArray ? c.Doubles("statex_layer_num_slots").Select((d, i) => d == Math.Floor(d) && Math.Abs(d) <= int.MaxValue ? (int)d
+                : throw new ConfigException($"{c.Path}: key 'statex_layer_num_slots[{i}]' should be an integer, got {d}")).ToArray() : null,
         };
         cfg.Validate(c.Path);
         if (c.UnknownKeysWarning() is { } w) warn?.Invoke(w);
@@ -149,6 +150,8 @@ public sealed record GsaConfig
         int kv = NumKvHeads ?? NumHeads;
         if (kv <= 0 || NumHeads % kv != 0) Fail("num_kv_heads", $"= {kv} does not divide num_heads = {NumHeads}");
         if (NumSlots is <= 0) Fail("num_slots", "must be positive");
+        if (IntermediateSize is <= 0) Fail("intermediate_size", "must be positive");
+        if (HiddenRatio is <= 0) Fail("hidden_ratio", "must be positive");
         if (LayerNumSlots is { } l)
         {
             if (l.Count != NumHiddenLayers) Fail("statex_layer_num_slots", $"lists {l.Count} layers, the model has {NumHiddenLayers}");
@@ -157,6 +160,42 @@ public sealed record GsaConfig
         if (!FeatureMaps.Contains(FeatureMap)) Fail("feature_map", $"= \"{FeatureMap}\" is not one of {string.Join(", ", FeatureMaps)}");
         if (UseShortConv && ConvSize < 1) Fail("conv_size", "must be at least 1");
         if (GateLogitNormalizer == 0) Fail("gate_logit_normalizer", "must not be 0");
+    }
+
+    /// <summary>
+    /// The parameters this configuration builds, by part, counted without building it (the terms match
+    /// <see cref="GsaForCausalLM"/>'s modules one for one; a test holds the sum to the built model's count).
+    /// Computed in doubles from the keys themselves (not <see cref="KeyDim"/> or <see cref="MlpIntermediateSize"/>,
+    /// which are ints) so that a config too large to build is still sized, and refused, by
+    /// <see cref="Models.ParameterBudget"/>. The slot gates (f_proj, the only part that grows with num_slots) are a
+    /// term of their own, so that a slot count too large is named as such.
+    /// </summary>
+    public IReadOnlyList<Models.ParameterTerm> ParameterTerms()
+    {
+        double h = HiddenSize, k = Math.Floor(HiddenSize * ExpandK), v = Math.Floor(HiddenSize * ExpandV);
+        double heads = NumHeads, kv = NumKvHeads ?? NumHeads, dk = Math.Floor(k / heads), kg = kv * dk, vg = kv * Math.Floor(v / heads);
+        double inter = IntermediateSize ?? 256 * Math.Ceiling(Math.Floor(h * (HiddenRatio ?? 4) * 2.0 / 3.0) / 256);
+        double layers = 0, gates = 0;
+        for (int i = 0; i < NumHiddenLayers; i++)
+        {
+            double slots = LayerNumSlots is { } l ? l[i] : NumSlots ?? dk;
+            gates += h * kv * slots;
+            double attn = h * k + h * kg + h * vg + v * h + (UseShortConv ? (k + kg + vg) * ConvSize : 0)
+                + (FeatureMap == "t2r" ? dk * dk : 0) + (ElementwiseAffine ? h : 0);
+            layers += 2 * h + attn + 3 * h * inter;
+        }
+        string size = $"hidden_size = {HiddenSize}";
+        string slotKeys = LayerNumSlots is { } per
+            ? $"statex_layer_num_slots = [{string.Join(", ", per)}]"
+            : NumSlots is { } m ? $"num_slots = {m}" : $"num_slots = head_k_dim = {dk}";
+        return
+        [
+            new("the embeddings", VocabSize * h, $"vocab_size = {VocabSize} × {size}"),
+            new($"{NumHiddenLayers} layers", layers, $"num_hidden_layers = {NumHiddenLayers} × ({size}, expand_k = {ExpandK}, num_heads = {NumHeads}, MLP width {inter} from {(IntermediateSize is null ? $"hidden_ratio = {HiddenRatio ?? 4}" : "intermediate_size")})"),
+            new($"the slot gates of {NumHiddenLayers} layers", gates, $"{slotKeys} × num_kv_heads = {kv} × {size} × num_hidden_layers = {NumHiddenLayers}"),
+            new("the final norm", h, size),
+            new("the LM head", TieWordEmbeddings ? 0 : VocabSize * h, $"vocab_size = {VocabSize} × {size} (tie_word_embeddings = false)"),
+        ];
     }
 
     /// <summary>fla's config.json for this configuration (keys as GSAConfig stores them).</summary>

@@ -13,7 +13,12 @@ public sealed class PowerCheckpointFamily : ICheckpointFamily
     public bool Recognizes(ConfigJson config) => config.Root["model_type"]?.ToString() == "power_attention";
     public ICausalLanguageModel Load(string directory, ConfigJson config, Device? device, ScalarType? dtype, Action<string>? warn, bool allowNonFinite = false) =>
         PowerCheckpoint.Load(directory, config, device, dtype, warn, allowNonFinite);
-    public ICausalLanguageModel Create(ConfigJson config, Action<string>? warn) => TorchRandom.Exclusive(() => new PowerForCausalLM(PowerConfig.FromJson(config, warn)));
+    public ICausalLanguageModel Create(ConfigJson config, Action<string>? warn)
+    {
+        var cfg = PowerConfig.FromJson(config, warn);
+        ParameterBudget.Check(config.Path, cfg.ParameterTerms());
+        return TorchRandom.Exclusive(() => new PowerForCausalLM(cfg));
+    }
 }
 
 public static class PowerCheckpoint
@@ -21,6 +26,7 @@ public static class PowerCheckpoint
     public static PowerForCausalLM Load(string directory, ConfigJson config, Device? device, ScalarType? dtype, Action<string>? warn, bool allowNonFinite = false)
     {
         var cfg = PowerConfig.FromJson(config, warn);
+        ParameterBudget.Check(config.Path, cfg.ParameterTerms(), device, dtype);
         using var weights = CheckpointWeights.Open(directory, allowNonFinite, warn);
         var type = dtype ?? weights.StoredType("model.embeddings.weight");
         var lm = TorchRandom.Exclusive(() => new PowerForCausalLM(cfg));

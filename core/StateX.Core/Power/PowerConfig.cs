@@ -77,7 +77,30 @@ public sealed record PowerConfig
         if (HeadDim <= 0) Fail("head_dim", "must be positive");
         if (Degree <= 0 || Degree % 2 != 0) Fail("degree", $"= {Degree} must be a positive even number");
         if (ChunkSize <= 0) Fail("chunk_size", "must be positive");
+        if (IntermediateSize is <= 0) Fail("intermediate_size", "must be positive");
+        if (HiddenRatio is <= 0) Fail("hidden_ratio", "must be positive");
         if (VocabSize <= 0) Fail("vocab_size", "must be positive");
+    }
+
+    /// <summary>
+    /// The parameters this configuration builds, by part, counted without building it (the terms match
+    /// <see cref="PowerForCausalLM"/>'s modules one for one; a test holds the sum to the built model's count).
+    /// Computed in doubles so that a config too large to build is still sized, and refused, by
+    /// <see cref="Models.ParameterBudget"/>. The degree sets the state, not the parameters.
+    /// </summary>
+    public IReadOnlyList<Models.ParameterTerm> ParameterTerms()
+    {
+        double h = HiddenSize, heads = NumHeads, width = heads * HeadDim;
+        double inter = IntermediateSize ?? 256 * Math.Ceiling(Math.Floor(h * (HiddenRatio ?? 4) * 2.0 / 3.0) / 256);
+        double layer = 2 * h + 4 * h * width + (Gating ? h * heads + heads : 0) + 3 * h * inter;
+        string size = $"hidden_size = {HiddenSize}";
+        return
+        [
+            new("the embeddings", VocabSize * h, $"vocab_size = {VocabSize} × {size}"),
+            new($"{NumHiddenLayers} layers", NumHiddenLayers * layer, $"num_hidden_layers = {NumHiddenLayers} × ({size}, num_heads = {NumHeads} × head_dim = {HeadDim}, MLP width {inter} from {(IntermediateSize is null ? $"hidden_ratio = {HiddenRatio ?? 4}" : "intermediate_size")})"),
+            new("the final norm", h, size),
+            new("the LM head", TieWordEmbeddings ? 0 : VocabSize * h, $"vocab_size = {VocabSize} × {size} (tie_word_embeddings = false)"),
+        ];
     }
 
     public JsonObject ToJson() => new()
