@@ -270,6 +270,15 @@ let tests =
                     "/x/config.json: key 'statex_layer_num_slots[0]' should be an integer, got 3000000000"
                     "beyond the int range"
                 Expect.equal (refused (gsa """ "hidden_ratio": -3""")) "/x/config.json: 'hidden_ratio' must be positive" "GSA hidden_ratio"
+                let gla extra =
+                    sprintf
+                        """{"model_type": "gla", "hidden_size": 64, "num_heads": 2, "num_hidden_layers": 2, "vocab_size": 97, %s}"""
+                        extra
+                Expect.equal (refused (gla """ "hidden_ratio": 0""")) "/x/config.json: 'hidden_ratio' must be positive" "GLA hidden_ratio"
+                Expect.equal
+                    (refused (gla """ "intermediate_size": -5"""))
+                    "/x/config.json: 'intermediate_size' must be positive"
+                    "GLA intermediate_size"
                 Expect.equal
                     (refused
                         """{"model_type": "power_attention", "hidden_size": 64, "num_heads": 2, "head_dim": 8, "vocab_size": 97, "intermediate_size": -5}""")

@@ -138,6 +138,9 @@ public sealed record GlaConfig
         if (HiddenSize <= 0) Fail("hidden_size", "must be positive");
         if (NumHiddenLayers <= 0) Fail("num_hidden_layers", "must be positive");
         if (VocabSize <= 0) Fail("vocab_size", "must be positive");
+        // As for GSA and power attention: a non-positive MLP width otherwise reaches libtorch as a tensor size.
+        if (IntermediateSize is <= 0) Fail("intermediate_size", "must be positive");
+        if (HiddenRatio is <= 0) Fail("hidden_ratio", "must be positive");
         if (LayerNumHeads is { } l && l.Count != NumHiddenLayers)
             Fail("statex_layer_num_heads", $"lists {l.Count} layers, the model has {NumHiddenLayers}");
         for (int i = 0; i < NumHiddenLayers; i++)
