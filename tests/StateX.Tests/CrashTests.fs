@@ -7,6 +7,7 @@ open System.Diagnostics
 open System.IO
 open System.Text.Json.Nodes
 open Expecto
+open StateX.Tests.MetricsLines
 open StateX.IO
 open StateX.Training
 
@@ -64,24 +65,6 @@ let private lastComplete (run: string) =
     |> Seq.tryFind (fun struct (_, d) -> isNull (CheckpointStore.Validate d))
     |> Option.map (fun struct (s, _) -> s)
     |> Option.defaultValue 0
-
-let private completeLines (path: string) =
-    if not (File.Exists path) then
-        [||]
-    else
-        File.ReadAllLines path
-        |> Array.filter (fun l ->
-            try
-                not (isNull (JsonNode.Parse l))
-            with _ ->
-                false)
-
-let private stepOf (line: string) = JsonNode.Parse(line).["step"].GetValue<int>()
-
-/// The fields of a metrics line that do not depend on timing.
-let private deterministic (line: string) =
-    let o = JsonNode.Parse(line)
-    [ for k in [ "step"; "loss"; "lr"; "grad_norm"; "tokens" ] -> o.[k].ToJsonString() ] |> String.concat " "
 
 let private resumeLines (run: string) =
     let log = Path.Combine(run, "log.txt")

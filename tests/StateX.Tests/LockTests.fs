@@ -38,20 +38,7 @@ let private sweepFile () =
     )
     dir, file
 
-let private start (args: string list) =
-    let psi = ProcessStartInfo("dotnet", RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false)
-    psi.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "StateX.Cli.dll"))
-    for a in args do
-        psi.ArgumentList.Add a
-    psi.Environment.["OMP_NUM_THREADS"] <- "1"
-    let p = Process.Start psi
-    let out = Text.StringBuilder()
-    let add (e: DataReceivedEventArgs) = if not (isNull e.Data) then lock out (fun () -> out.AppendLine e.Data |> ignore)
-    p.OutputDataReceived.Add add
-    p.ErrorDataReceived.Add add
-    p.BeginOutputReadLine()
-    p.BeginErrorReadLine()
-    p, (fun () -> lock out (fun () -> out.ToString()))
+let private start (args: string list) = Cli.start [ "OMP_NUM_THREADS", Some "1" ] args
 
 let private finish (p: Process, text: unit -> string) =
     if not (p.WaitForExit 300_000) then

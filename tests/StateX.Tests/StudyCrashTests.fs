@@ -8,6 +8,7 @@ open System.IO
 open System.Text.Json.Nodes
 open System.Text.RegularExpressions
 open Expecto
+open StateX.Tests.MetricsLines
 open StateX.IO
 open StateX.Training
 
@@ -33,22 +34,7 @@ let private workerArgs (out: string) (arm: string) = [
 
 /// Starts a worker (`crashAt`: STATEX_CRASH_AT for it); returns the process and its output so far (stdout and stderr).
 let private start (out: string) (arm: string) (crashAt: string option) =
-    let psi = ProcessStartInfo("dotnet", RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false)
-    psi.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "StateX.Cli.dll"))
-    for a in workerArgs out arm do
-        psi.ArgumentList.Add a
-    psi.Environment.["OMP_NUM_THREADS"] <- "1"
-    match crashAt with
-    | Some c -> psi.Environment.[CrashPoints.Variable] <- c
-    | None -> psi.Environment.Remove CrashPoints.Variable |> ignore
-    let p = Process.Start psi
-    let text = Text.StringBuilder()
-    let add (e: DataReceivedEventArgs) = if not (isNull e.Data) then lock text (fun () -> text.AppendLine e.Data |> ignore)
-    p.OutputDataReceived.Add add
-    p.ErrorDataReceived.Add add
-    p.BeginOutputReadLine()
-    p.BeginErrorReadLine()
-    p, (fun () -> lock text (fun () -> text.ToString()))
+    Cli.start [ "OMP_NUM_THREADS", Some "1"; CrashPoints.Variable, crashAt ] (workerArgs out arm)
 
 /// Waits for a worker; its exit code and output.
 let private finish (p: Process, text: unit -> string) =
@@ -87,24 +73,6 @@ let private outputsOf (dir: string) = [
     for f in [ "done.json"; "metrics.jsonl"; Path.Combine("model", "model.safetensors"); "results.jsonl" ] ->
         f, bytesOr (Path.Combine(dir, f))
 ]
-
-let private completeLines (path: string) =
-    if not (File.Exists path) then
-        [||]
-    else
-        File.ReadAllLines path
-        |> Array.filter (fun l ->
-            try
-                JsonNode.Parse l |> isNull |> not
-            with _ ->
-                false)
-
-let private stepOf (line: string) = JsonNode.Parse(line).["step"].GetValue<int>()
-
-/// The fields of a metrics line that do not depend on timing.
-let private deterministic (line: string) =
-    let o = JsonNode.Parse(line)
-    [ for k in [ "step"; "loss"; "lr"; "grad_norm"; "tokens" ] -> o.[k].ToJsonString() ] |> String.concat " "
 
 /// The newest checkpoint of a training stage whose manifest holds, or 0.
 let private lastComplete (dir: string) =
